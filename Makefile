@@ -1,0 +1,37 @@
+# One-stop entry points. Every target sets up its own virtual environment,
+# so `make demo` and `make test` work on a fresh machine.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# The CPU build of PyTorch (a local file on the project's machines); GPU users
+# install their CUDA build of torch first (see README) and it is kept.
+TORCH  ?= torch==2.13.0
+
+.PHONY: setup test demo bench bench-quick docs asan clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev,data,docs]"
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q -ra tests
+
+demo: setup
+	$(PY) -m snntorch_sparse.demo
+
+bench: setup
+	$(PY) -m snntorch_sparse.bench
+
+bench-quick: setup
+	$(PY) -m snntorch_sparse.bench --quick
+
+docs: setup
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+clean:
+	rm -rf $(VENV) build docs/_build *.egg-info

@@ -1,0 +1,53 @@
+"""snntorch-sparse: sparse spiking gradient descent and BlocTrain for snnTorch.
+
+Importing the package registers its classes into snnTorch's namespaces:
+``snntorch.SparseLeaky``, ``snntorch.SparseLinearLeaky``,
+``snntorch.surrogate.sparse_fast_sigmoid`` and friends.
+"""
+from __future__ import annotations
+
+import snntorch as _snn
+import snntorch.surrogate as _snn_surrogate
+
+from . import surrogate
+from .convert import desparsify, sparsify, TimeDistributed
+from .functional import LIFConfig, sparse_lif
+from .layers import SparseLinearLeaky
+from .neurons import SparseLeaky
+from .surrogate import sparse_atan, sparse_fast_sigmoid, sparse_sigmoid, sparsify_surrogate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SparseLeaky",
+    "SparseLinearLeaky",
+    "TimeDistributed",
+    "sparsify",
+    "desparsify",
+    "sparse_lif",
+    "LIFConfig",
+    "surrogate",
+    "sparse_fast_sigmoid",
+    "sparse_atan",
+    "sparse_sigmoid",
+    "sparsify_surrogate",
+    "register",
+]
+
+
+def register() -> None:
+    """Expose the sparse classes and surrogates in snnTorch's namespaces (idempotent).
+
+    Only new names are added; nothing snnTorch already defines is replaced.
+    """
+    for name, obj in (("SparseLeaky", SparseLeaky), ("SparseLinearLeaky", SparseLinearLeaky),
+                      ("sparsify", sparsify)):
+        if getattr(_snn, name, obj) is obj:
+            setattr(_snn, name, obj)
+    for name, obj in (("sparse_fast_sigmoid", sparse_fast_sigmoid), ("sparse_atan", sparse_atan),
+                      ("sparse_sigmoid", sparse_sigmoid), ("sparsify_surrogate", sparsify_surrogate)):
+        if getattr(_snn_surrogate, name, obj) is obj:
+            setattr(_snn_surrogate, name, obj)
+
+
+register()

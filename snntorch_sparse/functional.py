@@ -1,0 +1,203 @@
+r"""Autograd functions of the fused multi-step LIF layers.
+
+Forward (time-major, ``T`` steps, rows ``R`` = batch, features ``N``)::
+
+    I = X Wᵀ + b                  one GEMM over all T·R rows (linear layers)
+    U, S = lif_scan(I)            snnTorch Leaky recurrence, see ops.reference
+    A = {(t, r, n): |U - θ| < B_th}   active set, kept as flat indices + σ'(U - θ)
+
+Backward, given ``∂L/∂S`` (and ``∂L/∂U`` when the membrane is an output)::
+
+    g = ∂L/∂S · σ'  on A (zero elsewhere)  [+ ∂L/∂U]
+    h = lif_scan_backward(g)      h[t] = g[t] + β h[t+1]   (= ∂L/∂I)
+    ∂L/∂W = hᵀ X                  over X's non-zeros only (X is sparse spikes)
+    ∂L/∂b = Σ_{t,r} h
+    ∂L/∂X = h W                   only on the upstream layer's active set when
+                                  X came from a sparse layer, else dense
+
+What is saved for the backward: ``W``, the active set (int64 index + σ' per
+active entry), the input's non-zero indices (values too if not binary; the
+dense input only if more than a third of it is non-zero), plus a bool spike
+tensor for reset-to-zero or a learnable threshold and the membrane for a
+learnable beta. No dense float ``[T, R, N]`` tensor is kept in the default
+configuration.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ._validation import per_feature
+from .ops import get_backend
+
+__all__ = ["LIFConfig", "sparse_lif", "ACTIVE_INDEX_ATTR"]
+
+#: Attribute under which a sparse layer's output spikes carry its active set,
+#: so the next sparse layer computes ∂L/∂X only there.
+ACTIVE_INDEX_ATTR = "_snntorch_sparse_active"
+
+# Above this input density the dense input is cheaper to keep than its indices.
+_DENSE_INPUT_DENSITY = 1.0 / 3.0
+
+
+@dataclass
+class LIFConfig:
+    """Non-tensor settings of one fused call."""
+
+    surrogate: object = None        # SparseSurrogate (None in readout mode)
+    reset_mode: int = 0             # 0 subtract, 1 zero, 2 none
+    readout: bool = False           # non-spiking: the membrane is the output
+    backend: Optional[str] = None   # None: package default
+    upstream_index: Optional[torch.Tensor] = None
+    stats: dict = field(default_factory=dict)
+
+
+def _reduce_to(grad_n: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """Sum a per-feature ``[N]`` gradient into ``param``'s shape."""
+    if param.numel() == 1:
+        return grad_n.sum().reshape(param.shape).to(param.dtype)
+    return grad_n.reshape(param.shape).to(param.dtype)
+
+
+def _shift_in_time(x: torch.Tensor) -> torch.Tensor:
+    """``y[t] = x[t-1]``, ``y[0] = 0``."""
+    y = torch.zeros_like(x)
+    y[1:] = x[:-1]
+    return y
+
+
+class _SparseLIF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, beta, threshold, cfg: LIFConfig):
+        ops = get_backend(cfg.backend, x.device)
+        T = x.shape[0]
+        if weight is not None:
+            n_in, n = weight.shape[1], weight.shape[0]
+            x2 = x.reshape(-1, n_in)
+            current = F.linear(x2, weight, bias).view(T, -1, n)
+        else:
+            n = x[0, 0].numel()
+            current = x.reshape(T, -1, n)
+        beta_v = per_feature(beta.clamp(0, 1), n, "beta", current)
+        thr_v = per_feature(threshold, n, "threshold", current)
+        spk, mem = ops.lif_scan(current.contiguous(), beta_v, thr_v, cfg.reset_mode)
+
+        empty = torch.empty(0, dtype=torch.long, device=x.device)
+        if cfg.readout:
+            act_idx, act_sg = empty, x.new_empty(0)
+        else:
+            shift = (mem - thr_v).view(-1)
+            act_idx = cfg.surrogate.active(shift).nonzero().squeeze(1)
+            act_sg = cfg.surrogate.derivative(shift.index_select(0, act_idx))
+        cfg.stats["active"] = act_idx.numel()
+        cfg.stats["total"] = mem.numel()
+        cfg.stats["index"] = act_idx
+
+        need_w = weight is not None and ctx.needs_input_grad[1]
+        x_idx, x_val, x_dense = empty, None, None
+        if need_w:
+            flat = x2.reshape(-1)
+            x_idx = flat.nonzero().squeeze(1)
+            if x_idx.numel() > _DENSE_INPUT_DENSITY * max(flat.numel(), 1):
+                x_idx, x_dense = empty, x2
+            else:
+                vals = flat.index_select(0, x_idx)
+                if not bool((vals == 1).all()):
+                    x_val = vals
+        need_spk = cfg.reset_mode == 1 or ctx.needs_input_grad[4]
+        spk_bool = (spk != 0) if need_spk else None
+        mem_kept = mem if ctx.needs_input_grad[3] else None
+
+        ctx.save_for_backward(weight, act_idx, act_sg, x_idx, x_val, x_dense, spk_bool,
+                              mem_kept, beta, threshold, beta_v, thr_v, cfg.upstream_index)
+        ctx.cfg = cfg
+        ctx.shape = (T, current.shape[1], n)
+        ctx.x_shape = x.shape
+        ctx.set_materialize_grads(False)
+        if cfg.readout:
+            ctx.mark_non_differentiable(spk)
+        spk = spk.view(*x.shape[:-1], n) if weight is not None else spk.view(x.shape)
+        mem = mem.view(spk.shape)
+        return spk, mem
+
+    @staticmethod
+    def backward(ctx, d_spk, d_mem):
+        (weight, act_idx, act_sg, x_idx, x_val, x_dense, spk_bool, mem_kept,
+         beta, threshold, beta_v, thr_v, up_idx) = ctx.saved_tensors
+        cfg = ctx.cfg
+        ops = get_backend(cfg.backend, act_sg.device)
+        T, R, n = ctx.shape
+        dtype, device = act_sg.dtype, act_sg.device
+
+        g = torch.zeros(T * R * n, dtype=dtype, device=device)
+        g_spk = None
+        if d_spk is not None and not cfg.readout and act_idx.numel():
+            g_spk = d_spk.reshape(-1).index_select(0, act_idx) * act_sg
+            g.index_copy_(0, act_idx, g_spk)
+        if d_mem is not None:
+            g = g + d_mem.reshape(-1)
+        h = ops.lif_scan_backward(g.view(T, R, n), beta_v, spk_bool if cfg.reset_mode == 1 else None,
+                                  cfg.reset_mode)
+        h2 = h.view(-1, n)
+
+        dx = dw = db = dbeta = dthr = None
+        if ctx.needs_input_grad[0]:
+            if weight is None:
+                dx = h.view(ctx.x_shape)
+            elif up_idx is not None:
+                vals = ops.sparse_input_grad(h2, weight, up_idx)
+                dx = torch.zeros(ctx.x_shape, dtype=dtype, device=device)
+                dx.view(-1).index_copy_(0, up_idx, vals)
+            else:
+                dx = (h2 @ weight).view(ctx.x_shape)
+        if weight is not None and ctx.needs_input_grad[1]:
+            if x_dense is not None:
+                dw = h2.t() @ x_dense
+            else:
+                dw = ops.sparse_weight_grad(h2, x_idx, x_val, weight.shape[1])
+        if ctx.needs_input_grad[2]:
+            db = h2.sum(0)
+        if ctx.needs_input_grad[3]:
+            mem = mem_kept.view(T, R, n)
+            prev = _shift_in_time(mem)
+            if cfg.reset_mode == 1:
+                prev = prev * (~_shift_in_time(spk_bool.view(T, R, n))).to(dtype)
+            dbeta_n = (h * prev).sum((0, 1))
+            inside = ((beta >= 0) & (beta <= 1)).to(dtype)
+            dbeta = _reduce_to(dbeta_n, beta) * inside
+        if ctx.needs_input_grad[4]:
+            dthr_n = torch.zeros(n, dtype=dtype, device=device)
+            if g_spk is not None:
+                dthr_n.index_add_(0, act_idx % n, -g_spk)
+            if cfg.reset_mode == 0:
+                prev_spk = _shift_in_time(spk_bool.view(T, R, n)).to(dtype)
+                dthr_n = dthr_n - (h * prev_spk).sum((0, 1))
+            dthr = _reduce_to(dthr_n, threshold)
+        return dx, dw, db, dbeta, dthr, None
+
+
+def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
+               beta: torch.Tensor, threshold: torch.Tensor, cfg: LIFConfig):
+    """Fused (Linear +) LIF over a whole sequence with the sparse backward.
+
+    Args:
+        x: ``[T, B, ..., N_in]`` input spikes (linear) or ``[T, B, ...]`` current.
+        weight, bias: ``nn.Linear`` parameters, or ``None`` for a neuron-only call.
+        beta, threshold: scalar or per-neuron tensors (``beta`` is clamped to [0, 1]).
+        cfg: :class:`LIFConfig`.
+
+    Returns:
+        ``(spk, mem)`` with the input's leading shape and ``N_out`` features.
+        ``spk`` carries the active set for the next sparse layer.
+    """
+    if cfg.upstream_index is None and weight is not None:
+        cfg.upstream_index = getattr(x, ACTIVE_INDEX_ATTR, None)
+    spk, mem = _SparseLIF.apply(x, weight, bias, beta, threshold, cfg)
+    index = cfg.stats.pop("index", None)
+    if not cfg.readout and spk.requires_grad:
+        # A Python attribute, so it lives exactly as long as the spike tensor.
+        setattr(spk, ACTIVE_INDEX_ATTR, index)
+    return spk, mem

@@ -1,0 +1,105 @@
+"""Sparse layers vs snnTorch's own dense BPTT with the same clamped surrogate."""
+import pytest
+import torch
+
+from helpers import dense_params, make_pair, rel_err, run_dense, run_sparse, sparse_params
+
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+def _compare(sizes, T, B, beta, threshold, bth, reset, loss, dtype, learn_beta=False,
+             learn_threshold=False, density=0.3, backend=None, x_grad=True, seed=0):
+    dense, sparse = make_pair(sizes, beta, threshold, bth, reset, dtype=dtype, learn_beta=learn_beta,
+                              learn_threshold=learn_threshold, backend=backend, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    x = (torch.rand(T, B, sizes[0], generator=g) < density).to(dtype)
+    xd = x.clone().requires_grad_(x_grad)
+    xs = x.clone().requires_grad_(x_grad)
+    rd, rs = run_dense(dense, xd), run_sparse(sparse, xs)
+    for (sd, md), (ss_, ms) in zip(rd, rs):
+        assert torch.equal(sd, ss_)
+        if dtype == torch.float32:  # bit for bit (the GEMM over T·B rows rounds like per-step)
+            assert torch.equal(md, ms)
+        else:  # float64 GEMMs may block rows differently: equal to rounding
+            torch.testing.assert_close(ms, md, rtol=1e-13, atol=1e-13)
+    w = torch.randn(rd[-1][0].shape, generator=g, dtype=dtype)
+    if loss == "spk":
+        ld, ls = (rd[-1][0] * w).sum(), (rs[-1][0] * w).sum()
+    elif loss == "mem":
+        ld, ls = (rd[-1][1] * w).sum(), (rs[-1][1] * w).sum()
+    else:  # both, and hidden spikes (a spike-count regulariser)
+        ld = (rd[-1][1] * w).sum() + (rd[-1][0] * w).sum() + sum(s.sum() for s, _ in rd[:-1]) * 0.1
+        ls = (rs[-1][1] * w).sum() + (rs[-1][0] * w).sum() + sum(s.sum() for s, _ in rs[:-1]) * 0.1
+    pd, ps = dense_params(dense), sparse_params(sparse)
+    if x_grad:
+        pd, ps = pd + [xd], ps + [xs]
+    gd = torch.autograd.grad(ld, pd, allow_unused=True)
+    gs = torch.autograd.grad(ls, ps, allow_unused=True)
+    for a, b in zip(gs, gd):
+        b = torch.zeros_like(a) if b is None else b.reshape(a.shape).to(a.dtype)
+        assert a is not None
+        assert rel_err(a, b) < TOL[dtype], (rel_err(a, b), a.shape)
+    return sparse
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("sizes", [[20, 16], [24, 18, 12], [30, 20, 20, 10]])
+@pytest.mark.parametrize("loss", ["spk", "mem", "mixed"])
+def test_stack_parity(dtype, sizes, loss):
+    _compare(sizes, T=25, B=4, beta=0.875, threshold=1.0, bth=0.4, reset="subtract", loss=loss,
+             dtype=dtype)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("beta,threshold,bth", [(0.5, 1.0, 0.2), (0.9375, 0.5, 0.3),
+                                                  (1.0, 2.0, 1.0), (0.0, 1.0, 0.5)])
+def test_neuron_settings(reset, beta, threshold, bth):
+    _compare([16, 12, 8], T=20, B=3, beta=beta, threshold=threshold, bth=bth, reset=reset,
+             loss="mixed", dtype=torch.float64)
+
+
+@pytest.mark.parametrize("T,B", [(1, 1), (1, 6), (40, 1), (3, 2)])
+def test_shapes_edge(T, B):
+    _compare([10, 7, 5], T=T, B=B, beta=0.75, threshold=1.0, bth=0.5, reset="subtract",
+             loss="mixed", dtype=torch.float64)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("learn", [(True, False), (False, True), (True, True)])
+def test_learnable_beta_threshold(reset, learn):
+    _compare([12, 10, 6], T=15, B=3, beta=0.875, threshold=1.0, bth=0.5, reset=reset,
+             loss="mixed", dtype=torch.float64, learn_beta=learn[0], learn_threshold=learn[1])
+
+
+def test_full_activity_exact():
+    sparse = _compare([12, 9, 6], T=10, B=2, beta=0.875, threshold=1.0, bth=1e9, reset="subtract",
+                      loss="mixed", dtype=torch.float64)
+    assert all(layer.activity == 1.0 for layer in sparse)
+
+
+def test_zero_activity_gives_zero_gradients():
+    dense, sparse = make_pair([10, 8, 6], 0.875, 1.0, bth=1e-12, dtype=torch.float64)
+    x = (torch.rand(10, 3, 10) < 0.3).double().requires_grad_()
+    out = run_sparse(sparse, x)
+    loss = out[-1][0].sum()
+    grads = torch.autograd.grad(loss, sparse_params(sparse) + [x], allow_unused=True)
+    assert all(layer.activity == 0.0 for layer in sparse)
+    assert all(g is not None and torch.count_nonzero(g) == 0 for g in grads)
+
+
+def test_input_not_requiring_grad():
+    _compare([14, 9], T=12, B=3, beta=0.875, threshold=1.0, bth=0.4, reset="subtract",
+             loss="spk", dtype=torch.float64, x_grad=False)
+
+
+def test_graded_input():
+    """Non-binary input works as a graded current (values are kept for dW)."""
+    dense, sparse = make_pair([10, 8], 0.875, 1.0, bth=0.5)
+    x = torch.rand(9, 3, 10, dtype=torch.float64) * (torch.rand(9, 3, 10) < 0.2)
+    (sd, md), = run_dense(dense, x)
+    (ss_, ms), = run_sparse(sparse, x)
+    torch.testing.assert_close(ms, md, rtol=1e-13, atol=1e-13)
+    gd = torch.autograd.grad((md ** 2).sum() + sd.sum(), dense_params(dense))
+    gs = torch.autograd.grad((ms ** 2).sum() + ss_.sum(), sparse_params(sparse))
+    for a, b in zip(gs, gd):
+        assert rel_err(a, b) < 1e-10
