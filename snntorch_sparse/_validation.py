@@ -23,7 +23,7 @@ def check_sequence(x, name: str, min_dim: int = 3, features: int | None = None) 
     if features is not None and x.shape[-1] != features:
         raise ValueError(f"{name} must have {features} features in its last dim, "
                          f"got shape {tuple(x.shape)}")
-    if x.numel() and not torch.isfinite(x).all():
+    if x.numel() and not torch.isfinite(x.detach()).all():
         raise ValueError(f"{name} contains NaN or inf")
 
 

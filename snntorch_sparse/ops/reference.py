@@ -40,6 +40,7 @@ any extra non-feature dimensions folded in), ``N`` features.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -51,6 +52,8 @@ RESET_SUBTRACT, RESET_ZERO, RESET_NONE = 0, 1, 2
 # Non-zeros handled per chunk in the gather-based kernels below: bounds the
 # temporary [chunk, N] buffer to a few tens of MB whatever the layer size.
 _CHUNK = 1 << 16
+# sparse_input_grad switches to a dense GEMM above 1/_DENSE_FRACTION requested entries.
+_DENSE_FRACTION = 32
 
 
 def lif_scan(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
@@ -122,17 +125,19 @@ def sparse_weight_grad(h: torch.Tensor, x_index: torch.Tensor, x_values: Optiona
     Returns:
         ``dW``, ``[N_out, N_in]``.
     """
-    n_out = h.shape[1]
-    dwt = torch.zeros(in_features, n_out, dtype=h.dtype, device=h.device)
-    for s in range(0, x_index.numel(), _CHUNK):
-        idx = x_index[s:s + _CHUNK]
-        rows = torch.div(idx, in_features, rounding_mode="floor")
-        cols = idx - rows * in_features
-        contrib = h.index_select(0, rows)
-        if x_values is not None:
-            contrib = contrib * x_values[s:s + _CHUNK, None]
-        dwt.index_add_(0, cols, contrib)
-    return dwt.t().contiguous()
+    # Xᵀ as a CSR matrix [N_in, R] (rows sorted by input feature), then one
+    # sparse-dense product: cost nnz(X)·N_out, no [nnz, N_out] temporary.
+    n_rows = h.shape[0]
+    rows = torch.div(x_index, in_features, rounding_mode="floor")
+    cols = x_index - rows * in_features
+    order = torch.argsort(cols * n_rows + rows)
+    values = torch.ones(x_index.numel(), dtype=h.dtype, device=h.device) if x_values is None else x_values
+    crow = torch.zeros(in_features + 1, dtype=torch.long, device=h.device)
+    crow[1:] = torch.bincount(cols, minlength=in_features).cumsum(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        xt = torch.sparse_csr_tensor(crow, rows[order], values[order], (in_features, n_rows))
+        return (xt @ h).t().contiguous()
 
 
 def sparse_input_grad(h: torch.Tensor, weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -147,6 +152,9 @@ def sparse_input_grad(h: torch.Tensor, weight: torch.Tensor, index: torch.Tensor
         ``[k]`` values of ``h W`` at those indices.
     """
     n_in = weight.shape[1]
+    if index.numel() * _DENSE_FRACTION > h.shape[0] * n_in:
+        # Many entries requested: one GEMM beats gathering rows of h and W.
+        return (h @ weight).view(-1).index_select(0, index)
     out = torch.empty(index.numel(), dtype=h.dtype, device=h.device)
     wt = weight.t()
     for s in range(0, index.numel(), _CHUNK):
