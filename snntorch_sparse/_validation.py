@@ -23,8 +23,23 @@ def check_sequence(x, name: str, min_dim: int = 3, features: int | None = None) 
     if features is not None and x.shape[-1] != features:
         raise ValueError(f"{name} must have {features} features in its last dim, "
                          f"got shape {tuple(x.shape)}")
-    if x.numel() and not torch.isfinite(x.detach()).all():
-        raise ValueError(f"{name} contains NaN or inf")
+    check_finite(x, name)
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """NaN/inf in ``x`` raise ``ValueError``.
+
+    Under ``torch.compile`` the check is an in-graph assertion
+    (``torch._assert_async``, a ``RuntimeError`` with the same message) so that
+    it causes no graph break; meta tensors hold no data and are not checked.
+    """
+    if not x.numel() or x.device.type == "meta":
+        return
+    msg = f"{name} contains NaN or inf"
+    if torch.compiler.is_compiling():
+        torch._assert_async(torch.isfinite(x.detach()).all(), msg)
+    elif not torch.isfinite(x.detach()).all():
+        raise ValueError(msg)
 
 
 def check_same_device(**tensors) -> None:

@@ -10,7 +10,7 @@ from snntorch_sparse.surrogate import sparse_fast_sigmoid
 
 
 def make_pair(sizes, beta, threshold, bth, reset="subtract", slope=25.0, dtype=torch.float64,
-              learn_beta=False, learn_threshold=False, backend=None, seed=0, gain=3.0):
+              learn_beta=False, learn_threshold=False, backend=None, seed=0, gain=3.0, device="cpu"):
     """A stack of Linear+Leaky layers, as snnTorch dense modules and as fused sparse layers.
 
     Weights are identical; ``gain`` scales them so that neurons do spike.
@@ -34,8 +34,8 @@ def make_pair(sizes, beta, threshold, bth, reset="subtract", slope=25.0, dtype=t
             layer.fc.bias.copy_(fc.bias)
             layer.beta.copy_(lif.beta.to(dtype))
             layer.threshold.copy_(lif.threshold.to(dtype))
-        dense.append((fc, lif))
-        sparse.append(layer)
+        dense.append((fc.to(device), lif.to(device)))
+        sparse.append(layer.to(device))
     return dense, sparse
 
 

@@ -1,0 +1,168 @@
+// CPU kernels of lif_scan and lif_scan_backward.
+//
+// Parallel over the B*N independent columns (at::parallel_for); each task
+// walks its columns in blocks of kBlock so that the running state stays in
+// L1 while every time step reads/writes one contiguous slice per block. The
+// inner loops are branch-free and vectorise; -ffp-contract=off keeps every
+// multiply and add a separate rounding, as in the reference, so the results
+// are bit-identical to snntorch_sparse/ops/reference.py.
+#include <ATen/Parallel.h>
+#include <ATen/Dispatch.h>
+
+#include "../ops.h"
+
+namespace snntorch_sparse {
+namespace {
+
+constexpr int64_t kBlock = 256;
+
+template <typename T, int MODE>
+void scan_block(const T* __restrict__ cur, const T* __restrict__ beta, const T* __restrict__ thr,
+                T* __restrict__ spk, T* __restrict__ mem, int64_t Tn, int64_t BN, int64_t N,
+                int64_t c0, int64_t len) {
+  T u[kBlock], b[kBlock], th[kBlock];
+  for (int64_t i = 0; i < len; ++i) {
+    const int64_t n = (c0 + i) % N;
+    b[i] = beta[n];
+    th[i] = thr[n];
+    u[i] = T(0);
+  }
+  for (int64_t t = 0; t < Tn; ++t) {
+    const T* __restrict__ I = cur + t * BN + c0;
+    T* __restrict__ m = mem + t * BN + c0;
+    T* __restrict__ s = spk + t * BN + c0;
+    for (int64_t i = 0; i < len; ++i) {
+      T v = u[i];
+      const T r = static_cast<T>(v - th[i] > T(0));
+      if (MODE == 0) {
+        const T a = b[i] * v;
+        const T c = a + I[i];
+        const T d = r * th[i];
+        v = c - d;
+      } else if (MODE == 1) {
+        const T keep = T(1) - r;
+        const T k = keep * v;
+        const T a = b[i] * k;
+        v = a + I[i];
+      } else {
+        const T a = b[i] * v;
+        v = a + I[i];
+      }
+      u[i] = v;
+      m[i] = v;
+      s[i] = static_cast<T>(v - th[i] > T(0));
+    }
+  }
+}
+
+// S: the spike mask's element type, T (float spikes) or uint8_t (bool).
+template <typename T, typename S, bool ZERO>
+void scan_backward_block(const T* __restrict__ g, const T* __restrict__ beta,
+                         const S* __restrict__ spk, T* __restrict__ h, int64_t Tn,
+                         int64_t BN, int64_t N, int64_t c0, int64_t len) {
+  T acc[kBlock], b[kBlock];
+  for (int64_t i = 0; i < len; ++i) {
+    b[i] = beta[(c0 + i) % N];
+    acc[i] = T(0);
+  }
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    const T* __restrict__ gt = g + t * BN + c0;
+    T* __restrict__ ht = h + t * BN + c0;
+    const S* __restrict__ st = ZERO ? spk + t * BN + c0 : nullptr;
+    for (int64_t i = 0; i < len; ++i) {
+      // The reference masks only for t + 1 < T; at t = T - 1 acc is +0 and
+      // +0 * {0, 1} = +0, so masking there too changes nothing.
+      const T prev = ZERO ? acc[i] * static_cast<T>(st[i] == S(0)) : acc[i];
+      const T a = b[i] * prev;
+      const T v = gt[i] + a;
+      acc[i] = v;
+      ht[i] = v;
+    }
+  }
+}
+
+// Columns per parallel task: enough work to amortise the task overhead.
+int64_t column_grain(int64_t Tn) {
+  const int64_t per_col = std::max<int64_t>(Tn, 1);
+  return std::max<int64_t>(kBlock, (int64_t{1} << 15) / per_col / kBlock * kBlock);
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> lif_scan_cpu(const at::Tensor& current_, const at::Tensor& beta_,
+                                                const at::Tensor& threshold_, int64_t reset_mode) {
+  check_scan_args("lif_scan", current_, beta_, reset_mode);
+  TORCH_CHECK(threshold_.dim() == 1 && threshold_.numel() == current_.size(2) &&
+                  threshold_.scalar_type() == current_.scalar_type(),
+              "lif_scan: threshold must be [N] of the input's dtype, got ",
+              threshold_.scalar_type(), " ", threshold_.sizes());
+  const auto current = current_.contiguous();
+  const auto beta = beta_.contiguous();
+  const auto threshold = threshold_.contiguous();
+  auto spk = at::empty_like(current, at::MemoryFormat::Contiguous);
+  auto mem = at::empty_like(current, at::MemoryFormat::Contiguous);
+  const int64_t Tn = current.size(0), N = current.size(2), BN = current.size(1) * N;
+  if (current.numel() == 0) return {spk, mem};
+  AT_DISPATCH_FLOATING_TYPES(current.scalar_type(), "lif_scan_cpu", [&] {
+    const scalar_t* cur = current.const_data_ptr<scalar_t>();
+    const scalar_t* b = beta.const_data_ptr<scalar_t>();
+    const scalar_t* th = threshold.const_data_ptr<scalar_t>();
+    scalar_t* s = spk.mutable_data_ptr<scalar_t>();
+    scalar_t* m = mem.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, BN, column_grain(Tn), [&](int64_t begin, int64_t end) {
+      for (int64_t c0 = begin; c0 < end; c0 += kBlock) {
+        const int64_t len = std::min(kBlock, end - c0);
+        switch (reset_mode) {
+          case 0: scan_block<scalar_t, 0>(cur, b, th, s, m, Tn, BN, N, c0, len); break;
+          case 1: scan_block<scalar_t, 1>(cur, b, th, s, m, Tn, BN, N, c0, len); break;
+          default: scan_block<scalar_t, 2>(cur, b, th, s, m, Tn, BN, N, c0, len); break;
+        }
+      }
+    });
+  });
+  return {spk, mem};
+}
+
+at::Tensor lif_scan_backward_cpu(const at::Tensor& grad_, const at::Tensor& beta_,
+                                 const std::optional<at::Tensor>& spk_, int64_t reset_mode) {
+  check_scan_args("lif_scan_backward", grad_, beta_, reset_mode);
+  const bool zero = reset_mode == 1;
+  at::Tensor spk;
+  if (zero) {
+    TORCH_CHECK(spk_.has_value() && spk_->defined(),
+                "lif_scan_backward: spk is required for reset_mode 1 (zero)");
+    TORCH_CHECK(spk_->sizes() == grad_.sizes(), "lif_scan_backward: spk has shape ",
+                spk_->sizes(), ", grad ", grad_.sizes());
+    // Spikes of the gradient's dtype are read as they are; others as bool.
+    spk = spk_->scalar_type() == grad_.scalar_type() ? spk_->contiguous()
+                                                     : spikes_as_bool(*spk_);
+  }
+  const auto grad = grad_.contiguous();
+  const auto beta = beta_.contiguous();
+  auto h = at::empty_like(grad, at::MemoryFormat::Contiguous);
+  const int64_t Tn = grad.size(0), N = grad.size(2), BN = grad.size(1) * N;
+  if (grad.numel() == 0) return h;
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "lif_scan_backward_cpu", [&] {
+    const scalar_t* g = grad.const_data_ptr<scalar_t>();
+    const scalar_t* b = beta.const_data_ptr<scalar_t>();
+    const bool same = zero && spk.scalar_type() == grad.scalar_type();
+    const scalar_t* sf = same ? spk.const_data_ptr<scalar_t>() : nullptr;
+    const uint8_t* sb = zero && !same
+        ? reinterpret_cast<const uint8_t*>(spk.const_data_ptr<bool>()) : nullptr;
+    scalar_t* out = h.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, BN, column_grain(Tn), [&](int64_t begin, int64_t end) {
+      for (int64_t c0 = begin; c0 < end; c0 += kBlock) {
+        const int64_t len = std::min(kBlock, end - c0);
+        if (!zero)
+          scan_backward_block<scalar_t, uint8_t, false>(g, b, nullptr, out, Tn, BN, N, c0, len);
+        else if (same)
+          scan_backward_block<scalar_t, scalar_t, true>(g, b, sf, out, Tn, BN, N, c0, len);
+        else
+          scan_backward_block<scalar_t, uint8_t, true>(g, b, sb, out, Tn, BN, N, c0, len);
+      }
+    });
+  });
+  return h;
+}
+
+}  // namespace snntorch_sparse

@@ -1,0 +1,59 @@
+// Shared declarations and argument checks for the snntorch_sparse ops.
+//
+// The four ops (see snntorch_sparse/ops/reference.py for the exact contract):
+//   lif_scan(current[T,B,N], beta[N], threshold[N], reset_mode) -> (spk, mem)
+//   lif_scan_backward(grad[T,B,N], beta[N], spk?[T,B,N], reset_mode) -> h
+//   sparse_weight_grad(h[R,No], x_index[nnz], x_values?[nnz], in_features) -> dW[No,Ni]
+//   sparse_input_grad(h[R,No], weight[No,Ni], index[k]) -> out[k]
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <tuple>
+
+namespace snntorch_sparse {
+
+// ---- CPU kernels (csrc/cpu/) ------------------------------------------------
+std::tuple<at::Tensor, at::Tensor> lif_scan_cpu(const at::Tensor& current, const at::Tensor& beta,
+                                                const at::Tensor& threshold, int64_t reset_mode);
+at::Tensor lif_scan_backward_cpu(const at::Tensor& grad, const at::Tensor& beta,
+                                 const std::optional<at::Tensor>& spk, int64_t reset_mode);
+at::Tensor sparse_weight_grad_cpu(const at::Tensor& h, const at::Tensor& x_index,
+                                  const std::optional<at::Tensor>& x_values, int64_t in_features);
+at::Tensor sparse_input_grad_cpu(const at::Tensor& h, const at::Tensor& weight,
+                                 const at::Tensor& index);
+
+// ---- argument checks shared by the CPU and CUDA implementations ------------
+inline void check_scan_args(const char* op, const at::Tensor& x, const at::Tensor& beta,
+                            int64_t reset_mode) {
+  TORCH_CHECK(x.dim() == 3, op, ": expected a [T, B, N] tensor, got ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
+              ": only float32 and float64 are supported, got ", x.scalar_type());
+  TORCH_CHECK(beta.dim() == 1 && beta.numel() == x.size(2), op, ": beta must be [N] with N = ",
+              x.size(2), ", got ", beta.sizes());
+  TORCH_CHECK(beta.scalar_type() == x.scalar_type(), op, ": beta dtype ", beta.scalar_type(),
+              " differs from the input's ", x.scalar_type());
+  TORCH_CHECK(beta.device() == x.device(), op, ": beta is on ", beta.device(),
+              ", the input on ", x.device());
+  TORCH_CHECK(reset_mode >= 0 && reset_mode <= 2, op,
+              ": reset_mode must be 0 (subtract), 1 (zero) or 2 (none), got ", reset_mode);
+}
+
+inline void check_rows_args(const char* op, const at::Tensor& h, const at::Tensor& index) {
+  TORCH_CHECK(h.dim() == 2, op, ": h must be [R, N_out], got ", h.sizes());
+  TORCH_CHECK(h.scalar_type() == at::kFloat || h.scalar_type() == at::kDouble, op,
+              ": only float32 and float64 are supported, got ", h.scalar_type());
+  TORCH_CHECK(index.dim() == 1 && index.scalar_type() == at::kLong, op,
+              ": indices must be a 1-D int64 tensor, got ", index.scalar_type(), " ",
+              index.sizes());
+  TORCH_CHECK(index.device() == h.device(), op, ": indices are on ", index.device(),
+              ", h on ", h.device());
+}
+
+// Spikes may come as bool, uint8 or floating point: non-zero means a spike.
+inline at::Tensor spikes_as_bool(const at::Tensor& spk) {
+  return (spk.scalar_type() == at::kBool ? spk : spk.ne(0)).contiguous();
+}
+
+}  // namespace snntorch_sparse
