@@ -6,8 +6,9 @@ import torch
 RESET_MODES = {"subtract": 0, "zero": 1, "none": 2}
 
 
-def check_sequence(x, name: str, min_dim: int = 3, features: int | None = None) -> None:
-    """Check a time-major sequence ``[T, B, ...]``."""
+def check_sequence(x, name: str, min_dim: int = 3, features: int | None = None,
+                   check_values: bool = True) -> None:
+    """Check a time-major sequence ``[T, B, ...]`` (values too, unless ``check_values=False``)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -23,7 +24,8 @@ def check_sequence(x, name: str, min_dim: int = 3, features: int | None = None) 
     if features is not None and x.shape[-1] != features:
         raise ValueError(f"{name} must have {features} features in its last dim, "
                          f"got shape {tuple(x.shape)}")
-    check_finite(x, name)
+    if check_values:
+        check_finite(x, name)
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:

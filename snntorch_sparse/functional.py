@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._validation import per_feature
+from ._validation import check_finite, per_feature
 from .ops import get_backend
 
 __all__ = ["LIFConfig", "sparse_lif", "ACTIVE_INDEX_ATTR"]
@@ -53,6 +53,7 @@ class LIFConfig:
     backend: Optional[str] = None   # None: package default
     event_forward: bool = False     # I = X Wᵀ + b over X's non-zeros only (CSR)
     upstream_index: Optional[torch.Tensor] = None
+    check_finite: bool = True       # NaN/inf in the input raise ValueError
     stats: dict = field(default_factory=dict)
 
 
@@ -103,6 +104,8 @@ class _SparseLIF(torch.autograd.Function):
             else:
                 current = F.linear(x2, weight, bias).view(T, -1, n)
         else:
+            if cfg.check_finite:
+                check_finite(x, "input_")
             n = x[0, 0].numel()
             current = x.reshape(T, -1, n)
         beta_v = per_feature(beta.clamp(0, 1), n, "beta", current)
@@ -113,9 +116,11 @@ class _SparseLIF(torch.autograd.Function):
         if cfg.readout:
             act_idx, act_sg = empty, x.new_empty(0)
         else:
-            shift = (mem - thr_v).view(-1)
-            act_idx = cfg.surrogate.active(shift).nonzero().squeeze(1)
-            act_sg = cfg.surrogate.derivative(shift.index_select(0, act_idx))
+            dist = (mem - thr_v).abs_()  # one temporary, reused in place
+            act_idx = (dist < cfg.surrogate.bth).view(-1).nonzero().squeeze(1)
+            del dist
+            shift = mem.view(-1).index_select(0, act_idx) - thr_v.index_select(0, act_idx % n)
+            act_sg = cfg.surrogate.derivative(shift)
         cfg.stats["active"] = act_idx.numel()
         cfg.stats["total"] = mem.numel()
         cfg.stats["index"] = act_idx
@@ -123,17 +128,20 @@ class _SparseLIF(torch.autograd.Function):
         need_w = weight is not None and ctx.needs_input_grad[1]
         x_val, x_dense = None, None
         if not need_w:
+            if cfg.check_finite:
+                check_finite(x, "x")
             x_idx = empty
         else:
             flat = x2.reshape(-1)
             if x_idx is None:
                 x_idx = flat.nonzero().squeeze(1)
+            vals = flat.index_select(0, x_idx)
+            if cfg.check_finite:  # NaN and inf are non-zero: checking the non-zeros suffices
+                check_finite(vals, "x")
             if x_idx.numel() > _DENSE_INPUT_DENSITY * max(flat.numel(), 1):
                 x_idx, x_dense = empty, x2
-            else:
-                vals = flat.index_select(0, x_idx)
-                if not bool((vals == 1).all()):
-                    x_val = vals
+            elif not bool((vals == 1).all()):
+                x_val = vals
         need_spk = cfg.reset_mode == 1 or ctx.needs_input_grad[4]
         spk_bool = (spk != 0) if need_spk else None
         mem_kept = mem if ctx.needs_input_grad[3] else None
@@ -222,6 +230,8 @@ def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
     """
     if cfg.upstream_index is None and weight is not None:
         cfg.upstream_index = getattr(x, ACTIVE_INDEX_ATTR, None)
+    if cfg.upstream_index is not None:
+        cfg.check_finite = False  # spikes of a sparse layer: binary by construction
     spk, mem = _SparseLIF.apply(x, weight, bias, beta, threshold, cfg)
     index = cfg.stats.pop("index", None)
     if not cfg.readout and spk.requires_grad:

@@ -111,7 +111,7 @@ class SparseLinearLeaky(nn.Module):
 
     def forward(self, x: torch.Tensor):
         check_same_device(x=x, weight=self.weight, beta=self.beta, threshold=self.threshold)
-        check_sequence(x, "x", min_dim=3, features=self.in_features)
+        check_sequence(x, "x", min_dim=3, features=self.in_features, check_values=False)
         if x.dtype != self.weight.dtype:
             raise TypeError(f"x has dtype {x.dtype} but the layer's weight is {self.weight.dtype}")
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=self.reset_mode,

@@ -117,7 +117,7 @@ class SparseLeaky(snn.Leaky):
         if mem is not None:
             raise ValueError("mem cannot be passed in step_mode='multi': each call starts from zero")
         check_same_device(input_=input_, beta=self.beta, threshold=self.threshold)
-        check_sequence(input_, "input_", min_dim=2)
+        check_sequence(input_, "input_", min_dim=2, check_values=False)
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=int(self.reset_mechanism_val),
                         backend=self.backend)
         spk, mem_seq = sparse_lif(input_, None, None, self.beta, self.threshold, cfg)
