@@ -78,3 +78,16 @@ def per_feature(value: torch.Tensor, n: int, name: str, like: torch.Tensor) -> t
         raise ValueError(f"{name} must be a scalar or have {n} elements (one per neuron), "
                          f"got shape {tuple(value.shape)}")
     return v.reshape(n).contiguous()
+
+
+def autocast_input(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Under autocast, bring a half-precision activation back to the layer's dtype.
+
+    Sparse layers opt out of autocast (see :func:`snntorch_sparse.functional.sparse_lif`),
+    so a float16/bfloat16 output of an earlier autocast layer is cast up here.
+    Outside autocast half precision is refused by :func:`check_sequence`.
+    """
+    if (isinstance(x, torch.Tensor) and x.dtype in (torch.float16, torch.bfloat16)
+            and x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)):
+        return x.to(like.dtype)
+    return x

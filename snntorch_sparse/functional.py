@@ -24,6 +24,7 @@ configuration.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -106,14 +107,14 @@ class _SparseLIF(torch.autograd.Function):
         else:
             if cfg.check_finite:
                 check_finite(x, "input_")
-            n = x[0, 0].numel()
+            n = math.prod(x.shape[2:])
             current = x.reshape(T, -1, n)
         beta_v = per_feature(beta.clamp(0, 1), n, "beta", current)
         thr_v = per_feature(threshold, n, "threshold", current)
         spk, mem = ops.lif_scan(current.contiguous(), beta_v, thr_v, cfg.reset_mode)
 
         empty = torch.empty(0, dtype=torch.long, device=x.device)
-        if cfg.readout:
+        if cfg.readout or x.device.type == "meta":  # meta: shapes only, no active set
             act_idx, act_sg = empty, x.new_empty(0)
         else:
             dist = (mem - thr_v).abs_()  # one temporary, reused in place
@@ -127,7 +128,7 @@ class _SparseLIF(torch.autograd.Function):
 
         need_w = weight is not None and ctx.needs_input_grad[1]
         x_val, x_dense = None, None
-        if not need_w:
+        if not need_w or x.device.type == "meta":
             if cfg.check_finite:
                 check_finite(x, "x")
             x_idx = empty
@@ -232,7 +233,13 @@ def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
         cfg.upstream_index = getattr(x, ACTIVE_INDEX_ATTR, None)
     if cfg.upstream_index is not None:
         cfg.check_finite = False  # spikes of a sparse layer: binary by construction
-    spk, mem = _SparseLIF.apply(x, weight, bias, beta, threshold, cfg)
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+        # Opt out of autocast: a half-precision GEMM would move membranes across
+        # the threshold and flip spikes. The layer runs in its parameters' dtype.
+        with torch.autocast(x.device.type, enabled=False):
+            spk, mem = _SparseLIF.apply(x, weight, bias, beta, threshold, cfg)
+    else:
+        spk, mem = _SparseLIF.apply(x, weight, bias, beta, threshold, cfg)
     index = cfg.stats.pop("index", None)
     if not cfg.readout and spk.requires_grad:
         # A Python attribute, so it lives exactly as long as the spike tensor.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validation import check_beta, check_reset, check_same_device, check_sequence, check_threshold
+from ._validation import autocast_input, check_beta, check_reset, check_same_device, check_sequence, check_threshold
 from .functional import LIFConfig, sparse_lif
 from .neurons import resolve_surrogate
 
@@ -110,6 +110,7 @@ class SparseLinearLeaky(nn.Module):
         return s["active"] / s["total"] if s.get("total") else None
 
     def forward(self, x: torch.Tensor):
+        x = autocast_input(x, self.weight)
         check_same_device(x=x, weight=self.weight, beta=self.beta, threshold=self.threshold)
         check_sequence(x, "x", min_dim=3, features=self.in_features, check_values=False)
         if x.dtype != self.weight.dtype:

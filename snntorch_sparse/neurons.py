@@ -20,7 +20,7 @@ from __future__ import annotations
 import snntorch as snn
 import torch
 
-from ._validation import check_beta, check_same_device, check_sequence, check_threshold, check_reset
+from ._validation import autocast_input, check_beta, check_same_device, check_sequence, check_threshold, check_reset
 from .functional import LIFConfig, sparse_lif
 from .surrogate import DEFAULT_BTH, SparseSurrogate, sparse_fast_sigmoid, sparsify_surrogate
 
@@ -116,6 +116,7 @@ class SparseLeaky(snn.Leaky):
             return super().forward(input_, mem)
         if mem is not None:
             raise ValueError("mem cannot be passed in step_mode='multi': each call starts from zero")
+        input_ = autocast_input(input_, self.beta)
         check_same_device(input_=input_, beta=self.beta, threshold=self.threshold)
         check_sequence(input_, "input_", min_dim=2, check_values=False)
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=int(self.reset_mechanism_val),
