@@ -1,0 +1,235 @@
+"""Pages generated at Sphinx build time, into ``docs/_generated/`` (not tracked).
+
+* ``_generated/api/*.rst`` -- one autodoc page per public module that imports
+  (optional subpackages such as ``data`` and ``bloc`` are left out, with a
+  message, when they do not import);
+* ``_generated/benchmark_results.md`` -- tables and figures from
+  ``benchmarks/results/*.json`` / ``*.png`` (a short note when there are none);
+* ``_generated/examples/*.ipynb`` -- copies of ``examples/*.ipynb``, rendered
+  as stored (no execution during the docs build).
+
+Everything is rewritten on each build, and only when the content changed (so
+Sphinx's incremental build stays incremental).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import shutil
+import sys
+from pathlib import Path
+
+# Core modules: always documented (a failed import here is a real error).
+CORE = [
+    "snntorch_sparse.surrogate",
+    "snntorch_sparse.neurons",
+    "snntorch_sparse.layers",
+    "snntorch_sparse.functional",
+    "snntorch_sparse.convert",
+    "snntorch_sparse.memory",
+    "snntorch_sparse.ops",
+    "snntorch_sparse.ops.reference",
+    "snntorch_sparse.ops.compiled",
+]
+# Optional subpackages / tools: documented with their public submodules when they import.
+OPTIONAL = ["snntorch_sparse.data", "snntorch_sparse.bloc", "snntorch_sparse.bench",
+            "snntorch_sparse.demo"]
+
+TITLES = {
+    "snntorch_sparse.surrogate": "Sparse surrogate gradients",
+    "snntorch_sparse.neurons": "Neurons",
+    "snntorch_sparse.layers": "Fused layers",
+    "snntorch_sparse.functional": "Functional interface (autograd)",
+    "snntorch_sparse.convert": "Converting snnTorch models",
+    "snntorch_sparse.memory": "Measuring saved-for-backward memory",
+    "snntorch_sparse.ops": "Backends",
+    "snntorch_sparse.ops.reference": "Reference backend (pure PyTorch)",
+    "snntorch_sparse.ops.compiled": "Compiled backend (C++ / CUDA)",
+    "snntorch_sparse.data": "Datasets and spike encodings",
+    "snntorch_sparse.bloc": "BlocTrain",
+    "snntorch_sparse.bench": "Benchmark CLI",
+    "snntorch_sparse.demo": "Demo CLI",
+}
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def _note(msg: str) -> None:
+    # Not a Sphinx warning on purpose: optional modules may be absent.
+    print(f"[docs/_generate] {msg}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- API
+def _public_submodules(pkg_name: str) -> list:
+    pkg = importlib.import_module(pkg_name)
+    if not hasattr(pkg, "__path__"):
+        return []
+    out = []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_"):
+            continue
+        out.append(f"{pkg_name}.{info.name}")
+    return sorted(out)
+
+
+def _api_page(modname: str, top_level: dict) -> str:
+    mod = importlib.import_module(modname)
+    names = list(getattr(mod, "__all__", []))
+    # Objects re-exported by the top-level package are documented there once.
+    moved = [n for n in names if n in top_level and getattr(mod, n, None) is top_level[n]]
+    title = f"``{modname}``"
+    if modname in TITLES:
+        title = f"{TITLES[modname]}: ``{modname}``"
+    lines = [title, "=" * len(title), "", f".. automodule:: {modname}", "   :members:"]
+    if moved:
+        lines.append(f"   :exclude-members: {', '.join(moved)}")
+    lines.append("")
+    if moved:
+        refs = ", ".join(_ref(top_level[n], n) for n in moved)
+        lines += ["", f"Also defined here and documented under :mod:`snntorch_sparse`: {refs}.", ""]
+    return "\n".join(lines)
+
+
+def _ref(obj, name: str) -> str:
+    role = "class" if isinstance(obj, type) else ("mod" if type(obj).__name__ == "module" else "func")
+    return f":{role}:`~snntorch_sparse.{name}`"
+
+
+def generate_api(out: Path) -> list:
+    import snntorch_sparse
+
+    top_level = {n: getattr(snntorch_sparse, n) for n in snntorch_sparse.__all__
+                 if not type(getattr(snntorch_sparse, n)).__name__ == "module"}
+    modules = list(CORE)
+    for name in OPTIONAL:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 -- optional: leave it out
+            _note(f"API: leaving out {name} (import failed: {type(exc).__name__}: {exc})")
+            continue
+        modules.append(name)
+        for sub in _public_submodules(name):
+            try:
+                importlib.import_module(sub)
+            except Exception as exc:  # noqa: BLE001
+                _note(f"API: leaving out {sub} (import failed: {type(exc).__name__}: {exc})")
+                continue
+            modules.append(sub)
+    api = out / "api"
+    wanted = set()
+    for i, modname in enumerate(modules):
+        fname = f"{i:02d}_{modname.replace('.', '_')}.rst"
+        wanted.add(fname)
+        _write(api / fname, _api_page(modname, top_level))
+    for stale in api.glob("*.rst"):
+        if stale.name not in wanted:
+            stale.unlink()
+    return modules
+
+
+# ------------------------------------------------------------------- benchmarks
+def _fmt_ms(v):
+    return "" if v is None else f"{1e3 * v:.2f}"
+
+
+def _fmt_mib(v):
+    return "" if v is None else f"{v / 2 ** 20:.1f}"
+
+
+def _fmt_pct(v):
+    return "" if v is None else f"{100 * v:.2f}%"
+
+
+def _table(header, rows) -> list:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return lines + [""]
+
+
+def _bench_section(path: Path, data: dict, rel_root: str) -> list:
+    meta = data.get("meta", {}) if isinstance(data, dict) else {}
+    results = data.get("results") if isinstance(data, dict) else data
+    lines = [f"### `{path.name}`", ""]
+    desc = ", ".join(f"{k}: {v}" for k, v in meta.items()
+                     if isinstance(v, (str, int, float)) and k in
+                     ("device", "device_name", "torch", "snntorch", "cpu", "threads", "date", "repeats"))
+    if desc:
+        lines += [desc, ""]
+    rows, ratio_rows = [], []
+    for r in results or []:
+        cfg = r.get("config", {})
+        name = cfg.get("name", "?")
+        shape = f"{cfg.get('n_in', '?')}-{'-'.join(str(h) for h in cfg.get('hidden', []))}-{cfg.get('n_out', '?')}"
+        for vname, v in r.get("variants", {}).items():
+            rows.append([name, shape, cfg.get("T", ""), cfg.get("batch", ""), vname,
+                         _fmt_ms(v.get("forward_s")), _fmt_ms(v.get("backward_s")),
+                         _fmt_ms(v.get("step_s")), _fmt_mib(v.get("saved_bytes")),
+                         _fmt_mib(v.get("peak_bytes")), _fmt_pct(v.get("activity"))])
+        for key, v in r.get("ratios", {}).items():
+            ratio_rows.append([name, key.replace("_vs_", " vs "),
+                               f"{v.get('backward_speedup', float('nan')):.1f}x",
+                               f"{v.get('step_speedup', float('nan')):.1f}x",
+                               _fmt_pct(v.get("saved_memory_reduction")),
+                               _fmt_pct(v.get("peak_memory_reduction"))])
+    if rows:
+        lines += _table(["config", "network", "T", "batch", "variant", "forward ms", "backward ms",
+                         "step ms", "saved MiB", "peak MiB", "activity"], rows)
+    if ratio_rows:
+        lines += ["Speed-ups and memory saved, sparse variants against each baseline:", ""]
+        lines += _table(["config", "comparison", "backward", "training step", "saved memory -",
+                         "peak memory -"], ratio_rows)
+    png = path.with_suffix(".png")
+    if png.exists():
+        lines += [f"![{path.stem}]({rel_root}/benchmarks/results/{png.name})", ""]
+    return lines
+
+
+def generate_benchmarks(root: Path, out: Path) -> None:
+    res = root / "benchmarks" / "results"
+    # Image paths are written relative to docs/benchmarks.md, which includes this file.
+    rel_root = ".."
+    lines = []
+    jsons = sorted(res.glob("*.json")) if res.is_dir() else []
+    for path in jsons:
+        try:
+            data = json.loads(path.read_text())
+            lines += _bench_section(path, data, rel_root)
+        except Exception as exc:  # noqa: BLE001 -- a malformed file must not break the docs
+            _note(f"benchmarks: could not read {path.name}: {exc}")
+            lines += [f"### `{path.name}`", "", f"(could not be read: {type(exc).__name__})", ""]
+    done = {p.with_suffix(".png").name for p in jsons}
+    for png in sorted(res.glob("*.png")) if res.is_dir() else []:
+        if png.name not in done:
+            lines += [f"![{png.stem}]({rel_root}/benchmarks/results/{png.name})", ""]
+    if not lines:
+        lines = ["```{note}", "No measured results in `benchmarks/results/` in this checkout. Run",
+                 "`make bench` (or `make bench-quick`) and rebuild the docs to see them here.", "```", ""]
+    _write(out / "benchmark_results.md", "\n".join(lines))
+
+
+# -------------------------------------------------------------------- notebooks
+def copy_notebooks(root: Path, out: Path) -> None:
+    dst = out / "examples"
+    dst.mkdir(parents=True, exist_ok=True)
+    names = set()
+    for nb in sorted((root / "examples").glob("*.ipynb")):
+        names.add(nb.name)
+        target = dst / nb.name
+        if not target.exists() or target.read_bytes() != nb.read_bytes():
+            shutil.copyfile(nb, target)
+    for stale in dst.glob("*.ipynb"):
+        if stale.name not in names:
+            stale.unlink()
+
+
+def run(root: Path, docs: Path) -> None:
+    out = docs / "_generated"
+    out.mkdir(exist_ok=True)
+    generate_api(out)
+    generate_benchmarks(root, out)
+    copy_notebooks(root, out)
