@@ -282,7 +282,7 @@ def time_training(net: nn.Module, x, labels, cfg: BenchConfig, repeats: int, war
            "step_s": statistics.median(step), "repeats": repeats}
     # Memory: bytes saved for backward (any device) and CUDA peak above the resting state.
     opt.zero_grad(set_to_none=True)
-    with saved_tensor_bytes() as counter:
+    with saved_tensor_bytes(net) as counter:
         out, hs = net(x)
         loss = loss_fn(out, labels, hs, cfg)
     res["saved_bytes"] = counter.bytes

@@ -120,7 +120,7 @@ def _train(net, forward, train, test, cfg: DemoConfig, seed: int, desc: str) -> 
         acc = sum((_logits(forward(net, xte[:, i:i + 256])).argmax(1) == yte[i:i + 256]).sum().item()
                   for i in range(0, len(yte), 256)) / len(yte)
     batch = xtr[:, :cfg.batch_size]
-    with saved_tensor_bytes() as saved:
+    with saved_tensor_bytes(net) as saved:
         loss = F.cross_entropy(_logits(forward(net, batch)), ytr[:cfg.batch_size])
     del loss
     return {"accuracy": acc, "epoch_s": statistics.median(epoch_times),

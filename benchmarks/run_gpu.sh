@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Run the CUDA tests and the GPU benchmark on a machine with an NVIDIA GPU and
+# a CUDA build of torch. Usage: bash benchmarks/run_gpu.sh [OUTDIR]
+# Wheels of pure-Python dependencies the machine lacks may sit in .whl/.
+set -uo pipefail
+OUTDIR=${1:-benchmarks/results}
+mkdir -p "$OUTDIR"
+# Some images point CC/CXX at a private GCC whose static libstdc++ breaks torch
+# extensions (crash on C++ exceptions): build with the system compiler.
+[ -x /usr/bin/g++ ] && export CC=/usr/bin/gcc CXX=/usr/bin/g++
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUTDIR/gpu_info.txt"
+python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$OUTDIR/gpu_info.txt"
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda_parity.py tests/test_compiled_ops.py \
+  tests/test_parity.py -k "cuda or parity" 2>&1 | tail -n 25 | tee "$OUTDIR/cuda_tests.txt"
+python3 -m snntorch_sparse.bench --out "$OUTDIR" "${@:2}" 2>&1 | tee "$OUTDIR/bench_log.txt"

@@ -1,0 +1,44 @@
+"""The benchmark CLI runs end to end on a tiny configuration and measures what it says."""
+import json
+
+import torch
+
+from snntorch_sparse import bench
+from snntorch_sparse.memory import saved_tensor_bytes
+
+
+def test_saved_tensor_bytes_hand_computed():
+    lin = torch.nn.Linear(10, 4)
+    x = torch.randn(3, 10, requires_grad=True)
+    with saved_tensor_bytes(lin) as c:
+        y = torch.relu(lin(x))  # Linear saves its input x (3·10 floats); relu saves its output (3·4)
+    assert c.bytes == (3 * 10 + 3 * 4) * 4
+    with saved_tensor_bytes() as c_all:  # without exclusion weight.t() counts too
+        torch.relu(lin(x))
+    assert c_all.bytes == c.bytes + 10 * 4 * 4
+    del y
+
+
+def test_tiny_run_writes_results(tmp_path):
+    cfg = bench.BenchConfig("tiny", 40, (24,), 5, 12, 8, density=0.1, calib_steps=2,
+                            variants=("snntorch", "fused_dense", "sparse_reference", "sparse_compiled"))
+    res = bench.run_config(cfg, torch.device("cpu"), repeats=2, warmup=1, log=lambda *a: None)
+    assert set(res["variants"]) >= {"snntorch", "fused_dense", "sparse_reference"}
+    for v in res["variants"].values():
+        assert v["forward_s"] > 0 and v["backward_s"] > 0 and v["step_s"] >= v["backward_s"]
+    sparse, dense = res["variants"]["sparse_reference"], res["variants"]["snntorch"]
+    assert sparse["saved_bytes"] < dense["saved_bytes"]
+    assert 0 < res["activity"] < 1
+    assert "sparse_reference_vs_snntorch" in res["ratios"]
+
+
+def test_cli_quick_json(tmp_path, monkeypatch):
+    monkeypatch.setitem(bench.PRESETS, "quick_shd",
+                        bench.BenchConfig("quick_shd", 30, (16,), 4, 10, 4, calib_steps=1,
+                                          variants=("snntorch", "sparse_reference")))
+    bench.main(["--quick", "--repeats", "1", "--warmup", "0", "--out", str(tmp_path), "--tag", "t"])
+    files = list(tmp_path.glob("*-t.json"))
+    assert len(files) == 1
+    data = json.loads(files[0].read_text())
+    assert data["results"][0]["config"]["name"] == "quick_shd"
+    assert "torch" in data["meta"]
