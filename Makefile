@@ -33,5 +33,8 @@ bench-quick: setup
 docs: setup
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
+asan: setup
+	bash tests/asan/run_asan.sh
+
 clean:
 	rm -rf $(VENV) build docs/_build *.egg-info
