@@ -40,10 +40,13 @@ def _compare(sizes, T, B, beta, threshold, bth, reset, loss, dtype, learn_beta=F
         pd, ps = pd + [xd], ps + [xs]
     gd = torch.autograd.grad(ld, pd, allow_unused=True)
     gs = torch.autograd.grad(ls, ps, allow_unused=True)
+    # cuBLAS rounds the T·B-row GEMM differently from per-step GEMMs (~1 ulp in U),
+    # which float32 gradients then carry: allow a few ulp more there.
+    tol = TOL[dtype] * (5 if device != "cpu" and dtype == torch.float32 else 1)
     for a, b in zip(gs, gd):
         b = torch.zeros_like(a) if b is None else b.reshape(a.shape).to(a.dtype)
         assert a is not None
-        assert rel_err(a, b) < TOL[dtype], (rel_err(a, b), a.shape)
+        assert rel_err(a, b) < tol, (rel_err(a, b), a.shape)
     return sparse
 
 

@@ -1,0 +1,10 @@
+"""Datasets as time-major spike tensors ``[T, B, N]``.
+
+* :mod:`.digits` -- scikit-learn's digits, latency-coded (offline).
+* :mod:`.audio` -- the spoken-digit (FSDD) audio-to-spike front end.
+"""
+from .audio import FSDD, encode_audio, fsdd_root, fsdd_spikes, input_sparsity, mel_filterbank
+from .digits import digits_loaders, load_digits_spikes, time_major_collate
+
+__all__ = ["FSDD", "encode_audio", "fsdd_root", "fsdd_spikes", "input_sparsity", "mel_filterbank",
+           "digits_loaders", "load_digits_spikes", "time_major_collate"]

@@ -1,0 +1,174 @@
+r"""SHD-style audio-to-spike front end for spoken digits (FSDD).
+
+The Spiking Heidelberg Digits turn speech into spikes with a cochlea model;
+this front end is a small stand-in that runs offline on the Free Spoken Digit
+Dataset (3,000 mono 8 kHz recordings, ``{digit}_{speaker}_{index}.wav``;
+official split: index 0-4 test, 5-49 train).
+
+For a recording :math:`a` (peak-normalised):
+
+1. short-time spectrum, Hann window of ``nfft`` samples every ``hop`` samples:
+   :math:`P[f, k] = |\mathrm{FFT}(w \cdot a_{f})|^2`;
+2. a triangular mel filter bank :math:`M` of ``channels`` bands between
+   60 Hz and 3.8 kHz, log energies :math:`E[f, c] = \log(\sum_k M[c, k] P[f, k] + \epsilon)`;
+3. send-on-delta coding per channel: an *up* spike when the log energy has
+   risen by more than :math:`\delta` since the last reference level, a *down*
+   spike when it has fallen by more than :math:`\delta`; after a spike the
+   reference moves to the current level:
+
+   .. math::
+
+       S^{up}[f, c] = [E[f, c] - R[f-1, c] > \delta],\quad
+       S^{down}[f, c] = [R[f-1, c] - E[f, c] > \delta]
+
+4. frames are cropped or zero-padded to ``num_steps`` time steps.
+
+The output raster is ``[num_steps, 2·channels]`` (up channels, then down).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["fsdd_root", "mel_filterbank", "encode_audio", "FSDD", "fsdd_spikes", "input_sparsity"]
+
+SAMPLE_RATE = 8000
+
+
+def fsdd_root() -> Optional[Path]:
+    """Where the FSDD lives: ``$SNNTORCH_SPARSE_FSDD``, else ``../shared/data/fsdd`` beside the repo."""
+    env = os.environ.get("SNNTORCH_SPARSE_FSDD")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "data" / "fsdd")
+    for c in candidates:
+        if (c / "recordings").is_dir():
+            return c
+    return None
+
+
+def mel_filterbank(channels: int, nfft: int = 256, sr: int = SAMPLE_RATE,
+                   fmin: float = 60.0, fmax: float = 3800.0) -> np.ndarray:
+    """Triangular mel filters, ``[channels, nfft // 2 + 1]``."""
+    def mel(f):
+        return 2595 * np.log10(1 + f / 700)
+
+    def imel(m):
+        return 700 * (10 ** (m / 2595) - 1)
+
+    edges = imel(np.linspace(mel(fmin), mel(fmax), channels + 2))
+    bins = np.fft.rfftfreq(nfft, 1 / sr)
+    fb = np.zeros((channels, len(bins)))
+    for i in range(channels):
+        lo, c, hi = edges[i:i + 3]
+        fb[i] = np.clip(np.minimum((bins - lo) / (c - lo), (hi - bins) / (hi - c)), 0, None)
+    return fb
+
+
+def encode_audio(signal: np.ndarray, num_steps: int = 100, channels: int = 32, delta: float = 0.6,
+                 hop: int = 80, nfft: int = 256, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Encode one mono recording into a ``[num_steps, 2·channels]`` float32 spike raster."""
+    if num_steps <= 0:
+        raise ValueError(f"num_steps must be > 0, got {num_steps}")
+    if channels <= 0:
+        raise ValueError(f"channels must be > 0, got {channels}")
+    if delta <= 0:
+        raise ValueError(f"delta must be > 0, got {delta}")
+    a = np.asarray(signal, dtype=np.float32)
+    if a.ndim != 1:
+        raise ValueError(f"signal must be mono (1-D), got shape {a.shape}")
+    a = a / (np.abs(a).max() + 1e-9)
+    if len(a) < nfft:
+        a = np.pad(a, (0, nfft - len(a)))
+    n = 1 + (len(a) - nfft) // hop
+    idx = np.arange(nfft)[None, :] + hop * np.arange(n)[:, None]
+    frames = a[idx] * np.hanning(nfft)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    loge = np.log(power @ mel_filterbank(channels, nfft, sr).T + 1e-3)  # [frames, channels]
+    out = np.zeros((num_steps, 2 * channels), dtype=np.float32)
+    ref = loge[0].copy()
+    for t in range(1, min(n, num_steps)):
+        up = loge[t] - ref > delta
+        down = ref - loge[t] > delta
+        out[t, :channels] = up
+        out[t, channels:] = down
+        ref = np.where(up | down, loge[t], ref)
+    return out
+
+
+def _read_wav(path: Path) -> np.ndarray:
+    from scipy.io import wavfile
+
+    sr, a = wavfile.read(path)
+    if sr != SAMPLE_RATE:
+        raise ValueError(f"{path}: expected {SAMPLE_RATE} Hz audio, got {sr} Hz")
+    return a if a.ndim == 1 else a.mean(1)
+
+
+class FSDD(Dataset):
+    """The Free Spoken Digit Dataset as spike rasters ``[T, 2·channels]`` and digit labels.
+
+    Args:
+        root: folder holding ``recordings/`` (default :func:`fsdd_root`).
+        train: training split (index 5-49) or test split (index 0-4).
+        num_steps, channels, delta: encoding settings (see :func:`encode_audio`).
+        cache_dir: where encoded tensors are cached (default ``~/.cache/snntorch_sparse``;
+            ``None`` disables caching with ``cache_dir=False``).
+        max_files: keep only the first ``max_files`` files of the split (for tests).
+    """
+
+    def __init__(self, root=None, train: bool = True, num_steps: int = 100, channels: int = 32,
+                 delta: float = 0.6, cache_dir=None, max_files: Optional[int] = None):
+        root = Path(root) if root is not None else fsdd_root()
+        if root is None or not (root / "recordings").is_dir():
+            raise ValueError(f"root must be a folder with recordings/*.wav (the FSDD); got {root}. "
+                             "Set SNNTORCH_SPARSE_FSDD or pass root=")
+        files = sorted((root / "recordings").glob("*.wav"))
+        files = [f for f in files if (int(f.stem.split("_")[2]) >= 5) == train]
+        if max_files is not None:
+            files = files[:max_files]
+        if not files:
+            raise ValueError(f"no recordings of the {'train' if train else 'test'} split under {root}")
+        self.files = files
+        self.settings = dict(num_steps=num_steps, channels=channels, delta=delta)
+        self.data, self.targets = self._load(cache_dir)
+
+    def _load(self, cache_dir):
+        key = hashlib.sha1(repr((sorted(str(f) for f in self.files), self.settings)).encode()).hexdigest()[:16]
+        cache = None
+        if cache_dir is not False:
+            cache = Path(cache_dir or Path.home() / ".cache" / "snntorch_sparse") / f"fsdd-{key}.pt"
+            if cache.exists():
+                d = torch.load(cache)
+                return d["x"], d["y"]
+        x = torch.from_numpy(np.stack([encode_audio(_read_wav(f), **self.settings) for f in self.files]))
+        y = torch.tensor([int(f.name.split("_")[0]) for f in self.files])
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"x": x, "y": y}, cache)
+        return x, y
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return self.data[i], self.targets[i]
+
+
+def fsdd_spikes(num_steps: int = 100, channels: int = 32, delta: float = 0.6, root=None, cache_dir=None):
+    """Both splits, time-major: ``((x_train [T, N, C], y_train), (x_test, y_test))``."""
+    out = []
+    for train in (True, False):
+        ds = FSDD(root, train=train, num_steps=num_steps, channels=channels, delta=delta, cache_dir=cache_dir)
+        out.append((ds.data.transpose(0, 1).contiguous(), ds.targets))
+    return tuple(out)
+
+
+def input_sparsity(x: torch.Tensor) -> float:
+    """Fraction of non-zero entries of a spike raster (the input density)."""
+    return float((x != 0).float().mean())
