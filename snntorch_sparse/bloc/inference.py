@@ -1,0 +1,105 @@
+"""Early-exit inference and its report (accuracy, exits, synaptic operations).
+
+A sample leaves after block ``k`` when HCD ``k`` says its class is easy (and,
+if ``confidence`` is given, head ``k``'s softmax confidence is at least that);
+the last block always exits. Only the remaining samples run the next block.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .counting import count_ops
+from .heads import logits_of
+from .split import BlocNet
+
+__all__ = ["predict", "report", "combine"]
+
+
+@torch.no_grad()
+def predict(net: BlocNet, x: torch.Tensor, confidence: Optional[float] = None):
+    """Early-exit predictions: ``(pred [B], exit_block [B])``."""
+    if confidence is not None and not 0.0 <= confidence <= 1.0:
+        raise ValueError(f"confidence must be in [0, 1], got {confidence}")
+    net.eval()
+    B = x.shape[1]
+    pred = torch.full((B,), -1, dtype=torch.long, device=x.device)
+    exit_block = torch.full((B,), -1, dtype=torch.long, device=x.device)
+    alive = torch.arange(B, device=x.device)
+    z, prob = x, None
+    for k in range(len(net)):
+        z = net.run_block(k, z)
+        prob = combine(prob, logits_of(net.heads[k](z)), net.hard_classes[k], net.num_classes)
+        if k == len(net) - 1:
+            leave = torch.ones(len(alive), dtype=torch.bool, device=x.device)
+        else:
+            leave = net.hcds[k](z).argmax(1) == 0  # 0: easy
+            if confidence is not None:
+                leave &= prob.max(1).values >= confidence
+        pred[alive[leave]] = prob[leave].argmax(1)
+        exit_block[alive[leave]] = k
+        alive, z, prob = alive[~leave], z[:, ~leave], prob[~leave]
+        if not len(alive):
+            break
+    return pred, exit_block
+
+
+def combine(prob: Optional[torch.Tensor], logits: torch.Tensor, hard: set, num_classes: int) -> torch.Tensor:
+    r"""Hierarchical class posterior after one more head.
+
+    Head ``k`` was trained on the hard classes :math:`H_k` only, so it models
+    :math:`p(c \mid x, c \in H_k)`; the mass the earlier heads gave to
+    :math:`H_k` is redistributed by it:
+    :math:`p_k(c) = p_{k-1}(H_k)\, q_k(c)` for :math:`c \in H_k`, :math:`p_{k-1}(c)` otherwise.
+    """
+    if prob is None or len(hard) == num_classes:
+        return logits.softmax(1)
+    idx = torch.tensor(sorted(hard), device=logits.device, dtype=torch.long)
+    q = logits.index_select(1, idx).softmax(1)
+    prob = prob.clone()
+    mass = prob.index_select(1, idx).sum(1, keepdim=True)
+    prob[:, idx] = mass * q
+    return prob
+
+
+def _all_blocks(net: BlocNet, x: torch.Tensor) -> torch.Tensor:
+    """Every block for every sample; prediction from all heads combined (no early exit)."""
+    prob = None
+    for k in range(len(net)):
+        x = net.run_block(k, x)
+        prob = combine(prob, logits_of(net.heads[k](x)), net.hard_classes[k], net.num_classes)
+    return prob.argmax(1)
+
+
+@torch.no_grad()
+def report(net: BlocNet, x: torch.Tensor, y: torch.Tensor, confidence: Optional[float] = None,
+           batch_size: int = 256) -> dict:
+    """Accuracy (early exit vs all blocks), exit fractions, synaptic ops and MACs per inference.
+
+    "All blocks" runs every block on every sample and combines all heads
+    (:func:`combine`); synaptic operations count the blocks only there and
+    blocks, heads and HCDs for early exit.
+    """
+    net.eval()
+    n = x.shape[1]
+    correct_ee = correct_all = 0
+    exits = torch.zeros(len(net))
+    with count_ops(net) as ee:
+        preds = []
+        for i in range(0, n, batch_size):
+            p, e = predict(net, x[:, i:i + batch_size], confidence)
+            preds.append(p.cpu())
+            exits += torch.bincount(e.cpu(), minlength=len(net)).float()
+    pred_ee = torch.cat(preds)
+    with count_ops(*net.blocks) as full:
+        pred_all = torch.cat([_all_blocks(net, x[:, i:i + batch_size]).cpu() for i in range(0, n, batch_size)])
+    correct_ee = (pred_ee == y.cpu()).float().mean().item()
+    correct_all = (pred_all == y.cpu()).float().mean().item()
+    return {"accuracy_early_exit": correct_ee, "accuracy_all_blocks": correct_all,
+            "exit_fraction": (exits / n).tolist(),
+            "synops_early_exit": ee.synops / n, "synops_all_blocks": full.synops / n,
+            "synops_ratio": full.synops / max(ee.synops, 1.0),
+            "macs_early_exit": ee.macs / n, "macs_all_blocks": full.macs / n,
+            "macs_ratio": full.macs / max(ee.macs, 1.0),
+            "parameters": net.overhead_parameters()}

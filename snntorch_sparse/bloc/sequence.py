@@ -1,0 +1,42 @@
+"""Running a module over a time-major sequence ``[T, B, ...]``."""
+from __future__ import annotations
+
+import snntorch as snn
+import torch
+from snntorch import utils as snn_utils
+from torch import nn
+
+__all__ = ["run_sequence", "is_multi_step"]
+
+
+def is_multi_step(module: nn.Module) -> bool:
+    """True when ``module`` takes a whole sequence in one call.
+
+    That is the case when it contains a multi-step module (``multi_step = True``,
+    e.g. the package's fused sparse layers) and no single-step snnTorch neuron.
+    """
+    mods = list(module.modules())
+    single = any(isinstance(m, snn.SpikingNeuron) and not getattr(m, "multi_step", False) for m in mods)
+    multi = any(getattr(m, "multi_step", False) for m in mods)
+    return multi and not single
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+def run_sequence(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply ``module`` to every step of ``x`` (``[T, B, ...]``) and stack its outputs.
+
+    Multi-step modules get the whole sequence in one call; otherwise hidden
+    states are reset (``snntorch.utils.reset`` plus any ``reset_time()``
+    method, e.g. :class:`~snntorch_sparse.bloc.resnet.BatchNormTT2d`) and the
+    module is called once per step. A neuron returning ``(spk, mem)`` gives ``spk``.
+    """
+    if is_multi_step(module):
+        return _first(module(x))
+    snn_utils.reset(module)
+    for m in module.modules():
+        if hasattr(m, "reset_time"):
+            m.reset_time()
+    return torch.stack([_first(module(x[t])) for t in range(x.shape[0])])

@@ -1,0 +1,256 @@
+"""BlocTrain: block-wise training with local losses and hard-class selection.
+
+For blocks ``k = 0, 1, ...``:
+
+1. train block ``k`` and its head on the local loss ``loss_fn(head_k(block_k(z_k)), y)``,
+   where ``z_k`` is the (frozen, cached) output of the blocks before ``k``, using
+   only samples of the current hard classes :math:`H_k` (all classes for ``k = 0``);
+2. freeze block ``k``; measure the head's per-class accuracy on the validation
+   split; classes with accuracy ``>= easy_threshold`` leave the hard set:
+   :math:`H_{k+1} = \\{c \\in H_k : \\mathrm{acc}_k(c) < \\tau\\}`;
+3. train HCD ``k`` to predict "label in :math:`H_{k+1}`" from block ``k``'s output.
+
+Only one block's activations are kept for a backward pass at a time: training
+memory is one block's, reported against end-to-end training of the whole network.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..memory import saved_tensor_bytes
+from .heads import logits_of
+from .split import BlocNet
+
+__all__ = ["BlocTrainer"]
+
+
+def _check_labels(y: torch.Tensor, num_classes: int, name: str) -> None:
+    if y.dtype in (torch.float16, torch.float32, torch.float64) or y.dim() != 1:
+        raise TypeError(f"{name} must be a 1-D integer tensor of class indices, got {y.dtype} {tuple(y.shape)}")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(f"{name} holds labels outside 0..{num_classes - 1} "
+                         f"(min {int(y.min())}, max {int(y.max())})")
+
+
+class BlocTrainer:
+    """Train a :class:`BlocNet` block by block.
+
+    Args:
+        net: from :func:`~snntorch_sparse.bloc.split`.
+        loss_fn: ``loss_fn(head_output, targets)``; default cross-entropy on logits.
+            snnTorch losses (``snntorch.functional.ce_rate_loss()``) work with heads
+            that return a ``[T, B, C]`` sequence.
+        optimizer: factory ``optimizer(params)``; default Adam, lr 2e-3.
+        epochs: epochs per block; ``hcd_epochs``: epochs per HCD.
+        easy_threshold: per-class validation accuracy in [0, 1] at or above which a
+            class is easy for the block.
+        batch_size: mini-batch size; ``device``: where to train.
+        checkpoint_dir: save after every block (``bloc_k.pt``); ``fit(resume=...)`` continues.
+        progress: show progress bars.
+    """
+
+    def __init__(self, net: BlocNet, loss_fn: Optional[Callable] = None, optimizer: Optional[Callable] = None,
+                 epochs: int = 10, hcd_epochs: int = 5, easy_threshold: float = 0.9, batch_size: int = 64,
+                 device=None, checkpoint_dir=None, progress: bool = True, seed: int = 0):
+        if not isinstance(net, BlocNet):
+            raise TypeError(f"net must be a BlocNet (see bloc.split), got {type(net).__name__}")
+        if not 0.0 <= float(easy_threshold) <= 1.0:
+            raise ValueError(f"easy_threshold must be in [0, 1], got {easy_threshold}")
+        if epochs < 1 or hcd_epochs < 0:
+            raise ValueError(f"epochs must be >= 1 and hcd_epochs >= 0, got {epochs}, {hcd_epochs}")
+        self.net = net
+        self.loss_fn = loss_fn or (lambda out, y: F.cross_entropy(logits_of(out), y))
+        self.optimizer = optimizer or (lambda params: torch.optim.Adam(params, lr=2e-3))
+        self.epochs, self.hcd_epochs = epochs, hcd_epochs
+        self.easy_threshold = float(easy_threshold)
+        self.batch_size = batch_size
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.progress = progress
+        self.seed = seed
+        self.history: list = []
+
+    # ------------------------------------------------------------------ helpers
+    def _batches(self, n: int, shuffle: bool, gen=None):
+        order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+        for i in range(0, n, self.batch_size):
+            yield order[i:i + self.batch_size]
+
+    def _train_module(self, modules, forward, x, y, epochs, desc, gen):
+        params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        opt = self.optimizer(params)
+        for m in modules:
+            m.train()
+        for _ in tqdm(range(epochs), desc=desc, leave=False, disable=not self.progress):
+            for idx in self._batches(len(y), True, gen):
+                xb, yb = x[:, idx].to(self.device), y[idx].to(self.device)
+                loss = forward(xb, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+    @torch.no_grad()
+    def _outputs(self, k, x):
+        self.net.blocks[k].eval()
+        return torch.cat([self.net.run_block(k, x[:, i:i + 256].to(self.device)).cpu()
+                          for i in range(0, x.shape[1], 256)], 1)
+
+    @torch.no_grad()
+    def per_class_accuracy(self, k: int, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Accuracy of head ``k`` per class on block-``k`` outputs ``z`` (NaN: class absent)."""
+        self.net.heads[k].eval()
+        mask = self._class_mask(self.net.hard_classes[k])
+        mask = 0.0 if mask is None else mask
+        pred = torch.cat([(logits_of(self.net.heads[k](z[:, i:i + 256].to(self.device))) + mask).argmax(1).cpu()
+                          for i in range(0, z.shape[1], 256)])
+        acc = torch.full((self.net.num_classes,), float("nan"))
+        for c in range(self.net.num_classes):
+            m = y == c
+            if m.any():
+                acc[c] = (pred[m] == c).float().mean()
+        return acc
+
+    def _class_mask(self, hard: set):
+        """Additive logit mask: 0 on hard classes, -1e9 elsewhere (``None`` if all are hard)."""
+        if len(hard) == self.net.num_classes:
+            return None
+        mask = torch.full((self.net.num_classes,), -1e9, device=self.device)
+        mask[sorted(hard)] = 0.0
+        return mask
+
+    def select_hard(self, acc: torch.Tensor, hard: set) -> set:
+        """Classes of ``hard`` whose accuracy is below the threshold (absent classes stay hard)."""
+        return {c for c in hard if not (acc[c] >= self.easy_threshold)}
+
+    @staticmethod
+    def hcd_labels(y: torch.Tensor, hard: set) -> torch.Tensor:
+        """1 where the label is a hard class, else 0."""
+        return torch.tensor([int(c) in hard for c in y.tolist()], dtype=torch.long)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, train, val, resume=None) -> list:
+        """Train all blocks. ``train``/``val``: ``(x [T, N, ...], y [N])`` time-major tensors."""
+        (xtr, ytr), (xva, yva) = train, val
+        n_cls = self.net.num_classes
+        _check_labels(ytr, n_cls, "train labels")
+        _check_labels(yva, n_cls, "val labels")
+        gen = torch.Generator().manual_seed(self.seed)
+        net = self.net.to(self.device)
+        start, hard = 0, set(range(n_cls))
+        if resume is not None:
+            start, hard = self._load(resume)
+            for k in range(start):
+                xtr, xva = self._outputs(k, xtr), self._outputs(k, xva)
+        for k in range(start, len(net)):
+            if not hard:
+                warnings.warn(f"BlocTrain: every class is easy after block {k - 1}; blocks {k}.. are "
+                              "skipped (early exit always happens before them)", stacklevel=2)
+                break
+            net.hard_classes[k] = set(hard)
+            keep = torch.tensor([int(c) in hard for c in ytr.tolist()])
+            xk, yk = xtr[:, keep], ytr[keep]
+            block, head = net.blocks[k], net.heads[k]
+
+            mask = self._class_mask(hard)
+
+            def step(xb, yb, block=block, head=head, k=k, mask=mask):
+                out = head(net.run_block(k, xb))
+                if mask is not None and out.dim() == 2:
+                    out = out + mask  # the head predicts the hard classes only
+                return self.loss_fn(out, yb)
+
+            self._train_module([block, head], step, xk, yk, self.epochs, f"block {k}", gen)
+            for p in block.parameters():  # frozen from now on
+                p.requires_grad_(False)
+            ztr, zva = self._outputs(k, xtr), self._outputs(k, xva)
+            acc = self.per_class_accuracy(k, zva, yva)
+            new_hard = self.select_hard(acc, hard)
+            record = {"block": k, "trained_on": int(keep.sum()), "hard_in": sorted(hard),
+                      "per_class_acc": [round(float(a), 4) for a in acc], "hard_out": sorted(new_hard)}
+            if k < len(net) - 1 and self.hcd_epochs:
+                hcd = net.hcds[k]
+                lab = self.hcd_labels(ytr, new_hard)
+                sub = torch.tensor([int(c) in hard for c in ytr.tolist()])  # samples that reach block k
+
+                def hcd_step(zb, lb, hcd=hcd):
+                    return F.cross_entropy(hcd(zb), lb)
+
+                self._train_module([hcd], hcd_step, ztr[:, sub], lab[sub], self.hcd_epochs, f"HCD {k}", gen)
+            self.history.append(record)
+            hard = new_hard
+            xtr, xva = ztr, zva
+            if self.checkpoint_dir:
+                self._save(k + 1, hard)
+        return self.history
+
+    def _save(self, done: int, hard: set) -> Path:
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / f"bloc_{done}.pt"
+        torch.save({"state_dict": self.net.state_dict(), "done": done, "hard": sorted(hard),
+                    "hard_classes": [sorted(h) for h in self.net.hard_classes], "history": self.history}, path)
+        return path
+
+    def _load(self, path):
+        ck = torch.load(path, weights_only=False)
+        self.net.load_state_dict(ck["state_dict"])
+        self.net.hard_classes = [set(h) for h in ck["hard_classes"]]
+        self.history = list(ck["history"])
+        for k in range(ck["done"]):
+            for p in self.net.blocks[k].parameters():
+                p.requires_grad_(False)
+        return ck["done"], set(ck["hard"])
+
+    # ------------------------------------------------------------------ memory
+    def training_memory(self, x: torch.Tensor, y: torch.Tensor) -> dict:
+        """Bytes saved for backward by one training step, block-wise (max over blocks) vs end-to-end.
+
+        End-to-end runs all blocks with autograd and the last head's loss; block-wise
+        runs earlier blocks under ``no_grad`` and keeps block ``k``'s activations only.
+        On CUDA the peak allocated memory of both is reported too.
+        """
+        net = self.net.to(self.device)
+        x, y = x.to(self.device), y.to(self.device)
+        flags = [p.requires_grad for p in net.parameters()]
+        for p in net.parameters():
+            p.requires_grad_(True)
+        try:
+            e2e = self._measure(lambda: self.loss_fn(net.heads[-1](net(x)), y))
+            per_block = []
+            for k in range(len(net)):
+                with torch.no_grad():
+                    z = x
+                    for j in range(k):
+                        z = net.run_block(j, z)
+                per_block.append(self._measure(lambda: self.loss_fn(net.heads[k](net.run_block(k, z)), y)))
+        finally:
+            for p, f in zip(net.parameters(), flags):
+                p.requires_grad_(f)
+        res = {"end_to_end_saved_bytes": e2e["saved"], "blockwise_saved_bytes": max(b["saved"] for b in per_block),
+               "per_block_saved_bytes": [b["saved"] for b in per_block]}
+        res["saved_ratio"] = res["end_to_end_saved_bytes"] / max(res["blockwise_saved_bytes"], 1)
+        if self.device.type == "cuda":
+            res["end_to_end_peak_bytes"] = e2e["peak"]
+            res["blockwise_peak_bytes"] = max(b["peak"] for b in per_block)
+        return res
+
+    def _measure(self, loss_fn) -> dict:
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+        with saved_tensor_bytes(self.net) as c:
+            loss = loss_fn()
+        if loss.requires_grad:  # a block without parameters has nothing to train
+            loss.backward()
+        self.net.zero_grad(set_to_none=True)
+        peak = (torch.cuda.max_memory_allocated() - base) if cuda else None
+        return {"saved": c.bytes, "peak": peak}
