@@ -119,7 +119,7 @@ def _train(net, forward, train, test, cfg: DemoConfig, seed: int, desc: str) -> 
     with torch.no_grad():
         acc = sum((_logits(forward(net, xte[:, i:i + 256])).argmax(1) == yte[i:i + 256]).sum().item()
                   for i in range(0, len(yte), 256)) / len(yte)
-    batch = xtr[:, :cfg.batch_size]
+    batch = xtr[:, :cfg.batch_size].clone()  # its own storage, like a DataLoader batch
     with saved_tensor_bytes(net) as saved:
         loss = F.cross_entropy(_logits(forward(net, batch)), ytr[:cfg.batch_size])
     del loss

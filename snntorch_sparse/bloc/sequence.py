@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import snntorch as snn
 import torch
-from snntorch import utils as snn_utils
 from torch import nn
 
 __all__ = ["run_sequence", "is_multi_step"]
@@ -29,14 +28,16 @@ def run_sequence(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Apply ``module`` to every step of ``x`` (``[T, B, ...]``) and stack its outputs.
 
     Multi-step modules get the whole sequence in one call; otherwise hidden
-    states are reset (``snntorch.utils.reset`` plus any ``reset_time()``
+    states of every nested neuron are reset (``reset_mem()``, and any ``reset_time()``
     method, e.g. :class:`~snntorch_sparse.bloc.resnet.BatchNormTT2d`) and the
     module is called once per step. A neuron returning ``(spk, mem)`` gives ``spk``.
     """
     if is_multi_step(module):
         return _first(module(x))
-    snn_utils.reset(module)
     for m in module.modules():
+        # snntorch.utils.reset only looks at direct children: reset nested neurons too
+        if isinstance(m, snn.SpikingNeuron) and hasattr(m, "reset_mem"):
+            m.reset_mem()
         if hasattr(m, "reset_time"):
             m.reset_time()
     return torch.stack([_first(module(x[t])) for t in range(x.shape[0])])

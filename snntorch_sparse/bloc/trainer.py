@@ -217,7 +217,8 @@ class BlocTrainer:
         On CUDA the peak allocated memory of both is reported too.
         """
         net = self.net.to(self.device)
-        x, y = x.to(self.device), y.to(self.device)
+        # a batch of its own (a slice of a dataset tensor would keep the whole dataset "saved")
+        x, y = x.to(self.device).clone(), y.to(self.device).clone()
         flags = [p.requires_grad for p in net.parameters()]
         for p in net.parameters():
             p.requires_grad_(True)
