@@ -55,6 +55,7 @@ class LIFConfig:
     event_forward: bool = False     # I = X Wᵀ + b over X's non-zeros only (CSR)
     upstream_index: Optional[torch.Tensor] = None
     check_finite: bool = True       # NaN/inf in the input raise ValueError
+    need_mem: bool = True           # False: the membrane is not returned (an empty tensor is)
     stats: dict = field(default_factory=dict)
 
 
@@ -117,13 +118,17 @@ class _SparseLIF(torch.autograd.Function):
         if cfg.readout or x.device.type == "meta":  # meta: shapes only, no active set
             act_idx, act_sg = empty, x.new_empty(0)
         else:
-            dist = (mem - thr_v).abs_()  # one temporary, reused in place
-            act_idx = (dist < cfg.surrogate.bth).view(-1).nonzero().squeeze(1)
-            del dist
-            shift = mem.view(-1).index_select(0, act_idx) - thr_v.index_select(0, act_idx % n)
-            act_sg = cfg.surrogate.derivative(shift)
+            keep_mem = cfg.need_mem or ctx.needs_input_grad[3]
+            # U - θ: in place when the membrane is not an output (saves a [T, B, N] buffer)
+            shift = mem.sub_(thr_v) if not keep_mem else mem - thr_v
+            bth = cfg.surrogate.bth
+            act_idx = ((shift > -bth) & (shift < bth)).view(-1).nonzero().squeeze(1)
+            act_sg = cfg.surrogate.derivative(shift.view(-1).index_select(0, act_idx))
+            if not keep_mem:
+                mem = mem.new_empty(0)
+            del shift
         cfg.stats["active"] = act_idx.numel()
-        cfg.stats["total"] = mem.numel()
+        cfg.stats["total"] = spk.numel()
         cfg.stats["index"] = act_idx
 
         need_w = weight is not None and ctx.needs_input_grad[1]
@@ -156,7 +161,8 @@ class _SparseLIF(torch.autograd.Function):
         if cfg.readout:
             ctx.mark_non_differentiable(spk)
         spk = spk.view(*x.shape[:-1], n) if weight is not None else spk.view(x.shape)
-        mem = mem.view(spk.shape)
+        if mem.numel() or not spk.numel():
+            mem = mem.view(spk.shape)
         return spk, mem
 
     @staticmethod
@@ -173,7 +179,7 @@ class _SparseLIF(torch.autograd.Function):
         if d_spk is not None and not cfg.readout and act_idx.numel():
             g_spk = d_spk.reshape(-1).index_select(0, act_idx) * act_sg
             g.index_copy_(0, act_idx, g_spk)
-        if d_mem is not None:
+        if d_mem is not None and d_mem.numel():
             g = g + d_mem.reshape(-1)
         h = ops.lif_scan_backward(g.view(T, R, n), beta_v, spk_bool if cfg.reset_mode == 1 else None,
                                   cfg.reset_mode)
@@ -226,7 +232,8 @@ def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
         cfg: :class:`LIFConfig`.
 
     Returns:
-        ``(spk, mem)`` with the input's leading shape and ``N_out`` features.
+        ``(spk, mem)`` with the input's leading shape and ``N_out`` features
+        (``mem`` is an empty tensor when ``cfg.need_mem`` is ``False``).
         ``spk`` carries the active set for the next sparse layer.
     """
     if cfg.upstream_index is None and weight is not None:

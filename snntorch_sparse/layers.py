@@ -117,7 +117,7 @@ class SparseLinearLeaky(nn.Module):
             raise TypeError(f"x has dtype {x.dtype} but the layer's weight is {self.weight.dtype}")
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=self.reset_mode,
                         readout=self.readout, backend=self.backend,
-                        event_forward=self.event_forward)
+                        event_forward=self.event_forward, need_mem=self.output or self.readout)
         spk, mem = sparse_lif(x, self.weight, self.bias, self.beta, self.threshold, cfg)
         self._stats = cfg.stats
         if self.readout:
