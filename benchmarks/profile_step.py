@@ -1,0 +1,30 @@
+"""Profile one training step of the sparse model (torch.profiler table), e.g. on a GPU.
+
+    python benchmarks/profile_step.py --config shd --variant sparse_compiled
+"""
+import argparse
+
+import torch
+
+from snntorch_sparse import bench
+
+p = argparse.ArgumentParser()
+p.add_argument("--config", default="quick_shd")
+p.add_argument("--variant", default="sparse_compiled")
+p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+args = p.parse_args()
+dev = torch.device(args.device)
+cfg = bench.PRESETS[args.config]
+x, y = bench.class_spike_data(cfg, cfg.n_out, dev)
+net = bench.build_variant(args.variant, cfg, dev, bench._compiled_ok(dev)).to(dev)
+for _ in range(3):
+    out, hs = net(x)
+    bench.loss_fn(out, y, hs, cfg).backward()
+acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+with torch.profiler.profile(activities=acts) as prof:
+    out, hs = net(x)
+    bench.loss_fn(out, y, hs, cfg).backward()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+print(prof.key_averages().table(sort_by=key, row_limit=25))
