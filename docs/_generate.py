@@ -113,6 +113,8 @@ def generate_api(out: Path) -> list:
             _note(f"API: leaving out {name} (import failed: {type(exc).__name__}: {exc})")
             continue
         modules.append(name)
+        if getattr(importlib.import_module(name), "__all__", None):
+            continue  # the package re-exports its API: one page, no duplicate targets
         for sub in _public_submodules(name):
             try:
                 importlib.import_module(sub)
