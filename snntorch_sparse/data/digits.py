@@ -36,8 +36,10 @@ def load_digits_spikes(num_steps: int = 25, seed: int = 0, test_size: float = 0.
 
 
 def time_major_collate(batch):
-    """Stack ``[(x [T, ...], y), ...]`` into ``(x [T, B, ...], y [B])``."""
+    """Stack ``[(x [T_i, ...], y), ...]`` into ``(x [T, B, ...], y [B])``, zero-padding to the longest T."""
     xs, ys = zip(*batch)
+    T = max(x.shape[0] for x in xs)
+    xs = [x if x.shape[0] == T else torch.cat([x, x.new_zeros(T - x.shape[0], *x.shape[1:])]) for x in xs]
     return torch.stack(xs, 1), torch.as_tensor(ys)
 
 
