@@ -101,7 +101,9 @@ def split(model: nn.Sequential, boundaries: Sequence[int], num_classes: int, sam
     for k, block in enumerate(blocks):
         x, feats = _out_features(block, x)
         last = k == len(blocks) - 1
-        heads.append(TimeMean() if last and feats == num_classes else head(feats, num_classes))
+        # heads and HCDs follow the blocks' output dtype and device
+        heads.append((TimeMean() if last and feats == num_classes else head(feats, num_classes))
+                     .to(dtype=x.dtype, device=x.device))
         if not last:
-            hcds.append(hcd(feats))
+            hcds.append(hcd(feats).to(dtype=x.dtype, device=x.device))
     return BlocNet(blocks, heads, hcds, num_classes)

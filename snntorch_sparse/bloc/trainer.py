@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
@@ -40,6 +41,21 @@ def _check_labels(y: torch.Tensor, num_classes: int, name: str) -> None:
                          f"(min {int(y.min())}, max {int(y.max())})")
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _average_gradients(params) -> None:
+    """Data-parallel training: average gradients over processes (what DDP does)."""
+    if not _distributed():
+        return
+    world = dist.get_world_size()
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
 class BlocTrainer:
     """Train a :class:`BlocNet` block by block.
 
@@ -55,6 +71,12 @@ class BlocTrainer:
         batch_size: mini-batch size; ``device``: where to train.
         checkpoint_dir: save after every block (``bloc_k.pt``); ``fit(resume=...)`` continues.
         progress: show progress bars.
+
+    Distributed data-parallel training (``torchrun``, ``torch.distributed`` initialised):
+    give every process its shard of the training set (equal sizes) and the whole
+    validation set; gradients are averaged over processes after every backward, as
+    ``DistributedDataParallel`` does, so all processes take the same easy/hard
+    decisions and end with the same weights. Only rank 0 writes checkpoints.
     """
 
     def __init__(self, net: BlocNet, loss_fn: Optional[Callable] = None, optimizer: Optional[Callable] = None,
@@ -95,6 +117,7 @@ class BlocTrainer:
                 loss = forward(xb, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                _average_gradients(params)
                 opt.step()
 
     @torch.no_grad()
@@ -187,7 +210,7 @@ class BlocTrainer:
             self.history.append(record)
             hard = new_hard
             xtr, xva = ztr, zva
-            if self.checkpoint_dir:
+            if self.checkpoint_dir and (not _distributed() or dist.get_rank() == 0):
                 self._save(k + 1, hard)
         return self.history
 
