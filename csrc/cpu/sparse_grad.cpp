@@ -1,6 +1,8 @@
 // CPU kernels of sparse_weight_grad and sparse_input_grad.
 //
-// sparse_weight_grad: a stable counting sort of the non-zeros by input column
+// sparse_weight_grad: for layers whose dWᵀ fits in a per-thread copy, the
+// non-zeros are walked in order (rows of h streamed once) -- see below.
+// Otherwise: a stable counting sort of the non-zeros by input column
 // j (O(nnz + N_in), serial) turns X into CSC form; the columns are then
 // independent, so at::parallel_for over j needs no atomics and each column's
 // sum runs in a fixed order (deterministic whatever the thread count).
@@ -72,9 +74,57 @@ at::Tensor sparse_weight_grad_cpu(const at::Tensor& h_, const at::Tensor& x_inde
     return dw.zero_();
   }
 
-  // Stable counting sort by column: colptr[j]..colptr[j+1] indexes `order`.
   const int64_t* idx = x_index.const_data_ptr<int64_t>();
   const int64_t limit = R * Ni;
+  // Row-streaming path: the non-zeros come (nearly) sorted by row, so walking them
+  // in order streams h once while each task adds rows of h into its own dWᵀ copy
+  // (small: N_in·N_out) -- no gather of h, no sort. Copies are summed at the end
+  // in task order (deterministic for a given thread count).
+  const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), nnz / 4096 + 1));
+  const int64_t copy_bytes = tasks * Ni * No * static_cast<int64_t>(h.element_size());
+  if (copy_bytes <= (int64_t{64} << 20)) {
+    for (int64_t k = 0; k < nnz; ++k) {
+      TORCH_CHECK(idx[k] >= 0 && idx[k] < limit, "sparse_weight_grad: flat index ", idx[k],
+                  " out of range for [", R, ", ", Ni, "]");
+    }
+    AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "sparse_weight_grad_cpu_rows", [&] {
+      const scalar_t* hp = h.const_data_ptr<scalar_t>();
+      const scalar_t* vp = has_vals ? x_values.const_data_ptr<scalar_t>() : nullptr;
+      std::vector<std::vector<scalar_t>> copies(tasks);
+      const int64_t per = (nnz + tasks - 1) / tasks;
+      at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          auto& buf = copies[t];
+          buf.assign(Ni * No, scalar_t(0));
+          const int64_t k1 = std::min(nnz, (t + 1) * per);
+          for (int64_t k = t * per; k < k1; ++k) {
+            const int64_t r = idx[k] / Ni, j = idx[k] - r * Ni;
+            const scalar_t* __restrict__ hr = hp + r * No;
+            scalar_t* __restrict__ dst = buf.data() + j * No;
+            if (vp == nullptr) {
+              for (int64_t i = 0; i < No; ++i) dst[i] += hr[i];
+            } else {
+              const scalar_t xv = vp[k];
+              for (int64_t i = 0; i < No; ++i) dst[i] += xv * hr[i];
+            }
+          }
+        }
+      });
+      scalar_t* out = dw.mutable_data_ptr<scalar_t>();
+      at::parallel_for(0, Ni, 16, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t i = 0; i < No; ++i) {
+            scalar_t acc = copies[0][j * No + i];
+            for (int64_t t = 1; t < tasks; ++t) acc += copies[t][j * No + i];
+            out[i * Ni + j] = acc;
+          }
+      });
+    });
+    return dw;
+  }
+
+  // Large layers (per-task copies too big): stable counting sort by column,
+  // colptr[j]..colptr[j+1] indexes `order`; columns are then independent.
   std::vector<int64_t> rows(nnz), cols(nnz), colptr(Ni + 1, 0), order(nnz);
   for (int64_t k = 0; k < nnz; ++k) {
     const int64_t v = idx[k];
