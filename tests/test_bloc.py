@@ -216,3 +216,26 @@ def test_cifar10_example_smoke():
         warnings.simplefilter("ignore")
         rep, mem = mod.main(["--smoke", "--device", "cpu"])
     assert 0 <= rep["accuracy_early_exit"] <= 1 and mem["saved_ratio"] > 0
+
+
+def test_snntorch_loss_with_sequence_heads():
+    """Heads may return [T, B, C]; an snnTorch loss (ce_rate_loss) trains on it."""
+    import snntorch.functional as SF
+
+    class StepHead(nn.Module):
+        def __init__(self, f, c):
+            super().__init__()
+            self.fc = nn.Linear(f, c)
+
+        def forward(self, spikes):  # [T, B, ...] -> [T, B, C]
+            return self.fc(spikes.flatten(2))
+
+    x, y = _x(B=12), torch.arange(12) % 4
+    net = bloc.split(_dense_model(), [2, 4], 4, sample=x, head=StepHead)
+    tr = bloc.BlocTrainer(net, loss_fn=SF.ce_rate_loss(), epochs=2, hcd_epochs=1, easy_threshold=1.0,
+                          progress=False)
+    before = net.heads[0].fc.weight.clone()
+    tr.fit((x, y), (x, y))
+    assert not torch.equal(before, net.heads[0].fc.weight)
+    pred, exit_block = bloc.predict(net, x)
+    assert pred.shape == (12,) and ((pred >= 0) & (pred < 4)).all()

@@ -71,9 +71,9 @@ def split(model: nn.Sequential, boundaries: Sequence[int], num_classes: int, sam
             ``[3, 5]`` gives blocks ``model[:3]``, ``model[3:5]``, ``model[5:]``.
         num_classes: number of classes ``C``.
         sample: one input batch ``[T, B, ...]``, used to size heads and HCDs.
-        head: factory ``head(in_features, num_classes)`` (default :class:`RateHead`).
-            The last block's head is :class:`TimeMean` when the model already ends
-            in ``num_classes`` outputs (its own read-out), else ``head(...)``.
+        head: factory ``head(in_features, num_classes)`` used for every block.
+            By default :class:`RateHead`, except that the last block keeps the
+            model's own read-out (:class:`TimeMean`) when it ends in ``num_classes`` outputs.
         hcd: factory ``hcd(in_features)`` (default :class:`HardClassDetector`).
 
     The blocks share the model's modules (no copy): training them trains the model.
@@ -92,6 +92,7 @@ def split(model: nn.Sequential, boundaries: Sequence[int], num_classes: int, sam
                          f"got {bounds}")
     if not isinstance(sample, torch.Tensor) or sample.dim() < 3:
         raise ValueError("sample must be a time-major batch [T, B, ...] of the model's input")
+    custom_head = head is not None
     head = head or RateHead
     hcd = hcd or HardClassDetector
     edges = [0, *bounds, len(model)]
@@ -102,7 +103,8 @@ def split(model: nn.Sequential, boundaries: Sequence[int], num_classes: int, sam
         x, feats = _out_features(block, x)
         last = k == len(blocks) - 1
         # heads and HCDs follow the blocks' output dtype and device
-        heads.append((TimeMean() if last and feats == num_classes else head(feats, num_classes))
+        own_readout = last and feats == num_classes and not custom_head
+        heads.append((TimeMean() if own_readout else head(feats, num_classes))
                      .to(dtype=x.dtype, device=x.device))
         if not last:
             hcds.append(hcd(feats).to(dtype=x.dtype, device=x.device))
