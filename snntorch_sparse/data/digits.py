@@ -36,11 +36,20 @@ def load_digits_spikes(num_steps: int = 25, seed: int = 0, test_size: float = 0.
 
 
 def time_major_collate(batch):
-    """Stack ``[(x [T_i, ...], y), ...]`` into ``(x [T, B, ...], y [B])``, zero-padding to the longest T."""
+    """Stack ``[(x [T_i, ...], y), ...]`` into ``(x [T, B, ...], y [B])``, zero-padding to the longest T.
+
+    Use as ``DataLoader(..., collate_fn=time_major_collate)``; samples are float32 tensors
+    (or arrays) with time first, labels ints or 0-d tensors.
+    """
+    if len(batch) == 0:
+        raise ValueError("batch must hold at least one (x, y) sample")
     xs, ys = zip(*batch)
+    xs = [torch.as_tensor(x, dtype=torch.float32) for x in xs]
+    if any(x.shape[1:] != xs[0].shape[1:] for x in xs):
+        raise ValueError(f"batch samples differ beyond the time axis: {sorted({tuple(x.shape[1:]) for x in xs})}")
     T = max(x.shape[0] for x in xs)
     xs = [x if x.shape[0] == T else torch.cat([x, x.new_zeros(T - x.shape[0], *x.shape[1:])]) for x in xs]
-    return torch.stack(xs, 1), torch.as_tensor(ys)
+    return torch.stack(xs, 1), torch.stack([torch.as_tensor(y) for y in ys])
 
 
 def digits_loaders(batch_size: int = 64, num_steps: int = 25, seed: int = 0):
