@@ -5,6 +5,9 @@
 //   lif_scan_backward(grad[T,B,N], beta[N], spk?[T,B,N], reset_mode) -> h
 //   sparse_weight_grad(h[R,No], x_index[nnz], x_values?[nnz], in_features) -> dW[No,Ni]
 //   sparse_input_grad(h[R,No], weight[No,Ni], index[k]) -> out[k]
+// and, CPU only, the fused Linear+LIF forward/backward over CSR sets
+// (dense_to_csr, lif_fused_forward, lif_fused_backward, csr_to_coo_), see
+// csrc/cpu/fused_lif.cpp and snntorch_sparse/ops/fused.py.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -23,6 +26,27 @@ at::Tensor sparse_weight_grad_cpu(const at::Tensor& h, const at::Tensor& x_index
                                   const std::optional<at::Tensor>& x_values, int64_t in_features);
 at::Tensor sparse_input_grad_cpu(const at::Tensor& h, const at::Tensor& weight,
                                  const at::Tensor& index);
+
+// Fused Linear+LIF kernels (csrc/cpu/fused_lif.cpp); CSR over the T*B rows.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dense_to_csr_cpu(const at::Tensor& x);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused_forward_cpu(
+    const std::optional<at::Tensor>& current, const std::optional<at::Tensor>& x_rowptr,
+    const std::optional<at::Tensor>& x_col, const std::optional<at::Tensor>& x_val,
+    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    const at::Tensor& beta, const at::Tensor& threshold, int64_t reset_mode, double bth,
+    at::Tensor& spk_out, const std::optional<at::Tensor>& mem_out, bool need_spike_csr,
+    bool need_active);
+std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
+    const at::Tensor& act_rowptr, const at::Tensor& act_col, const at::Tensor& act_sg,
+    const std::optional<at::Tensor>& d_spk, const std::optional<at::Tensor>& d_mem,
+    const at::Tensor& beta, const std::optional<at::Tensor>& spk, int64_t reset_mode,
+    const std::optional<at::Tensor>& x_rowptr, const std::optional<at::Tensor>& x_col,
+    const std::optional<at::Tensor>& x_val, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& up_rowptr, const std::optional<at::Tensor>& up_col,
+    const std::optional<at::Tensor>& dx_out, const std::optional<at::Tensor>& h_out,
+    int64_t T, int64_t B, int64_t in_features, bool need_dw, bool need_db, bool d_spk_compact,
+    bool dx_compact);
+void csr_to_coo_cpu(const at::Tensor& rowptr, const at::Tensor& col, int64_t B, at::Tensor& out);
 
 // ---- argument checks shared by the CPU and CUDA implementations ------------
 inline void check_scan_args(const char* op, const at::Tensor& x, const at::Tensor& beta,

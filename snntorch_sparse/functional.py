@@ -32,12 +32,14 @@ import torch
 import torch.nn.functional as F
 
 from ._validation import check_finite, per_feature
+from .fused_cpu import SpikeSets, fused_sparse_lif, usable as _fused_usable
 from .ops import get_backend
 
 __all__ = ["LIFConfig", "sparse_lif", "ACTIVE_INDEX_ATTR"]
 
-#: Attribute under which a sparse layer's output spikes carry its active set,
-#: so the next sparse layer computes ∂L/∂X only there.
+#: Attribute under which a sparse layer's output spikes carry a
+#: :class:`~snntorch_sparse.fused_cpu.SpikeSets` (its active set and spike
+#: events), so the next sparse layer computes ∂L/∂X only on that active set.
 ACTIVE_INDEX_ATTR = "_snntorch_sparse_active"
 
 # Above this input density the dense input is cheaper to keep than its indices.
@@ -53,7 +55,9 @@ class LIFConfig:
     readout: bool = False           # non-spiking: the membrane is the output
     backend: Optional[str] = None   # None: package default
     event_forward: bool = False     # I = X Wᵀ + b over X's non-zeros only (CSR)
-    upstream_index: Optional[torch.Tensor] = None
+    upstream_index: Optional[torch.Tensor] = None   # flat active indices of the upstream layer
+    upstream: Optional[object] = None               # fused_cpu.SpikeSets of the upstream layer
+    pool: Optional[object] = None                   # _buffers.BufferPool of the calling layer
     check_finite: bool = True       # NaN/inf in the input raise ValueError
     need_mem: bool = True           # False: the membrane is not returned (an empty tensor is)
     stats: dict = field(default_factory=dict)
@@ -129,7 +133,8 @@ class _SparseLIF(torch.autograd.Function):
             del shift
         cfg.stats["active"] = act_idx.numel()
         cfg.stats["total"] = spk.numel()
-        cfg.stats["index"] = act_idx
+        cfg.stats["sets"] = None if cfg.readout else SpikeSets(n, current.shape[0] * current.shape[1],
+                                                               active_flat=act_idx)
 
         need_w = weight is not None and ctx.needs_input_grad[1]
         x_val, x_dense = None, None
@@ -236,19 +241,29 @@ def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
         (``mem`` is an empty tensor when ``cfg.need_mem`` is ``False``).
         ``spk`` carries the active set for the next sparse layer.
     """
-    if cfg.upstream_index is None and weight is not None:
-        cfg.upstream_index = getattr(x, ACTIVE_INDEX_ATTR, None)
-    if cfg.upstream_index is not None:
+    rows = x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
+    if cfg.upstream is None and cfg.upstream_index is None and weight is not None:
+        sets = getattr(x, ACTIVE_INDEX_ATTR, None)
+        if isinstance(sets, SpikeSets) and sets.rows == rows and sets.n == x.shape[-1]:
+            cfg.upstream = sets
+    fused = _fused_usable(x, weight, cfg)
+    if cfg.upstream is not None:
         cfg.check_finite = False  # spikes of a sparse layer: binary by construction
+        if not fused:
+            cfg.upstream_index = cfg.upstream.active_flat()
+    elif cfg.upstream_index is not None:
+        cfg.check_finite = False
+        cfg.upstream = SpikeSets(x.shape[-1], rows, active_flat=cfg.upstream_index)
+    fn = fused_sparse_lif if fused else _SparseLIF.apply
     if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
         # Opt out of autocast: a half-precision GEMM would move membranes across
         # the threshold and flip spikes. The layer runs in its parameters' dtype.
         with torch.autocast(x.device.type, enabled=False):
-            spk, mem = _SparseLIF.apply(x, weight, bias, beta, threshold, cfg)
+            spk, mem = fn(x, weight, bias, beta, threshold, cfg)
     else:
-        spk, mem = _SparseLIF.apply(x, weight, bias, beta, threshold, cfg)
-    index = cfg.stats.pop("index", None)
+        spk, mem = fn(x, weight, bias, beta, threshold, cfg)
+    sets = cfg.stats.pop("sets", None)
     if not cfg.readout and spk.requires_grad:
         # A Python attribute, so it lives exactly as long as the spike tensor.
-        setattr(spk, ACTIVE_INDEX_ATTR, index)
+        setattr(spk, ACTIVE_INDEX_ATTR, sets)
     return spk, mem

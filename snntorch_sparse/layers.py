@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._buffers import BufferPool
 from ._validation import autocast_input, check_beta, check_reset, check_same_device, check_sequence, check_threshold
 from .functional import LIFConfig, sparse_lif
 from .neurons import resolve_surrogate
@@ -82,6 +83,8 @@ class SparseLinearLeaky(nn.Module):
         self.backend = backend
         self.event_forward = event_forward
         self._stats: dict = {}
+        # Large CPU work buffers (spikes, input gradient) reused across steps; see _buffers.
+        self._pool = BufferPool()
 
     @property
     def in_features(self) -> int:
@@ -117,7 +120,8 @@ class SparseLinearLeaky(nn.Module):
             raise TypeError(f"x has dtype {x.dtype} but the layer's weight is {self.weight.dtype}")
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=self.reset_mode,
                         readout=self.readout, backend=self.backend,
-                        event_forward=self.event_forward, need_mem=self.output or self.readout)
+                        event_forward=self.event_forward, need_mem=self.output or self.readout,
+                        pool=self._pool)
         spk, mem = sparse_lif(x, self.weight, self.bias, self.beta, self.threshold, cfg)
         self._stats = cfg.stats
         if self.readout:

@@ -1,0 +1,596 @@
+// Fused CPU kernels of the Linear+LIF layer: one pass forward, one pass backward.
+//
+// Sparse sets are kept in CSR form over the T*B rows of a [T, B, N] tensor
+// (row r = t*B + b, time-major, the order of a coalesced COO index):
+//   rowptr int64 [T*B + 1], col int32 [nnz] (+ one value per entry).
+//
+// lif_fused_forward: per row, the input current (given, from a GEMM, or summed
+// event by event from the input's CSR: I[r] = b + sum_k x_k W^T[j_k]), the LIF
+// update (same expression order as snntorch.Leaky and ops/reference.py), the
+// dense spike output, and the CSR lists of the spikes and of the active set
+// |U - theta| < bth with U - theta per active entry -- one pass, no [T, B, N]
+// temporary.
+//
+// lif_fused_backward: the adjoint scan h[t] = g[t] + beta h[t+1] (g non-zero on
+// the active set and where dL/dU is given) runs per row and is consumed on
+// the spot: db += h, dW^T[j] += x_k h for the input's events in that row,
+// dX[r, j] = <h, W^T[j]> for the upstream layer's active entries in that row.
+// h is never stored unless asked for (h_out).
+//
+// Parallel over batch ranges (each range walks all T steps). Per-range lists
+// and dW^T copies are merged at the end in range order: deterministic for a
+// given thread count.
+#include <ATen/Parallel.h>
+#include <ATen/Dispatch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "../ops.h"
+#include "row_sum.h"
+
+namespace snntorch_sparse {
+namespace {
+
+// Batch ranges: one per thread (at most B).
+std::vector<int64_t> batch_ranges(int64_t B) {
+  const int64_t n = std::max<int64_t>(1, std::min<int64_t>(B, at::get_num_threads()));
+  std::vector<int64_t> edges(n + 1);
+  for (int64_t i = 0; i <= n; ++i) edges[i] = B * i / n;
+  return edges;
+}
+
+// Growable list written without bounds checks inside a row: reserve(N) first.
+template <typename V>
+struct List {
+  std::vector<V> data;
+  int64_t size = 0;
+  void reserve_more(int64_t n) {
+    if (size + n > static_cast<int64_t>(data.size()))
+      data.resize(std::max<int64_t>(2 * data.size(), size + n + 1024));
+  }
+};
+
+void check_csr(const char* op, const char* name, const at::Tensor& rowptr, const at::Tensor& col,
+               int64_t rows, int64_t cols) {
+  TORCH_CHECK(rowptr.dim() == 1 && rowptr.scalar_type() == at::kLong && rowptr.numel() == rows + 1,
+              op, ": ", name, "_rowptr must be int64 [", rows + 1, "], got ", rowptr.scalar_type(),
+              " ", rowptr.sizes());
+  TORCH_CHECK(col.dim() == 1 && col.scalar_type() == at::kInt, op, ": ", name,
+              "_col must be a 1-D int32 tensor, got ", col.scalar_type(), " ", col.sizes());
+  TORCH_CHECK(rowptr.is_contiguous() && col.is_contiguous(), op, ": ", name, " CSR must be contiguous");
+  const int64_t* rp = rowptr.const_data_ptr<int64_t>();
+  TORCH_CHECK(rp[0] == 0 && rp[rows] == col.numel(), op, ": ", name, "_rowptr must start at 0 and end at ",
+              col.numel(), ", got ", rp[0], " .. ", rp[rows]);
+  const int32_t* cp = col.const_data_ptr<int32_t>();
+  for (int64_t k = 0; k < col.numel(); ++k)
+    TORCH_CHECK(cp[k] >= 0 && cp[k] < cols, op, ": ", name, "_col entry ", cp[k], " out of range [0, ",
+                cols, ")");
+}
+
+// One time step of the LIF recurrence for one row (reference.lif_scan's order).
+template <typename T, int MODE>
+inline void lif_row(T* __restrict__ u, const T* __restrict__ I, const T* __restrict__ be,
+                    const T* __restrict__ th, T* __restrict__ s, int64_t N) {
+  for (int64_t i = 0; i < N; ++i) {
+    T v = u[i];
+    const T rst = static_cast<T>(v - th[i] > T(0));
+    if (MODE == 0) {
+      const T a = be[i] * v;
+      const T c = a + I[i];
+      const T d = rst * th[i];
+      v = c - d;
+    } else if (MODE == 1) {
+      const T keep = T(1) - rst;
+      const T k = keep * v;
+      const T a = be[i] * k;
+      v = a + I[i];
+    } else {
+      const T a = be[i] * v;
+      v = a + I[i];
+    }
+    u[i] = v;
+    s[i] = static_cast<T>(v - th[i] > T(0));
+  }
+}
+
+template <typename T>
+inline void decay_row(T* __restrict__ acc, const T* __restrict__ be, int64_t N) {
+  for (int64_t i = 0; i < N; ++i) acc[i] = be[i] * acc[i];
+}
+
+template <typename T>
+inline void scan_row(T* __restrict__ acc, const T* __restrict__ g, const T* __restrict__ be,
+                     const bool* __restrict__ spk, int64_t N) {
+  if (spk != nullptr) {
+    for (int64_t i = 0; i < N; ++i) {
+      const T prev = acc[i] * static_cast<T>(!spk[i]);
+      const T a = be[i] * prev;
+      acc[i] = g[i] + a;
+    }
+  } else {
+    for (int64_t i = 0; i < N; ++i) {
+      const T a = be[i] * acc[i];
+      acc[i] = g[i] + a;
+    }
+  }
+}
+
+template <typename T>
+inline void add_row(T* __restrict__ dst, const T* __restrict__ src, int64_t N) {
+  for (int64_t i = 0; i < N; ++i) dst[i] += src[i];
+}
+
+template <typename T>
+inline void axpy_row(T* __restrict__ dst, T x, const T* __restrict__ src, int64_t N) {
+  for (int64_t i = 0; i < N; ++i) dst[i] += x * src[i];
+}
+
+// Concatenate per-range lists into row order. cnt[r] is the number of entries
+// of row r; range c holds rows (t, b) for b in [edges[c], edges[c+1]) in (t, b) order.
+template <typename V>
+void gather_rows(const std::vector<List<V>>& lists, const std::vector<int64_t>& edges,
+                 const int64_t* rowptr, int64_t Tn, int64_t B, V* out) {
+  const int64_t nr = static_cast<int64_t>(lists.size());
+  at::parallel_for(0, nr, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const V* src = lists[c].data.data();
+      int64_t pos = 0;
+      for (int64_t t = 0; t < Tn; ++t)
+        for (int64_t b = edges[c]; b < edges[c + 1]; ++b) {
+          const int64_t r = t * B + b, n = rowptr[r + 1] - rowptr[r];
+          std::copy(src + pos, src + pos + n, out + rowptr[r]);
+          pos += n;
+        }
+    }
+  });
+}
+
+at::Tensor prefix_rowptr(const std::vector<int64_t>& cnt, const at::TensorOptions& opts) {
+  auto rowptr = at::empty({static_cast<int64_t>(cnt.size()) + 1}, opts.dtype(at::kLong));
+  int64_t* rp = rowptr.mutable_data_ptr<int64_t>();
+  rp[0] = 0;
+  for (size_t r = 0; r < cnt.size(); ++r) rp[r + 1] = rp[r] + cnt[r];
+  return rowptr;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- dense_to_csr
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dense_to_csr_cpu(const at::Tensor& x_) {
+  TORCH_CHECK(x_.dim() == 2, "dense_to_csr: x must be [R, N], got ", x_.sizes());
+  TORCH_CHECK(x_.size(1) < (int64_t{1} << 31), "dense_to_csr: N must fit in int32, got ", x_.size(1));
+  const auto x = x_.contiguous();
+  const int64_t R = x.size(0), N = x.size(1);
+  std::vector<int64_t> cnt(R);
+  at::Tensor rowptr, col, val;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dense_to_csr_cpu", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const int64_t nch = std::max<int64_t>(1, std::min<int64_t>(R, at::get_num_threads()));
+    std::vector<List<int32_t>> cols(nch);
+    std::vector<List<scalar_t>> vals(nch);
+    at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t r = R * c / nch; r < R * (c + 1) / nch; ++r) {
+          auto& lc = cols[c];
+          auto& lv = vals[c];
+          lc.reserve_more(N);
+          lv.reserve_more(N);
+          int32_t* cp = lc.data.data() + lc.size;
+          scalar_t* vp = lv.data.data() + lv.size;
+          const scalar_t* row = xp + r * N;
+          const int64_t m = compact_nonzero<scalar_t>(row, cp, vp, N);
+          cnt[r] = m;
+          lc.size += m;
+          lv.size += m;
+        }
+      }
+    });
+    rowptr = prefix_rowptr(cnt, x.options());
+    const int64_t nnz = rowptr.const_data_ptr<int64_t>()[R];
+    col = at::empty({nnz}, x.options().dtype(at::kInt));
+    val = at::empty({nnz}, x.options());
+    int64_t pos = 0;
+    for (int64_t c = 0; c < nch; ++c) {  // ranges are contiguous row blocks
+      std::copy(cols[c].data.data(), cols[c].data.data() + cols[c].size, col.mutable_data_ptr<int32_t>() + pos);
+      std::copy(vals[c].data.data(), vals[c].data.data() + vals[c].size, val.mutable_data_ptr<scalar_t>() + pos);
+      pos += cols[c].size;
+    }
+  });
+  return {rowptr, col, val};
+}
+
+// ----------------------------------------------------------- lif_fused_forward
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused_forward_cpu(
+    const std::optional<at::Tensor>& current_, const std::optional<at::Tensor>& x_rowptr_,
+    const std::optional<at::Tensor>& x_col_, const std::optional<at::Tensor>& x_val_,
+    const std::optional<at::Tensor>& weight_, const std::optional<at::Tensor>& bias_,
+    const at::Tensor& beta_, const at::Tensor& threshold_, int64_t reset_mode, double bth,
+    at::Tensor& spk_out, const std::optional<at::Tensor>& mem_out_, bool need_spike_csr,
+    bool need_active) {
+  const char* op = "lif_fused_forward";
+  TORCH_CHECK(spk_out.dim() == 3 && spk_out.is_contiguous(), op,
+              ": spk_out must be a contiguous [T, B, N] tensor, got ", spk_out.sizes());
+  check_scan_args(op, spk_out, beta_, reset_mode);
+  const int64_t Tn = spk_out.size(0), B = spk_out.size(1), N = spk_out.size(2), R = Tn * B;
+  TORCH_CHECK(threshold_.dim() == 1 && threshold_.numel() == N &&
+                  threshold_.scalar_type() == spk_out.scalar_type(),
+              op, ": threshold must be [N] of the output's dtype, got ", threshold_.scalar_type(), " ",
+              threshold_.sizes());
+  TORCH_CHECK(N < (int64_t{1} << 31), op, ": N must fit in int32");
+  const bool has_mem = mem_out_.has_value() && mem_out_->defined() && mem_out_->numel() > 0;
+  if (has_mem)
+    TORCH_CHECK(mem_out_->sizes() == spk_out.sizes() && mem_out_->is_contiguous() &&
+                    mem_out_->scalar_type() == spk_out.scalar_type(),
+                op, ": mem_out must be contiguous like spk_out, got ", mem_out_->sizes());
+  const bool has_current = current_.has_value() && current_->defined();
+  at::Tensor current, wt, bias, x_rowptr, x_col, x_val;
+  int64_t Ni = 0;
+  if (has_current) {
+    TORCH_CHECK(current_->sizes() == spk_out.sizes() && current_->scalar_type() == spk_out.scalar_type(),
+                op, ": current must be [T, B, N] like spk_out, got ", current_->sizes());
+    current = current_->contiguous();
+  } else {
+    TORCH_CHECK(weight_.has_value() && x_rowptr_.has_value() && x_col_.has_value(), op,
+                ": without current, weight and the input CSR (x_rowptr, x_col) are required");
+    TORCH_CHECK(weight_->dim() == 2 && weight_->size(0) == N &&
+                    weight_->scalar_type() == spk_out.scalar_type(),
+                op, ": weight must be [N, N_in] with N = ", N, " of the output's dtype, got ",
+                weight_->scalar_type(), " ", weight_->sizes());
+    Ni = weight_->size(1);
+    wt = weight_->t().contiguous();  // [N_in, N]: one contiguous row per input feature
+    x_rowptr = x_rowptr_->contiguous();
+    x_col = x_col_->contiguous();
+    check_csr(op, "x", x_rowptr, x_col, R, Ni);
+    if (x_val_.has_value() && x_val_->defined()) {
+      TORCH_CHECK(x_val_->numel() == x_col.numel() && x_val_->scalar_type() == spk_out.scalar_type(), op,
+                  ": x_val must be [nnz] of the output's dtype, got ", x_val_->scalar_type(), " ",
+                  x_val_->sizes());
+      x_val = x_val_->contiguous();
+    }
+    if (bias_.has_value() && bias_->defined()) {
+      TORCH_CHECK(bias_->numel() == N && bias_->scalar_type() == spk_out.scalar_type(), op,
+                  ": bias must be [N] of the output's dtype, got ", bias_->sizes());
+      bias = bias_->contiguous();
+    }
+  }
+  const auto beta = beta_.contiguous();
+  const auto thr = threshold_.contiguous();
+  if (R == 0 || N == 0) {  // nothing to scan: empty sets over R rows
+    const auto zl = at::zeros({R + 1}, spk_out.options().dtype(at::kLong));
+    const auto ei = at::empty({0}, spk_out.options().dtype(at::kInt));
+    const auto el = at::empty({0}, spk_out.options().dtype(at::kLong));
+    return {need_spike_csr ? zl : el, ei, need_active ? zl.clone() : el, ei.clone(),
+            at::empty({0}, spk_out.options())};
+  }
+  const auto edges = batch_ranges(B);
+  const int64_t nch = static_cast<int64_t>(edges.size()) - 1;
+  std::vector<int64_t> spk_cnt(need_spike_csr ? R : 0), act_cnt(need_active ? R : 0);
+  at::Tensor spk_rowptr, spk_col, act_rowptr, act_col, act_shift;
+
+  AT_DISPATCH_FLOATING_TYPES(spk_out.scalar_type(), "lif_fused_forward_cpu", [&] {
+    using T = scalar_t;
+    const T* cur = has_current ? current.const_data_ptr<T>() : nullptr;
+    const T* wtp = has_current ? nullptr : wt.const_data_ptr<T>();
+    const T* bp = bias.defined() ? bias.const_data_ptr<T>() : nullptr;
+    const int64_t* xr = has_current ? nullptr : x_rowptr.const_data_ptr<int64_t>();
+    const int32_t* xc = has_current ? nullptr : x_col.const_data_ptr<int32_t>();
+    const T* xv = x_val.defined() ? x_val.const_data_ptr<T>() : nullptr;
+    const T* be = beta.const_data_ptr<T>();
+    const T* th = thr.const_data_ptr<T>();
+    T* sp = spk_out.mutable_data_ptr<T>();
+    T* mp = has_mem ? mem_out_->mutable_data_ptr<T>() : nullptr;
+    const T lo = static_cast<T>(-bth), hi = static_cast<T>(bth);
+    std::vector<List<int32_t>> s_cols(nch), a_cols(nch);
+    std::vector<List<T>> a_vals(nch);
+
+    at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
+      std::vector<T> ibuf(N);
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t b0 = edges[c], b1 = edges[c + 1];
+        std::vector<T> state((b1 - b0) * N, T(0));
+        for (int64_t t = 0; t < Tn; ++t) {
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t r = t * B + b;
+            const T* I;
+            if (cur != nullptr) {
+              I = cur + r * N;
+            } else {
+              row_sum<T>(ibuf.data(), bp, wtp, xc, xv, xr[r], xr[r + 1], N);
+              I = ibuf.data();
+            }
+            T* u = state.data() + (b - b0) * N;
+            T* s = sp + r * N;
+            T* m = mp ? mp + r * N : nullptr;
+            if (reset_mode == 0) lif_row<T, 0>(u, I, be, th, s, N);
+            else if (reset_mode == 1) lif_row<T, 1>(u, I, be, th, s, N);
+            else lif_row<T, 2>(u, I, be, th, s, N);
+            if (m) std::copy(u, u + N, m);
+            if (need_spike_csr) {
+              auto& l = s_cols[c];
+              l.reserve_more(N);
+              const int64_t q = compact_nonzero<T>(s, l.data.data() + l.size, nullptr, N);
+              l.size += q;
+              spk_cnt[r] = q;
+            }
+            if (need_active) {
+              auto& l = a_cols[c];
+              auto& lv = a_vals[c];
+              l.reserve_more(N);
+              lv.reserve_more(N);
+              const int64_t q = compact_window<T>(u, th, lo, hi, l.data.data() + l.size,
+                                                  lv.data.data() + lv.size, N);
+              l.size += q;
+              lv.size += q;
+              act_cnt[r] = q;
+            }
+          }
+        }
+      }
+    });
+
+    if (need_spike_csr) {
+      spk_rowptr = prefix_rowptr(spk_cnt, spk_out.options());
+      spk_col = at::empty({spk_rowptr.const_data_ptr<int64_t>()[R]}, spk_out.options().dtype(at::kInt));
+      gather_rows<int32_t>(s_cols, edges, spk_rowptr.const_data_ptr<int64_t>(), Tn, B,
+                           spk_col.mutable_data_ptr<int32_t>());
+    }
+    if (need_active) {
+      act_rowptr = prefix_rowptr(act_cnt, spk_out.options());
+      const int64_t K = act_rowptr.const_data_ptr<int64_t>()[R];
+      act_col = at::empty({K}, spk_out.options().dtype(at::kInt));
+      act_shift = at::empty({K}, spk_out.options());
+      gather_rows<int32_t>(a_cols, edges, act_rowptr.const_data_ptr<int64_t>(), Tn, B,
+                           act_col.mutable_data_ptr<int32_t>());
+      gather_rows<T>(a_vals, edges, act_rowptr.const_data_ptr<int64_t>(), Tn, B,
+                     act_shift.mutable_data_ptr<T>());
+    }
+  });
+  const auto empty_l = at::empty({0}, spk_out.options().dtype(at::kLong));
+  const auto empty_i = at::empty({0}, spk_out.options().dtype(at::kInt));
+  if (!need_spike_csr) spk_rowptr = empty_l, spk_col = empty_i;
+  if (!need_active) act_rowptr = empty_l, act_col = empty_i, act_shift = at::empty({0}, spk_out.options());
+  return {spk_rowptr, spk_col, act_rowptr, act_col, act_shift};
+}
+
+// ---------------------------------------------------------- lif_fused_backward
+
+std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
+    const at::Tensor& act_rowptr_, const at::Tensor& act_col_, const at::Tensor& act_sg_,
+    const std::optional<at::Tensor>& d_spk_, const std::optional<at::Tensor>& d_mem_,
+    const at::Tensor& beta_, const std::optional<at::Tensor>& spk_, int64_t reset_mode,
+    const std::optional<at::Tensor>& x_rowptr_, const std::optional<at::Tensor>& x_col_,
+    const std::optional<at::Tensor>& x_val_, const std::optional<at::Tensor>& weight_,
+    const std::optional<at::Tensor>& up_rowptr_, const std::optional<at::Tensor>& up_col_,
+    const std::optional<at::Tensor>& dx_out_, const std::optional<at::Tensor>& h_out_,
+    int64_t T_, int64_t B_, int64_t in_features, bool need_dw, bool need_db, bool d_spk_compact,
+    bool dx_compact) {
+  const char* op = "lif_fused_backward";
+  const auto dtype = act_sg_.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, op, ": only float32 and float64, got ", dtype);
+  TORCH_CHECK(T_ >= 0 && B_ >= 0, op, ": T and B must be >= 0");
+  TORCH_CHECK(beta_.dim() == 1 && beta_.scalar_type() == dtype, op, ": beta must be [N] of dtype ", dtype);
+  TORCH_CHECK(reset_mode >= 0 && reset_mode <= 2, op, ": reset_mode must be 0, 1 or 2, got ", reset_mode);
+  const int64_t Tn = T_, B = B_, N = beta_.numel(), R = Tn * B, Ni = in_features;
+  const auto act_rowptr = act_rowptr_.contiguous();
+  const auto act_col = act_col_.contiguous();
+  const auto act_sg = act_sg_.contiguous();
+  check_csr(op, "act", act_rowptr, act_col, R, N);
+  TORCH_CHECK(act_sg.numel() == act_col.numel(), op, ": act_sg must be [K] like act_col");
+  auto dense_arg = [&](const std::optional<at::Tensor>& t, const char* name) -> at::Tensor {
+    if (!t.has_value() || !t->defined()) return at::Tensor();
+    TORCH_CHECK(t->numel() == R * N && t->scalar_type() == dtype, op, ": ", name,
+                " must have T*B*N = ", R * N, " elements of dtype ", dtype, ", got ", t->scalar_type(),
+                " ", t->sizes());
+    return t->contiguous();
+  };
+  at::Tensor d_spk;
+  if (d_spk_compact) {
+    TORCH_CHECK(d_spk_.has_value() && d_spk_->defined() && d_spk_->numel() == act_col.numel() &&
+                    d_spk_->scalar_type() == dtype, op, ": a compact d_spk must have one value per active entry (",
+                act_col.numel(), ") of dtype ", dtype);
+    d_spk = d_spk_->contiguous();
+  } else {
+    d_spk = dense_arg(d_spk_, "d_spk");
+  }
+  const auto d_mem = dense_arg(d_mem_, "d_mem");
+  at::Tensor spk;
+  if (reset_mode == 1) {
+    TORCH_CHECK(spk_.has_value() && spk_->defined() && spk_->numel() == R * N, op,
+                ": spk [T, B, N] is required for reset_mode 1");
+    spk = spikes_as_bool(*spk_);
+  }
+  at::Tensor h_out;
+  if (h_out_.has_value() && h_out_->defined()) {
+    TORCH_CHECK(h_out_->numel() == R * N && h_out_->is_contiguous() && h_out_->scalar_type() == dtype, op,
+                ": h_out must be contiguous with T*B*N elements of dtype ", dtype);
+    h_out = *h_out_;
+  }
+  const bool need_w = need_dw || (up_rowptr_.has_value() && up_rowptr_->defined());
+  at::Tensor wt, x_rowptr, x_col, x_val, up_rowptr, up_col, dx_out;
+  if (need_w) {
+    TORCH_CHECK(weight_.has_value() && weight_->defined() && weight_->dim() == 2 &&
+                    weight_->size(0) == N && weight_->size(1) == Ni && weight_->scalar_type() == dtype,
+                op, ": weight must be [", N, ", ", Ni, "] of dtype ", dtype);
+    wt = weight_->t().contiguous();
+  }
+  if (need_dw) {
+    TORCH_CHECK(x_rowptr_.has_value() && x_col_.has_value(), op, ": need_dw requires the input CSR");
+    x_rowptr = x_rowptr_->contiguous();
+    x_col = x_col_->contiguous();
+    check_csr(op, "x", x_rowptr, x_col, R, Ni);
+    if (x_val_.has_value() && x_val_->defined()) {
+      TORCH_CHECK(x_val_->numel() == x_col.numel() && x_val_->scalar_type() == dtype, op,
+                  ": x_val must be [nnz] of dtype ", dtype);
+      x_val = x_val_->contiguous();
+    }
+  }
+  if (up_rowptr_.has_value() && up_rowptr_->defined()) {
+    TORCH_CHECK(up_col_.has_value() && dx_out_.has_value() && dx_out_->defined(), op,
+                ": up_rowptr needs up_col and dx_out");
+    up_rowptr = up_rowptr_->contiguous();
+    up_col = up_col_->contiguous();
+    check_csr(op, "up", up_rowptr, up_col, R, Ni);
+    const int64_t want = dx_compact ? up_col.numel() : R * Ni;
+    TORCH_CHECK(dx_out_->numel() == want && dx_out_->is_contiguous() && dx_out_->scalar_type() == dtype, op,
+                ": dx_out must be contiguous with ", want, dx_compact ? " (one per upstream active entry)" :
+                " (T*B*N_in)", " elements of dtype ", dtype, ", got ", dx_out_->numel());
+    dx_out = *dx_out_;
+  }
+
+  const auto beta = beta_.contiguous();
+  auto opts = act_sg.options();
+  at::Tensor dw = need_dw ? at::empty({N, Ni}, opts) : at::empty({0}, opts);
+  at::Tensor db = need_db ? at::empty({N}, opts) : at::empty({0}, opts);
+  if (R == 0 || N == 0) {  // no rows: zero gradients
+    dw.zero_();
+    db.zero_();
+    return {dw, db};
+  }
+  const auto edges = batch_ranges(B);
+  const int64_t nch = static_cast<int64_t>(edges.size()) - 1;
+
+  AT_DISPATCH_FLOATING_TYPES(dtype, "lif_fused_backward_cpu", [&] {
+    using T = scalar_t;
+    const int64_t* ar = act_rowptr.const_data_ptr<int64_t>();
+    const int32_t* ac = act_col.const_data_ptr<int32_t>();
+    const T* sg = act_sg.const_data_ptr<T>();
+    const T* ds = d_spk.defined() ? d_spk.const_data_ptr<T>() : nullptr;
+    const T* dm = d_mem.defined() ? d_mem.const_data_ptr<T>() : nullptr;
+    const bool* sk = spk.defined() ? spk.const_data_ptr<bool>() : nullptr;
+    const T* be = beta.const_data_ptr<T>();
+    const T* wtp = wt.defined() ? wt.const_data_ptr<T>() : nullptr;
+    const int64_t* xr = x_rowptr.defined() ? x_rowptr.const_data_ptr<int64_t>() : nullptr;
+    const int32_t* xc = x_col.defined() ? x_col.const_data_ptr<int32_t>() : nullptr;
+    const T* xv = x_val.defined() ? x_val.const_data_ptr<T>() : nullptr;
+    const int64_t* ur = up_rowptr.defined() ? up_rowptr.const_data_ptr<int64_t>() : nullptr;
+    const int32_t* uc = up_col.defined() ? up_col.const_data_ptr<int32_t>() : nullptr;
+    T* dxp = dx_out.defined() ? dx_out.mutable_data_ptr<T>() : nullptr;
+    T* hp = h_out.defined() ? h_out.mutable_data_ptr<T>() : nullptr;
+    std::vector<std::vector<T>> dwt(nch), dbs(nch);
+
+    at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
+      std::vector<T> g(N), tmp(N);
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t b0 = edges[c], b1 = edges[c + 1];
+        std::vector<T> state((b1 - b0) * N, T(0));
+        if (need_dw) dwt[c].assign(Ni * N, T(0));
+        if (need_db) dbs[c].assign(N, T(0));
+        T* __restrict__ dwl = need_dw ? dwt[c].data() : nullptr;
+        T* __restrict__ dbl = need_db ? dbs[c].data() : nullptr;
+        for (int64_t t = Tn - 1; t >= 0; --t) {
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t r = t * B + b;
+            T* __restrict__ acc = state.data() + (b - b0) * N;
+            if (dm == nullptr && sk == nullptr) {
+              // h[t] = g[t] + beta h[t+1] with g zero off the active set:
+              // scale, then add the active entries (the same sums, commuted).
+              decay_row<T>(acc, be, N);
+              if (ds != nullptr && d_spk_compact) {
+                for (int64_t k = ar[r]; k < ar[r + 1]; ++k) {
+                  const int32_t i = ac[k];
+                  acc[i] = ds[k] * sg[k] + acc[i];
+                }
+              } else if (ds != nullptr) {
+                const T* dsr = ds + r * N;
+                for (int64_t k = ar[r]; k < ar[r + 1]; ++k) {
+                  const int32_t i = ac[k];
+                  acc[i] = dsr[i] * sg[k] + acc[i];
+                }
+              }
+            } else {
+              // g[t] = dL/dS * sigma' on the active set, plus dL/dU where given
+              // (the reference's order: zeros, active values, then + d_mem).
+              if (dm != nullptr) {
+                const T* __restrict__ dmr = dm + r * N;
+                for (int64_t i = 0; i < N; ++i) g[i] = T(0) + dmr[i];
+              } else {
+                std::fill(g.begin(), g.end(), T(0));
+              }
+              if (ds != nullptr) {
+                for (int64_t k = ar[r]; k < ar[r + 1]; ++k) {
+                  const T gs = (d_spk_compact ? ds[k] : ds[r * N + ac[k]]) * sg[k];
+                  g[ac[k]] = dm != nullptr ? gs + dm[r * N + ac[k]] : gs;
+                }
+              }
+              // h[t] = g[t] + beta * h[t+1]  (reset to zero: h[t+1] masked by S[t])
+              scan_row<T>(acc, g.data(), be, sk ? sk + r * N : nullptr, N);
+            }
+            if (hp != nullptr) std::copy(acc, acc + N, hp + r * N);
+            if (dbl != nullptr) add_row<T>(dbl, acc, N);
+            if (dwl != nullptr) {
+              scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N);
+            }
+            if (dxp != nullptr) {
+              if (dx_compact) {
+                for (int64_t k = ur[r]; k < ur[r + 1]; ++k)
+                  dxp[k] = dot_row<T>(acc, wtp + static_cast<int64_t>(uc[k]) * N, N);
+              } else {
+                T* dxr = dxp + r * Ni;
+                for (int64_t k = ur[r]; k < ur[r + 1]; ++k)
+                  dxr[uc[k]] = dot_row<T>(acc, wtp + static_cast<int64_t>(uc[k]) * N, N);
+              }
+            }
+          }
+        }
+      }
+    });
+
+    if (need_dw) {  // dW[i, j] = sum over ranges of dW^T[j, i], in range order
+      T* out = dw.mutable_data_ptr<T>();
+      at::parallel_for(0, Ni, 16, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t i = 0; i < N; ++i) {
+            T s = dwt[0][j * N + i];
+            for (int64_t c = 1; c < nch; ++c) s += dwt[c][j * N + i];
+            out[i * Ni + j] = s;
+          }
+      });
+    }
+    if (need_db) {
+      T* out = db.mutable_data_ptr<T>();
+      for (int64_t i = 0; i < N; ++i) {
+        T s = dbs[0][i];
+        for (int64_t c = 1; c < nch; ++c) s += dbs[c][i];
+        out[i] = s;
+      }
+    }
+  });
+  return {dw, db};
+}
+
+// ----------------------------------------------------------------- csr_to_coo_
+
+// out[0, k], out[1, k], out[2, k] = t, b, n of the k-th entry of a CSR set over
+// the T*B rows of a [T, B, N] tensor: the indices of a coalesced COO tensor.
+void csr_to_coo_cpu(const at::Tensor& rowptr_, const at::Tensor& col_, int64_t B, at::Tensor& out) {
+  TORCH_CHECK(B > 0 || rowptr_.numel() <= 1, "csr_to_coo_: B must be > 0 for a non-empty set, got ", B);
+  const auto rowptr = rowptr_.contiguous();
+  const auto col = col_.contiguous();
+  TORCH_CHECK(rowptr.dim() == 1 && rowptr.scalar_type() == at::kLong && col.scalar_type() == at::kInt,
+              "csr_to_coo_: rowptr must be int64 and col int32");
+  const int64_t K = col.numel(), R = rowptr.numel() - 1;
+  TORCH_CHECK(out.dim() == 2 && out.size(0) == 3 && out.size(1) == K && out.scalar_type() == at::kLong &&
+                  out.stride(1) == 1, "csr_to_coo_: out must be int64 [3, ", K, "] with unit column stride, got ",
+              out.sizes());
+  const int64_t* rp = rowptr.const_data_ptr<int64_t>();
+  TORCH_CHECK(R >= 0 && rp[R] == K, "csr_to_coo_: rowptr must end at ", K);
+  const int32_t* cp = col.const_data_ptr<int32_t>();
+  int64_t* o = out.mutable_data_ptr<int64_t>();
+  const int64_t s0 = out.stride(0);
+  at::parallel_for(0, R, 4096, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t t = r / B, b = r - t * B;
+      for (int64_t k = rp[r]; k < rp[r + 1]; ++k) {
+        o[k] = t;
+        o[s0 + k] = b;
+        o[2 * s0 + k] = cp[k];
+      }
+    }
+  });
+}
+
+}  // namespace snntorch_sparse

@@ -1,0 +1,269 @@
+r"""Autograd function of the fused Linear+LIF layer on the CPU kernels.
+
+Same mathematics as :class:`snntorch_sparse.functional._SparseLIF` (see its
+module docstring), organised so that nothing of size ``[T, B, N]`` but the
+spike output is written in the forward and nothing of that size but the
+upstream input gradient in the backward:
+
+Forward (:func:`~snntorch_sparse.ops.fused.lif_fused_forward`)::
+
+    I = X Wᵀ + b        one GEMM over all T·B rows, or (``event_forward``)
+                        summed over the input's events only
+    U, S                the LIF recurrence, row by row, without storing U
+    A                   CSR of the active set |U - θ| < B_th with U - θ
+    spike CSR           where S = 1: the next layer's input events
+
+Backward (:func:`~snntorch_sparse.ops.fused.lif_fused_backward`), per batch
+range, reverse time, with h[t] in registers/L1 only::
+
+    g[t] = ∂L/∂S[t] · σ' on A  (+ ∂L/∂U[t])
+    h[t] = g[t] + β h[t+1]
+    ∂L/∂b += h[t];  ∂L/∂W[:, j] += x · h[t] per input event (t, j);
+    ∂L/∂X[t, j] = h[t] · W[:, j] on the upstream active set
+
+Saved for the backward: ``W``, the active set (CSR: int32 column + σ' per
+entry, one int64 row pointer per (t, b) row) and the input's events (CSR,
+values only if not binary).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ._validation import check_finite, per_feature
+from .ops import fused
+
+__all__ = ["SpikeSets", "fused_sparse_lif"]
+
+# Inputs denser than this are cheaper as a dense GEMM (the unfused path handles them).
+_DENSE_INPUT_DENSITY = 1.0 / 3.0
+# Per-thread dWᵀ copies above this size: the backward stores h and uses the
+# column-sorted weight-gradient op instead.
+_MAX_DW_COPIES_BYTES = 256 << 20
+
+
+class SpikeSets:
+    """Sparse sets a sparse layer attaches to its output spikes.
+
+    ``active`` is the producing layer's active set (where the next layer needs
+    ``∂L/∂X``), ``spikes`` where the spike tensor is 1 (the next layer's input
+    events). Each is available as CSR over the ``T·B`` rows (``(rowptr, col)``)
+    and as sorted flat indices; whichever form a layer stored is converted on
+    demand.
+
+    A producer on the fused CPU path (``accepts_sparse_grad``) takes ``∂L/∂S``
+    as a sparse COO tensor on its active set: the next layer returns its input
+    gradient that way (values only where they can be non-zero, no dense
+    ``[T, B, N]`` zero-fill and gather), built on :meth:`coo_indices`.
+    """
+
+    def __init__(self, n: int, rows: int, active_flat=None, active_csr=None, spikes_csr=None,
+                 shape=None, accepts_sparse_grad: bool = False):
+        self.n, self.rows, self.shape = n, rows, shape
+        self._active_flat, self._active_csr, self.spikes_csr = active_flat, active_csr, spikes_csr
+        self.accepts_sparse_grad = accepts_sparse_grad
+        self.coo = None
+
+    def active_flat(self) -> Optional[torch.Tensor]:
+        if self._active_flat is None and self._active_csr is not None:
+            self._active_flat = fused.csr_to_flat(*self._active_csr, self.n)
+        return self._active_flat
+
+    def active_csr(self):
+        if self._active_csr is None and self._active_flat is not None:
+            self._active_csr = fused.flat_to_csr(self._active_flat, self.rows, self.n)
+        return self._active_csr
+
+    def coo_indices(self, pool=None) -> torch.Tensor:
+        """int64 ``[3, K]`` ``(t, b, n)`` indices of the active set (coalesced order), built once."""
+        if self.coo is None:
+            rowptr, col = self.active_csr()
+            K = col.numel()
+            buf = pool.take_flat("coo", 3 * K, torch.long, col.device) if pool is not None else \
+                torch.empty(3 * K, dtype=torch.long, device=col.device)
+            self.coo = fused.csr_to_coo(rowptr, col, self.shape[1], buf.view(3, K))
+        return self.coo
+
+
+def _sparse_grad_values(d_spk: torch.Tensor, sets: SpikeSets) -> Optional[torch.Tensor]:
+    """The values of a COO ``∂L/∂S`` built on ``sets``' own indices (``None`` if it is not)."""
+    coo = sets.coo
+    if coo is None or d_spk._nnz() != coo.shape[1]:
+        return None
+    idx = d_spk._indices()
+    if idx.data_ptr() != coo.data_ptr() or idx.stride() != coo.stride():
+        return None
+    return d_spk._values()
+
+
+def usable(x: torch.Tensor, weight: Optional[torch.Tensor], cfg) -> bool:
+    """The fused CPU path applies: a linear layer on CPU, compiled backend, float32/64."""
+    if weight is None or cfg.backend == "reference" or not fused.supported(x):
+        return False
+    from .ops import get_backend, compiled
+    return get_backend(cfg.backend, x.device) is compiled
+
+
+class _FusedSparseLIF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, beta, threshold, cfg):
+        T = x.shape[0]
+        n, n_in = weight.shape
+        x2 = x.reshape(-1, n_in)
+        R = x2.shape[0]
+        B = R // T if T else 0
+        up: Optional[SpikeSets] = cfg.upstream
+        need_w = ctx.needs_input_grad[1]
+
+        x_dense = None
+        if up is not None and up.spikes_csr is not None:
+            x_csr = (*up.spikes_csr, None)  # binary, finite by construction
+        else:
+            rowptr, col, vals = fused.dense_to_csr(x2)
+            if cfg.check_finite:  # NaN and inf are non-zero: checking the non-zeros suffices
+                check_finite(vals, "x")
+            binary = bool((vals == 1).all())
+            x_csr = (rowptr, col, None if binary else vals)
+            if need_w and vals.numel() > _DENSE_INPUT_DENSITY * max(x2.numel(), 1):
+                # dense enough that ∂L/∂W = hᵀ X is best a GEMM; binary spikes keep 1 byte each
+                x_dense = (x2 != 0) if binary else x2
+        current = None
+        if not cfg.event_forward:
+            current = F.linear(x2, weight, bias).view(T, B, n)
+
+        beta_v = per_feature(beta.clamp(0, 1), n, "beta", x2).contiguous()
+        thr_v = per_feature(threshold, n, "threshold", x2).contiguous()
+        pool = cfg.pool
+        spk = pool.take("spk", (T, B, n), x.dtype, x.device) if pool is not None else \
+            torch.empty((T, B, n), dtype=x.dtype, device=x.device)
+        keep_mem = cfg.need_mem or ctx.needs_input_grad[3]
+        mem = torch.empty((T, B, n), dtype=x.dtype, device=x.device) if keep_mem else None
+        bth = 0.0 if cfg.readout else cfg.surrogate.bth
+        spk_rowptr, spk_col, act_rowptr, act_col, act_shift = fused.lif_fused_forward(
+            current, x_csr, weight, bias, beta_v, thr_v, cfg.reset_mode, bth, spk, mem,
+            need_spike_csr=not cfg.readout, need_active=not cfg.readout)
+        del current
+        if cfg.readout:
+            act_rowptr = torch.zeros(R + 1, dtype=torch.long)
+            act_sg = x.new_empty(0)
+        else:
+            act_sg = cfg.surrogate.derivative(act_shift)
+        cfg.stats["active"] = act_col.numel()
+        cfg.stats["total"] = spk.numel()
+        sets = None if cfg.readout else SpikeSets(
+            n, R, active_csr=(act_rowptr, act_col), spikes_csr=(spk_rowptr, spk_col),
+            shape=(T, B, n), accepts_sparse_grad=x.dim() == 3)
+        cfg.stats["sets"] = sets
+        ctx.sets = sets
+        ctx.up = up
+
+        if not need_w or x_dense is not None:
+            x_csr = (None, None, None)
+        up_rowptr, up_col = up.active_csr() if (up is not None and ctx.needs_input_grad[0]) else (None, None)
+        need_spk = cfg.reset_mode == 1 or ctx.needs_input_grad[4]
+        spk_bool = (spk != 0) if need_spk else None
+        ctx.save_for_backward(weight, act_rowptr, act_col, act_sg, x_csr[0], x_csr[1], x_csr[2], x_dense,
+                              up_rowptr, up_col, spk_bool, mem if ctx.needs_input_grad[3] else None,
+                              beta, threshold, beta_v, thr_v)
+        ctx.cfg = cfg
+        ctx.dims = (T, B, n, n_in)
+        ctx.x_shape = x.shape
+        ctx.set_materialize_grads(False)
+        if cfg.readout:
+            ctx.mark_non_differentiable(spk)
+        out_shape = (*x.shape[:-1], n)
+        if mem is None:
+            mem = x.new_empty(0)
+        else:
+            mem = mem.view(out_shape)
+        return spk.view(out_shape), mem
+
+    @staticmethod
+    def backward(ctx, d_spk, d_mem):
+        (weight, act_rowptr, act_col, act_sg, x_rowptr, x_col, x_val, x_dense, up_rowptr, up_col, spk_bool,
+         mem_kept, beta, threshold, beta_v, thr_v) = ctx.saved_tensors
+        cfg = ctx.cfg
+        T, B, n, n_in = ctx.dims
+        dtype, device = act_sg.dtype, act_sg.device
+        if cfg.readout:
+            d_spk = None
+        d_spk_compact = False
+        if d_spk is not None and d_spk.is_sparse:
+            vals = _sparse_grad_values(d_spk, ctx.sets) if ctx.sets is not None else None
+            if vals is not None:
+                d_spk, d_spk_compact = vals.contiguous(), True
+            else:  # e.g. the sum of several consumers' sparse gradients
+                d_spk = d_spk.to_dense()
+        if d_mem is not None and not d_mem.numel():
+            d_mem = None
+        need_dx = ctx.needs_input_grad[0]
+        need_dw = ctx.needs_input_grad[1]
+        sparse_dx = need_dx and up_rowptr is not None
+        copies = min(torch.get_num_threads(), max(B, 1)) * n * n_in * act_sg.element_size()
+        dw_in_kernel = need_dw and x_dense is None and copies <= _MAX_DW_COPIES_BYTES
+        need_h = (ctx.needs_input_grad[3] or ctx.needs_input_grad[4] or (need_dx and not sparse_dx)
+                  or (need_dw and not dw_in_kernel))
+        h = torch.empty((T, B, n), dtype=dtype, device=device) if need_h else None
+        dx = None
+        dx_compact = sparse_dx and ctx.up.accepts_sparse_grad and len(ctx.x_shape) == 3
+        if dx_compact:
+            dx = torch.empty(up_col.numel(), dtype=dtype, device=device)
+        elif sparse_dx:
+            shape = tuple(ctx.x_shape)
+            dx = cfg.pool.take("dx", shape, dtype, device, zero=True) if cfg.pool is not None else \
+                torch.zeros(shape, dtype=dtype, device=device)
+        dw, db = fused.lif_fused_backward(
+            (act_rowptr, act_col), act_sg, None if d_spk is None else d_spk.contiguous(),
+            None if d_mem is None else d_mem.contiguous(), beta_v, spk_bool, cfg.reset_mode,
+            (x_rowptr, x_col, x_val) if dw_in_kernel else None, weight,
+            (up_rowptr, up_col) if sparse_dx else None, dx, h, T, B, n_in,
+            need_dw=dw_in_kernel, need_db=ctx.needs_input_grad[2], d_spk_compact=d_spk_compact,
+            dx_compact=dx_compact)
+        if dx_compact:
+            # ∂L/∂X is zero off the upstream active set: hand it over as a coalesced
+            # COO tensor on that set's indices (the producer reads the values as they are).
+            dx = torch.sparse_coo_tensor(ctx.up.coo_indices(cfg.pool), dx, tuple(ctx.x_shape),
+                                         is_coalesced=True, check_invariants=False)
+
+        dbias = db if ctx.needs_input_grad[2] else None
+        if need_dx and not sparse_dx:
+            dx = (h.view(-1, n) @ weight).view(ctx.x_shape)
+        if need_dw and x_dense is not None:
+            dw = h.view(-1, n).t() @ x_dense.to(dtype)
+        elif need_dw and not dw_in_kernel:
+            from .ops import get_backend
+            x_flat = fused.csr_to_flat(x_rowptr, x_col, n_in)
+            dw = get_backend(cfg.backend, device).sparse_weight_grad(h.view(-1, n), x_flat, x_val, n_in)
+        if not need_dw:
+            dw = None
+        dbeta = dthr = None
+        if ctx.needs_input_grad[3]:
+            from .functional import _reduce_to, _shift_in_time
+            prev = _shift_in_time(mem_kept.view(T, B, n))
+            if cfg.reset_mode == 1:
+                prev = prev * (~_shift_in_time(spk_bool.view(T, B, n))).to(dtype)
+            inside = ((beta >= 0) & (beta <= 1)).to(dtype)
+            dbeta = _reduce_to((h * prev).sum((0, 1)), beta) * inside
+        if ctx.needs_input_grad[4]:
+            from .functional import _reduce_to, _shift_in_time
+            dthr_n = torch.zeros(n, dtype=dtype, device=device)
+            if d_spk is not None and act_col.numel():
+                if d_spk_compact:
+                    g_spk = d_spk * act_sg
+                else:
+                    flat = fused.csr_to_flat(act_rowptr, act_col, n)
+                    g_spk = d_spk.reshape(-1).index_select(0, flat) * act_sg
+                dthr_n.index_add_(0, act_col.long(), -g_spk)
+            if cfg.reset_mode == 0:
+                prev_spk = _shift_in_time(spk_bool.view(T, B, n)).to(dtype)
+                dthr_n = dthr_n - (h * prev_spk).sum((0, 1))
+            dthr = _reduce_to(dthr_n, threshold)
+        return dx, dw, dbias, dbeta, dthr, None
+
+
+def fused_sparse_lif(x, weight, bias, beta, threshold, cfg):
+    """Apply :class:`_FusedSparseLIF`; the caller checked :func:`usable`."""
+    return _FusedSparseLIF.apply(x, weight, bias, beta, threshold, cfg)

@@ -1,0 +1,151 @@
+r"""Fused CPU kernels of the Linear+LIF layer (``csrc/cpu/fused_lif.cpp``).
+
+Sparse sets are CSR over the ``R = T·B`` rows of a ``[T, B, N]`` tensor, rows
+in time-major order ``r = t·B + b`` (the order of a coalesced COO index)::
+
+    rowptr: int64 [R + 1]     col: int32 [nnz]     (+ one value per entry)
+
+* :func:`dense_to_csr` -- the non-zeros of a dense ``[R, N]`` input.
+* :func:`lif_fused_forward` -- input current (given, or summed event by event
+  from the input's CSR), LIF recurrence, spike output, spike CSR and active-set
+  CSR with ``U - θ`` per active entry, in one pass.
+* :func:`lif_fused_backward` -- the adjoint scan ``h[t] = g[t] + β h[t+1]``
+  consumed row by row: ``∂L/∂b``, ``∂L/∂W`` over the input's events and
+  ``∂L/∂X`` on the upstream active set; ``h`` itself is stored only on request.
+
+CPU only (float32/float64); other devices and dtypes use the four primitive
+ops of :mod:`snntorch_sparse.ops.compiled` / :mod:`~snntorch_sparse.ops.reference`.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from . import compiled
+
+__all__ = ["supported", "dense_to_csr", "lif_fused_forward", "lif_fused_backward", "csr_to_coo", "csr_rows",
+           "csr_to_flat", "flat_to_csr"]
+
+_registered = {"fakes": False}
+
+
+def _register_fakes() -> None:
+    if _registered["fakes"]:
+        return
+    _registered["fakes"] = True
+
+    @torch.library.register_fake("snntorch_sparse::dense_to_csr")
+    def _(x):
+        ctx = torch.library.get_ctx()
+        nnz = ctx.new_dynamic_size()
+        return (x.new_empty((x.shape[0] + 1,), dtype=torch.long), x.new_empty((nnz,), dtype=torch.int32),
+                x.new_empty((nnz,)))
+
+    @torch.library.register_fake("snntorch_sparse::lif_fused_forward")
+    def _(current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, reset_mode, bth, spk_out,
+          mem_out, need_spike_csr, need_active):
+        ctx = torch.library.get_ctx()
+        rows = spk_out.shape[0] * spk_out.shape[1]
+        n_spk, n_act = ctx.new_dynamic_size(), ctx.new_dynamic_size()
+        long, i32 = torch.long, torch.int32
+        return (spk_out.new_empty((rows + 1 if need_spike_csr else 0,), dtype=long),
+                spk_out.new_empty((n_spk if need_spike_csr else 0,), dtype=i32),
+                spk_out.new_empty((rows + 1 if need_active else 0,), dtype=long),
+                spk_out.new_empty((n_act if need_active else 0,), dtype=i32),
+                spk_out.new_empty((n_act if need_active else 0,)))
+
+    @torch.library.register_fake("snntorch_sparse::lif_fused_backward")
+    def _(act_rowptr, act_col, act_sg, d_spk, d_mem, beta, spk, reset_mode, x_rowptr, x_col, x_val,
+          weight, up_rowptr, up_col, dx_out, h_out, T, B, in_features, need_dw, need_db, d_spk_compact,
+          dx_compact):
+        n = beta.shape[0]
+        return (act_sg.new_empty((n, in_features) if need_dw else (0,)),
+                act_sg.new_empty((n,) if need_db else (0,)))
+
+
+def supported(x: torch.Tensor) -> bool:
+    """The fused kernels run for this tensor: CPU, float32/float64, compiled backend built."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return False
+    if not compiled.available():
+        return False
+    _register_fakes()
+    return True
+
+
+def dense_to_csr(x2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(rowptr, col, values)`` of the non-zeros of a dense ``[R, N]`` tensor (row-major order)."""
+    return torch.ops.snntorch_sparse.dense_to_csr(x2)
+
+
+def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[torch.Tensor],
+                      bias: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
+                      reset_mode: int, bth: float, spk_out: torch.Tensor, mem_out: Optional[torch.Tensor],
+                      need_spike_csr: bool, need_active: bool):
+    """Fill ``spk_out`` (and ``mem_out``); return the spike CSR and the active-set CSR.
+
+    Args:
+        current: ``[T, B, N]`` input current, or ``None`` to sum it event by
+            event from ``x_csr = (rowptr, col, values-or-None)`` and ``weight``/``bias``.
+        beta, threshold: ``[N]`` (``beta`` clamped), of the output's dtype.
+        reset_mode: 0 subtract, 1 zero, 2 none.
+        bth: half-width of the active window ``|U - θ| < bth``.
+        spk_out, mem_out: contiguous ``[T, B, N]`` outputs (``mem_out`` may be ``None``).
+
+    Returns:
+        ``(spk_rowptr, spk_col, act_rowptr, act_col, act_shift)`` -- empty
+        tensors for the sets not asked for; ``act_shift`` is ``U - θ`` per active entry.
+    """
+    x_rowptr, x_col, x_val = x_csr if x_csr is not None else (None, None, None)
+    return torch.ops.snntorch_sparse.lif_fused_forward(
+        current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, int(reset_mode), float(bth),
+        spk_out, mem_out, bool(need_spike_csr), bool(need_active))
+
+
+def lif_fused_backward(act, act_sg, d_spk, d_mem, beta, spk, reset_mode, x_csr, weight, up_csr, dx_out,
+                       h_out, T: int, B: int, in_features: int, need_dw: bool, need_db: bool,
+                       d_spk_compact: bool = False, dx_compact: bool = False):
+    """Sparse backward of one fused layer; returns ``(dW, db)`` (empty when not asked for).
+
+    ``act = (rowptr, col)`` is the layer's active set with ``act_sg = σ'`` per
+    entry. ``d_spk`` is ``∂L/∂S``: dense ``[T, B, N]``, or with
+    ``d_spk_compact`` one value per active entry (in the set's order).
+    ``dx_out`` receives ``∂L/∂X`` on the upstream active set ``up_csr =
+    (rowptr, col)``: into a zeroed dense ``[T, B, N_in]`` tensor, or with
+    ``dx_compact`` one value per upstream active entry. ``h_out``, when given,
+    receives ``h = ∂L/∂I`` for every entry.
+    """
+    x_rowptr, x_col, x_val = x_csr if x_csr is not None else (None, None, None)
+    up_rowptr, up_col = up_csr if up_csr is not None else (None, None)
+    return torch.ops.snntorch_sparse.lif_fused_backward(
+        act[0], act[1], act_sg, d_spk, d_mem, beta, spk, int(reset_mode), x_rowptr, x_col, x_val, weight,
+        up_rowptr, up_col, dx_out, h_out, int(T), int(B), int(in_features), bool(need_dw), bool(need_db),
+        bool(d_spk_compact), bool(dx_compact))
+
+
+def csr_to_coo(rowptr: torch.Tensor, col: torch.Tensor, B: int, out: torch.Tensor) -> torch.Tensor:
+    """Fill ``out`` (int64 ``[3, K]``) with the ``(t, b, n)`` COO indices of a CSR set; return it."""
+    torch.ops.snntorch_sparse.csr_to_coo_(rowptr, col, int(B), out)
+    return out
+
+
+# ----------------------------------------------------------------------------- CSR helpers
+
+def csr_rows(rowptr: torch.Tensor) -> torch.Tensor:
+    """Row index of every entry of a CSR set."""
+    rows = torch.arange(rowptr.numel() - 1, device=rowptr.device)
+    return torch.repeat_interleave(rows, rowptr.diff())
+
+
+def csr_to_flat(rowptr: torch.Tensor, col: torch.Tensor, n_cols: int) -> torch.Tensor:
+    """Flat int64 indices ``r·N + j`` (sorted) of a CSR set."""
+    return csr_rows(rowptr) * n_cols + col.long()
+
+
+def flat_to_csr(flat: torch.Tensor, n_rows: int, n_cols: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """CSR ``(rowptr, col)`` of sorted flat indices ``r·N + j``."""
+    rows = torch.div(flat, n_cols, rounding_mode="floor")
+    rowptr = torch.zeros(n_rows + 1, dtype=torch.long, device=flat.device)
+    rowptr[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+    return rowptr, (flat - rows * n_cols).to(torch.int32)

@@ -1,0 +1,279 @@
+"""The fused CPU path (csrc/cpu/fused_lif.cpp via snntorch_sparse.fused_cpu).
+
+Parity against snnTorch's dense BPTT over the ways gradients reach a hidden
+layer (compact COO hand-over, dense + sparse sums, two sparse consumers,
+``autograd.grad`` on hidden spikes), the event-driven forward, the dense-input
+and large-layer fallbacks, buffer reuse, and ``opcheck`` on the new ops.
+"""
+import pytest
+import torch
+from torch import nn
+
+from helpers import dense_params, make_pair, rel_err, run_dense, run_sparse, sparse_params
+from snntorch_sparse import SparseLinearLeaky, fused_cpu
+from snntorch_sparse.ops import compiled, fused
+
+pytestmark = pytest.mark.skipif(not compiled.available(), reason="compiled backend not built")
+
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+def _spikes(T, B, n, density, dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(T, B, n, generator=g) < density).to(dtype)
+
+
+def _grads(loss, params):
+    return torch.autograd.grad(loss, params, allow_unused=True)
+
+
+def _assert_grads_close(gs, gd, dtype):
+    for a, b in zip(gs, gd):
+        b = torch.zeros_like(a) if b is None else b
+        assert rel_err(a, b.reshape(a.shape)) < TOL[dtype], (rel_err(a, b.reshape(a.shape)), a.shape)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_hidden_gradient_is_a_coo_tensor_on_the_active_set(dtype):
+    """Between two fused layers ∂L/∂S travels as COO on the upstream active set.
+
+    Its values equal the reference backend's dense ∂L/∂S there (zero elsewhere,
+    where σ' = 0 makes it irrelevant), and parameter gradients equal snnTorch's.
+    """
+    dense, sparse = make_pair([12, 16, 6], 0.875, 1.0, 0.4, dtype=dtype)
+    _, ref = make_pair([12, 16, 6], 0.875, 1.0, 0.4, dtype=dtype, backend="reference")
+    x = _spikes(20, 5, 12, 0.3, dtype)
+    rd, rs, rr = run_dense(dense, x), run_sparse(sparse, x), run_sparse(ref, x)
+    rs[0][0].retain_grad()
+    rr[0][0].retain_grad()
+    w = torch.randn(rd[-1][0].shape, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    for r in (rd, rs, rr):
+        (r[-1][1] * w).sum().backward()
+    g = rs[0][0].grad
+    assert g.is_sparse and g.is_coalesced()
+    sets = getattr(rs[0][0], "_snntorch_sparse_active")
+    assert isinstance(sets, fused_cpu.SpikeSets) and g._nnz() == sets.active_csr()[1].numel()
+    assert not rr[0][0].grad.is_sparse
+    assert rel_err(g.to_dense(), rr[0][0].grad) < TOL[dtype]
+    _assert_grads_close([p.grad for p in sparse_params(sparse)], [p.grad for p in dense_params(dense)], dtype)
+
+
+@pytest.mark.parametrize("case", ["regulariser", "two_consumers", "autograd_grad"])
+def test_gradient_routes_match_snntorch(case):
+    dtype = torch.float64
+    if case == "two_consumers":
+        dense, sparse = make_pair([10, 14, 5], 0.875, 1.0, 0.4, dtype=dtype)
+        dense_b, sparse_b = make_pair([14, 4], 0.75, 1.0, 0.4, dtype=dtype, seed=5)
+    else:
+        dense, sparse = make_pair([10, 14, 5], 0.875, 1.0, 0.4, dtype=dtype)
+    x = _spikes(25, 4, 10, 0.3, dtype)
+    rd, rs = run_dense(dense, x), run_sparse(sparse, x)
+    w = torch.randn(rd[-1][1].shape, dtype=dtype, generator=torch.Generator().manual_seed(4))
+    ld, ls = (rd[-1][1] * w).sum(), (rs[-1][1] * w).sum()
+    pd, ps = dense_params(dense), sparse_params(sparse)
+    if case == "regulariser":  # dense ∂L/∂S from a spike count plus the next layer's sparse one
+        ld = ld + 0.3 * rd[0][0].sum()
+        ls = ls + 0.3 * rs[0][0].sum()
+    elif case == "two_consumers":  # two sparse layers read the hidden spikes: sparse + sparse
+        ld = ld + (run_dense(dense_b, rd[0][0])[-1][1]).sum()
+        ls = ls + (run_sparse(sparse_b, rs[0][0])[-1][1]).sum()
+        pd, ps = pd + dense_params(dense_b), ps + sparse_params(sparse_b)
+    if case == "autograd_grad":  # gradient w.r.t. the hidden spikes alone, then with parameters
+        _, ref = make_pair([10, 14, 5], 0.875, 1.0, 0.4, dtype=dtype, backend="reference")
+        rr = run_sparse(ref, x)
+        lr = (rr[-1][1] * w).sum()
+        (gr,) = torch.autograd.grad(lr, [rr[0][0]])
+        (gs,) = torch.autograd.grad(ls, [rs[0][0]], retain_graph=True)
+        assert rel_err(gs.to_dense() if gs.is_sparse else gs, gr) < TOL[dtype]
+        _assert_grads_close(_grads(ls, ps), _grads(ld, pd), dtype)
+    else:
+        _assert_grads_close(_grads(ls, ps), _grads(ld, pd), dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_event_forward_matches_snntorch(dtype, reset):
+    """event_forward sums the current over input events only: equal to rounding (float64: 1e-10)."""
+    dense, sparse = make_pair([30, 20, 8], 0.875, 1.0, 0.4, reset=reset, dtype=dtype, seed=2)
+    for layer in sparse:
+        layer.event_forward = True
+    x = _spikes(30, 6, 30, 0.1, dtype, seed=7)
+    rd, rs = run_dense(dense, x), run_sparse(sparse, x)
+    for (sd, md), (ss, ms) in zip(rd, rs):
+        assert torch.equal(sd, ss)
+        torch.testing.assert_close(ms, md, rtol=TOL[dtype], atol=TOL[dtype])
+    w = torch.randn(rd[-1][1].shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    gd = _grads((rd[-1][1] * w).sum(), dense_params(dense))
+    gs = _grads((rs[-1][1] * w).sum(), sparse_params(sparse))
+    tol = TOL[dtype] * (10 if dtype == torch.float32 else 1)  # float32 currents differ by an ulp
+    for a, b in zip(gs, gd):
+        assert rel_err(a, b.reshape(a.shape)) < tol
+
+
+@pytest.mark.parametrize("graded", [False, True])
+def test_dense_input_fallback(graded):
+    """Inputs denser than a third go through a dense ∂L/∂W GEMM (bool kept for binary inputs)."""
+    dtype = torch.float64
+    dense, sparse = make_pair([9, 7], 0.875, 1.0, 0.4, dtype=dtype)
+    x = _spikes(15, 3, 9, 0.7, dtype)
+    if graded:
+        x = x * torch.rand(x.shape, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    xd, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    rd, rs = run_dense(dense, xd), run_sparse(sparse, xs)
+    w = torch.randn(rd[-1][1].shape, dtype=dtype)
+    gd = _grads((rd[-1][1] * w).sum(), dense_params(dense) + [xd])
+    gs = _grads((rs[-1][1] * w).sum(), sparse_params(sparse) + [xs])
+    _assert_grads_close(gs, gd, dtype)
+
+
+def test_large_layer_weight_gradient_fallback(monkeypatch):
+    """Above the per-thread dWᵀ copy budget h is stored and the column-sorted op computes ∂L/∂W."""
+    monkeypatch.setattr(fused_cpu, "_MAX_DW_COPIES_BYTES", 0)
+    dtype = torch.float64
+    dense, sparse = make_pair([11, 9, 4], 0.875, 1.0, 0.4, dtype=dtype)
+    x = _spikes(18, 4, 11, 0.3, dtype)
+    rd, rs = run_dense(dense, x), run_sparse(sparse, x)
+    w = torch.randn(rd[-1][1].shape, dtype=dtype)
+    _assert_grads_close(_grads((rs[-1][1] * w).sum(), sparse_params(sparse)),
+                        _grads((rd[-1][1] * w).sum(), dense_params(dense)), dtype)
+
+
+def test_reused_spike_buffer_never_overwrites_live_spikes():
+    """The spike buffer is reused only once nothing else holds it."""
+    layer = SparseLinearLeaky(8, 6, beta=0.9)
+    with torch.no_grad():
+        layer.fc.weight.mul_(4)
+    x1, x2 = _spikes(10, 3, 8, 0.4, torch.float32, 1), _spikes(10, 3, 8, 0.4, torch.float32, 2)
+    s1 = layer(x1)
+    keep = s1.clone()
+    view = s1[3]  # a view keeps the storage alive too
+    del s1
+    s2 = layer(x2)
+    assert torch.equal(view, keep[3])
+    del view
+    s3 = layer(x1)  # now the first buffer may be reused: values must be x1's again
+    assert torch.equal(s3, keep)
+    assert not torch.equal(s2, s3) or torch.equal(s2, keep)
+
+
+def test_training_steps_reuse_buffers_without_changing_results(monkeypatch):
+    def run():
+        torch.manual_seed(0)
+        net = nn.Sequential(SparseLinearLeaky(12, 10, beta=0.9), SparseLinearLeaky(10, 10, beta=0.9),
+                            SparseLinearLeaky(10, 3, beta=0.9, readout=True))
+        with torch.no_grad():
+            for m in net[:2]:
+                m.fc.weight.mul_(4)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        x = _spikes(16, 4, 12, 0.3, torch.float32)
+        losses = []
+        for _ in range(4):
+            opt.zero_grad()
+            loss = net(x).max(0).values.sum()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses, [p.detach().clone() for p in net.parameters()]
+
+    monkeypatch.setenv("SNNTORCH_SPARSE_REUSE_BUFFERS", "1")
+    l1, p1 = run()
+    monkeypatch.setenv("SNNTORCH_SPARSE_REUSE_BUFFERS", "0")
+    l0, p0 = run()
+    assert l1 == l0
+    for a, b in zip(p1, p0):
+        assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------- the ops themselves
+
+def _csr_case(dtype=torch.float64, T=6, B=3, n_in=7, n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(T * B, n_in, generator=g) < 0.3).to(dtype)
+    rowptr, col, vals = fused.dense_to_csr(x)
+    w = torch.randn(n, n_in, dtype=dtype, generator=g)
+    b = torch.randn(n, dtype=dtype, generator=g)
+    beta = torch.full((n,), 0.875, dtype=dtype)
+    thr = torch.ones(n, dtype=dtype)
+    return x, (rowptr, col, vals), w, b, beta, thr
+
+
+def test_dense_to_csr_matches_nonzero():
+    x = torch.zeros(37, 45)
+    x[torch.rand(37, 45) < 0.2] = 1.0
+    x[0, 44] = -0.5
+    x[5, 0] = float("nan")
+    rowptr, col, vals = fused.dense_to_csr(x)
+    nz = x.nonzero()
+    assert torch.equal(torch.repeat_interleave(torch.arange(37), rowptr.diff()), nz[:, 0])
+    assert torch.equal(col.long(), nz[:, 1])
+    assert torch.equal(vals.nan_to_num(7.0), x[nz[:, 0], nz[:, 1]].nan_to_num(7.0))
+
+
+@pytest.mark.parametrize("event", [False, True])
+def test_fused_forward_equals_reference_scan(event):
+    from snntorch_sparse.ops import reference
+    dtype = torch.float64
+    x, csr, w, b, beta, thr = _csr_case(dtype)
+    T, B, n = 6, 3, w.shape[0]
+    current = torch.nn.functional.linear(x, w, b).view(T, B, n)
+    spk_ref, mem_ref = reference.lif_scan(current, beta, thr, 0)
+    spk, mem = torch.empty(T, B, n, dtype=dtype), torch.empty(T, B, n, dtype=dtype)
+    s_rp, s_col, a_rp, a_col, a_shift = fused.lif_fused_forward(
+        None if event else current, (csr[0], csr[1], None), w, b, beta, thr, 0, 0.4, spk, mem, True, True)
+    torch.testing.assert_close(mem, mem_ref, rtol=1e-12, atol=1e-12)
+    assert torch.equal(spk, spk_ref)
+    assert torch.equal(fused.csr_to_flat(s_rp, s_col, n), spk.reshape(-1).nonzero().squeeze(1))
+    shift = mem.reshape(-1) - 1.0
+    act = ((shift > -0.4) & (shift < 0.4)).nonzero().squeeze(1)
+    assert torch.equal(fused.csr_to_flat(a_rp, a_col, n), act)
+    torch.testing.assert_close(a_shift, shift[act])
+
+
+def test_csr_to_coo_gives_coalesced_indices():
+    flat = torch.tensor([0, 3, 4, 11, 12, 23])
+    rowptr, col = fused.flat_to_csr(flat, 6, 4)  # T=3, B=2, N=4
+    out = fused.csr_to_coo(rowptr, col, 2, torch.empty(3, 6, dtype=torch.long))
+    expect = torch.stack(torch.unravel_index(flat, (3, 2, 4)))
+    assert torch.equal(out, expect)
+
+
+def test_ops_reject_bad_arguments():
+    x, csr, w, b, beta, thr = _csr_case()
+    spk = torch.empty(6, 3, 5, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="x_col entry"):
+        bad = csr[1].clone()
+        bad[0] = 99
+        fused.lif_fused_forward(None, (csr[0], bad, None), w, b, beta, thr, 0, 0.4, spk, None, True, True)
+    with pytest.raises(RuntimeError, match="x_rowptr must be int64"):
+        fused.lif_fused_forward(None, (csr[0][:-1], csr[1], None), w, b, beta, thr, 0, 0.4, spk, None, True, True)
+    with pytest.raises(RuntimeError, match="weight must be"):
+        fused.lif_fused_forward(None, (csr[0], csr[1], None), w.t(), b, beta, thr, 0, 0.4, spk, None, True, True)
+    with pytest.raises(RuntimeError, match="compact d_spk"):
+        rp = torch.zeros(19, dtype=torch.long)
+        fused.lif_fused_backward((rp, torch.empty(0, dtype=torch.int32)), torch.empty(0, dtype=torch.float64),
+                                 torch.ones(3, dtype=torch.float64), None, beta, None, 0, None, w, None, None, None,
+                                 6, 3, 7, False, True, d_spk_compact=True)
+
+
+def test_opcheck_fused_ops():
+    x, csr, w, b, beta, thr = _csr_case()
+    T, B, n = 6, 3, w.shape[0]
+    ops = torch.ops.snntorch_sparse
+    current = torch.nn.functional.linear(x, w, b).view(T, B, n)
+    torch.library.opcheck(ops.dense_to_csr.default, (x,))
+    spk, mem = torch.empty(T, B, n, dtype=x.dtype), torch.empty(T, B, n, dtype=x.dtype)
+    torch.library.opcheck(ops.lif_fused_forward.default,
+                          (current, None, None, None, None, None, beta, thr, 0, 0.4, spk, mem, True, True))
+    torch.library.opcheck(ops.lif_fused_forward.default,
+                          (None, csr[0], csr[1], None, w, b, beta, thr, 1, 0.4, spk, None, True, True))
+    _, _, a_rp, a_col, a_shift = fused.lif_fused_forward(current, None, None, None, beta, thr, 0, 0.4, spk, None,
+                                                          True, True)
+    sg = 1.0 / (1 + a_shift.abs()) ** 2
+    d_spk = torch.randn(T, B, n, dtype=x.dtype)
+    up_rp, up_col = fused.flat_to_csr((torch.rand(T * B * 7) < 0.3).nonzero().squeeze(1), T * B, 7)
+    dx = torch.zeros(up_col.numel(), dtype=x.dtype)
+    torch.library.opcheck(ops.lif_fused_backward.default,
+                          (a_rp, a_col, sg, d_spk, None, beta, None, 0, csr[0], csr[1], None, w, up_rp, up_col,
+                           dx, None, T, B, 7, True, True, False, True))
+    out = torch.empty(3, a_col.numel(), dtype=torch.long)
+    torch.library.opcheck(ops.csr_to_coo_.default, (a_rp, a_col, B, out))
