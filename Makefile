@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # install their CUDA build of torch first (see README) and it is kept.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup test demo bench bench-quick docs asan clean
+.PHONY: setup test demo bench bench-deps bench-quick docs asan clean
 
 setup: $(STAMP)
 
@@ -24,10 +24,16 @@ test: setup
 demo: setup
 	$(PY) -m snntorch_sparse.demo
 
-bench: setup
+# SpikingJelly is a benchmark baseline only: its wheel pulls torchvision and a CUDA
+# torch, so it is installed without dependencies plus the one its neuron module imports.
+bench-deps: setup
+	$(PY) -c "import spikingjelly.activation_based.neuron" 2>/dev/null || \
+	  ( $(PY) -m pip install -q loguru && $(PY) -m pip install -q --no-deps "spikingjelly==2.0.0" )
+
+bench: bench-deps
 	$(PY) -m snntorch_sparse.bench
 
-bench-quick: setup
+bench-quick: bench-deps
 	$(PY) -m snntorch_sparse.bench --quick
 
 docs: setup

@@ -102,6 +102,21 @@ def sources(with_cuda: bool) -> List[str]:
     return [str(s) for s in srcs]
 
 
+def headers_digest() -> str:
+    """Short hash of every header under ``csrc/``.
+
+    PyTorch's JIT cache notices changed sources and flags but not changed
+    headers; putting their hash in the library's name makes a header change
+    (or a package upgrade that only touches one) build a fresh library.
+    """
+    import hashlib
+    h = hashlib.sha1()
+    for p in sorted(csrc_dir().rglob("*.h")) + sorted(csrc_dir().rglob("*.cuh")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:8]
+
+
 def load(verbose: bool = False) -> Optional[str]:
     """Build (if needed) and load the library. Raises :class:`BuildError`.
 
@@ -113,7 +128,7 @@ def load(verbose: bool = False) -> Optional[str]:
     build_dir = os.environ.get("SNNTORCH_SPARSE_BUILD_DIR") or None
     simd = simd_flags()
     name = _NAME + ("_cuda" if with_cuda else "_cpu") + ("_avx2" if simd else "") + \
-        ("_omp" if openmp_flags() else "")
+        ("_omp" if openmp_flags() else "") + "_" + headers_digest()
     if build_dir is not None:
         build_dir = os.path.join(os.path.abspath(os.path.expanduser(build_dir)), name)
         os.makedirs(build_dir, exist_ok=True)
