@@ -277,3 +277,46 @@ def test_opcheck_fused_ops():
                            dx, None, T, B, 7, True, True, False, True))
     out = torch.empty(3, a_col.numel(), dtype=torch.long)
     torch.library.opcheck(ops.csr_to_coo_.default, (a_rp, a_col, B, out))
+
+
+_SIMD_SCRIPT = r"""
+import sys, torch
+sys.path.insert(0, "tests")
+from helpers import make_pair, run_sparse, sparse_params
+torch.manual_seed(0)
+out = {}
+for dtype in (torch.float32, torch.float64):
+    _, sparse = make_pair([40, 300, 24, 6], 0.875, 1.0, 0.4, dtype=dtype, seed=3)
+    for layer in sparse:
+        layer.event_forward = True
+    x = (torch.rand(12, 5, 40, generator=torch.Generator().manual_seed(1)) < 0.2).to(dtype)
+    rs = run_sparse(sparse, x)
+    loss = sum((m * (k + 1)).sum() for k, (_, m) in enumerate(rs))
+    grads = torch.autograd.grad(loss, sparse_params(sparse))
+    out[str(dtype)] = ([s for s, _ in rs], [m for _, m in rs], list(grads))
+torch.save(out, sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_simd_builds_agree(tmp_path):
+    """The baseline-ISA build and this machine's vector build give the same results (to rounding)."""
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / "run.py"
+    script.write_text(_SIMD_SCRIPT)
+    results = {}
+    for simd in ("0", "auto"):
+        env = dict(os.environ, SNNTORCH_SPARSE_SIMD=simd)
+        path = tmp_path / f"{simd}.pt"
+        subprocess.run([sys.executable, str(script), str(path)], check=True, env=env,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=600)
+        results[simd] = torch.load(path, weights_only=False)
+    for key in results["0"]:
+        (s0, m0, g0), (s1, m1, g1) = results["0"][key], results["auto"][key]
+        tol = 1e-5 if "32" in key else 1e-12
+        for a, b in zip(s0, s1):
+            assert torch.equal(a, b)
+        for a, b in zip(m0 + g0, m1 + g1):
+            assert rel_err(a, b) < tol

@@ -63,10 +63,21 @@ void check_csr(const char* op, const char* name, const at::Tensor& rowptr, const
   const int64_t* rp = rowptr.const_data_ptr<int64_t>();
   TORCH_CHECK(rp[0] == 0 && rp[rows] == col.numel(), op, ": ", name, "_rowptr must start at 0 and end at ",
               col.numel(), ", got ", rp[0], " .. ", rp[rows]);
+  bool monotone = true;
+  for (int64_t r = 0; r < rows; ++r) monotone &= rp[r] <= rp[r + 1];
+  TORCH_CHECK(monotone, op, ": ", name, "_rowptr must be non-decreasing");
+  // Range of the column indices: a min/max reduction the compiler vectorises.
   const int32_t* cp = col.const_data_ptr<int32_t>();
-  for (int64_t k = 0; k < col.numel(); ++k)
-    TORCH_CHECK(cp[k] >= 0 && cp[k] < cols, op, ": ", name, "_col entry ", cp[k], " out of range [0, ",
-                cols, ")");
+  int32_t lo = 0, hi = 0;
+  if (col.numel() > 0) {
+    lo = hi = cp[0];
+    for (int64_t k = 0; k < col.numel(); ++k) {
+      lo = std::min(lo, cp[k]);
+      hi = std::max(hi, cp[k]);
+    }
+  }
+  TORCH_CHECK(lo >= 0 && hi < cols, op, ": ", name, "_col entry ", lo < 0 ? lo : hi, " out of range [0, ",
+              cols, ")");
 }
 
 // One time step of the LIF recurrence for one row (reference.lif_scan's order).
@@ -299,7 +310,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
             if (cur != nullptr) {
               I = cur + r * N;
             } else {
-              row_sum<T>(ibuf.data(), bp, wtp, xc, xv, xr[r], xr[r + 1], N);
+              if (!fast_event_sum<T>(ibuf.data(), bp, wtp, xc, xv, xr[r], xr[r + 1], N))
+                row_sum<T>(ibuf.data(), bp, wtp, xc, xv, xr[r], xr[r + 1], N);
               I = ibuf.data();
             }
             T* u = state.data() + (b - b0) * N;
@@ -522,10 +534,12 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
             if (hp != nullptr) std::copy(acc, acc + N, hp + r * N);
             if (dbl != nullptr) add_row<T>(dbl, acc, N);
             if (dwl != nullptr) {
-              scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N);
+              if (!fast_scatter<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N))
+                scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N);
             }
             if (dxp != nullptr) {
-              if (dx_compact) {
+              if (dx_compact && fast_dots<T>(acc, wtp, uc, ur[r], ur[r + 1], N, dxp)) {
+              } else if (dx_compact) {
                 for (int64_t k = ur[r]; k < ur[r + 1]; ++k)
                   dxp[k] = dot_row<T>(acc, wtp + static_cast<int64_t>(uc[k]) * N, N);
               } else {

@@ -275,3 +275,156 @@ inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, co
 }
 
 }  // namespace snntorch_sparse
+
+// ---------------------------------------------------------------------------
+// AVX-512 versions with the whole row held in registers (N <= 16 * NV floats):
+// one row's h (or current) stays in up to 16 zmm registers while every event
+// or active entry of the row is processed. Used when built with -mavx512f.
+#if defined(__AVX512F__)
+#include <immintrin.h>
+namespace snntorch_sparse {
+namespace avx512 {
+
+template <int NV>
+inline void load_row(const float* p, int64_t N, __m512* a) {
+  for (int v = 0; v < NV; ++v) {
+    const int64_t left = N - 16 * v;
+    const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+    a[v] = _mm512_maskz_loadu_ps(m, p + 16 * v);
+  }
+}
+
+template <int NV>
+inline void store_row(float* p, int64_t N, const __m512* a) {
+  for (int v = 0; v < NV; ++v) {
+    const int64_t left = N - 16 * v;
+    const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+    _mm512_mask_storeu_ps(p + 16 * v, m, a[v]);
+  }
+}
+
+// out[k] = <h, W^T[col_k]> for the row's entries k in [k0, k1).
+template <int NV>
+inline void dots(const float* h, const float* wt, const int32_t* col, int64_t k0, int64_t k1, int64_t N,
+                 float* out) {
+  __m512 a[NV];
+  load_row<NV>(h, N, a);
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* w = wt + static_cast<int64_t>(col[k]) * N;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    for (int v = 0; v < NV; ++v) {
+      const int64_t left = N - 16 * v;
+      const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+      const __m512 p = _mm512_mul_ps(a[v], _mm512_maskz_loadu_ps(m, w + 16 * v));
+      if (v % 2 == 0) s0 = _mm512_add_ps(s0, p);
+      else s1 = _mm512_add_ps(s1, p);
+    }
+    out[k] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+  }
+}
+
+// dst_k += (val_k or 1) * h for the rows dst_k = base + col_k * N of the row's events.
+template <int NV>
+inline void scatter(float* base, const float* h, const int32_t* col, const float* val, int64_t k0, int64_t k1,
+                    int64_t N) {
+  __m512 a[NV];
+  load_row<NV>(h, N, a);
+  for (int64_t k = k0; k < k1; ++k) {
+    float* d = base + static_cast<int64_t>(col[k]) * N;
+    const __m512 x = _mm512_set1_ps(val ? val[k] : 1.0f);
+    for (int v = 0; v < NV; ++v) {
+      const int64_t left = N - 16 * v;
+      const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+      const __m512 add = val ? _mm512_mul_ps(x, a[v]) : a[v];
+      _mm512_mask_storeu_ps(d + 16 * v, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + 16 * v), add));
+    }
+  }
+}
+
+// acc = base + sum_k (val_k or 1) * W^T[col_k], in event order.
+template <int NV>
+inline void event_sum(float* acc, const float* base, const float* wt, const int32_t* col, const float* val,
+                      int64_t k0, int64_t k1, int64_t N) {
+  __m512 a[NV];
+  if (base) load_row<NV>(base, N, a);
+  else for (int v = 0; v < NV; ++v) a[v] = _mm512_setzero_ps();
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* w = wt + static_cast<int64_t>(col[k]) * N;
+    const __m512 x = _mm512_set1_ps(val ? val[k] : 1.0f);
+    for (int v = 0; v < NV; ++v) {
+      const int64_t left = N - 16 * v;
+      const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+      const __m512 wv = _mm512_maskz_loadu_ps(m, w + 16 * v);
+      a[v] = _mm512_add_ps(a[v], val ? _mm512_mul_ps(x, wv) : wv);
+    }
+  }
+  store_row<NV>(acc, N, a);
+}
+
+// Dispatch on the number of registers a row needs; false: N too large (> 256).
+#define SNNTORCH_SPARSE_NV_SWITCH(N, CALL)                                     \
+  switch ((N + 15) / 16) {                                                     \
+    case 1: CALL(1); return true; case 2: CALL(2); return true;               \
+    case 3: CALL(3); return true; case 4: CALL(4); return true;               \
+    case 5: CALL(5); return true; case 6: CALL(6); return true;               \
+    case 7: CALL(7); return true; case 8: CALL(8); return true;               \
+    case 9: CALL(9); return true; case 10: CALL(10); return true;             \
+    case 11: CALL(11); return true; case 12: CALL(12); return true;           \
+    case 13: CALL(13); return true; case 14: CALL(14); return true;           \
+    case 15: CALL(15); return true; case 16: CALL(16); return true;           \
+    default: return false;                                                     \
+  }
+
+inline bool dots_any(const float* h, const float* wt, const int32_t* col, int64_t k0, int64_t k1, int64_t N,
+                     float* out) {
+#define CALL(NV) dots<NV>(h, wt, col, k0, k1, N, out)
+  SNNTORCH_SPARSE_NV_SWITCH(N, CALL)
+#undef CALL
+}
+
+inline bool scatter_any(float* base, const float* h, const int32_t* col, const float* val, int64_t k0,
+                        int64_t k1, int64_t N) {
+#define CALL(NV) scatter<NV>(base, h, col, val, k0, k1, N)
+  SNNTORCH_SPARSE_NV_SWITCH(N, CALL)
+#undef CALL
+}
+
+inline bool event_sum_any(float* acc, const float* base, const float* wt, const int32_t* col, const float* val,
+                          int64_t k0, int64_t k1, int64_t N) {
+#define CALL(NV) event_sum<NV>(acc, base, wt, col, val, k0, k1, N)
+  SNNTORCH_SPARSE_NV_SWITCH(N, CALL)
+#undef CALL
+}
+
+}  // namespace avx512
+}  // namespace snntorch_sparse
+#endif
+
+// Register-resident fast paths: true when they handled the row (float32 with
+// AVX-512 and N <= 256), false when the caller must use the portable helpers.
+namespace snntorch_sparse {
+template <typename T>
+inline bool fast_event_sum(T*, const T*, const T*, const int32_t*, const T*, int64_t, int64_t, int64_t) {
+  return false;
+}
+template <typename T>
+inline bool fast_scatter(T*, const T*, const int32_t*, const T*, int64_t, int64_t, int64_t) {
+  return false;
+}
+template <typename T>
+inline bool fast_dots(const T*, const T*, const int32_t*, int64_t, int64_t, int64_t, T*) {
+  return false;
+}
+#if defined(__AVX512F__)
+template <>
+inline bool fast_event_sum<float>(float* acc, const float* base, const float* wt, const int32_t* col,
+                                  const float* val, int64_t k0, int64_t k1, int64_t N) {
+  return avx512::event_sum_any(acc, base, wt, col, val, k0, k1, N);
+}
+template <>
+inline bool fast_dots<float>(const float* h, const float* wt, const int32_t* col, int64_t k0, int64_t k1,
+                             int64_t N, float* out) {
+  return avx512::dots_any(h, wt, col, k0, k1, N, out);
+}
+#endif
+}  // namespace snntorch_sparse

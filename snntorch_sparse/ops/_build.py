@@ -56,14 +56,19 @@ def simd_flags() -> List[str]:
     ``-mfma``: with ``-ffp-contract=off`` results stay bit-identical to the
     reference whatever the vector width. The flags are part of the library's
     name, so a build cache shared between different CPUs never mixes them.
-    ``SNNTORCH_SPARSE_SIMD=0`` builds for the baseline ISA.
+    On AVX-512 CPUs ``-mavx512f`` is added too: the input-gradient dot
+    products then hold a whole row of ``h`` (up to 256 floats) in registers.
+    ``SNNTORCH_SPARSE_SIMD=avx2`` stops at AVX2, ``=0`` builds for the baseline ISA.
     """
-    if os.name == "nt" or os.environ.get("SNNTORCH_SPARSE_SIMD", "1").strip() == "0":
+    choice = os.environ.get("SNNTORCH_SPARSE_SIMD", "auto").strip().lower()
+    if os.name == "nt" or choice == "0":
         return []
     try:
         cap = torch.backends.cpu.get_cpu_capability()
     except Exception:  # noqa: BLE001 -- older torch or a non-x86 CPU
         return []
+    if cap == "AVX512" and choice != "avx2":
+        return ["-mavx2", "-mavx512f", "-mprefer-vector-width=256"]
     return ["-mavx2"] if cap in ("AVX2", "AVX512") else []
 
 
@@ -127,7 +132,8 @@ def load(verbose: bool = False) -> Optional[str]:
     with_cuda = cuda_wanted()
     build_dir = os.environ.get("SNNTORCH_SPARSE_BUILD_DIR") or None
     simd = simd_flags()
-    name = _NAME + ("_cuda" if with_cuda else "_cpu") + ("_avx2" if simd else "") + \
+    name = _NAME + ("_cuda" if with_cuda else "_cpu") + ("_avx512" if "-mavx512f" in simd else
+                                                           "_avx2" if simd else "") + \
         ("_omp" if openmp_flags() else "") + "_" + headers_digest()
     if build_dir is not None:
         build_dir = os.path.join(os.path.abspath(os.path.expanduser(build_dir)), name)
