@@ -31,6 +31,8 @@ CORE = [
     "snntorch_sparse.ops",
     "snntorch_sparse.ops.reference",
     "snntorch_sparse.ops.compiled",
+    "snntorch_sparse.ops.fused",
+    "snntorch_sparse.fused_cpu",
 ]
 # Optional subpackages / tools: documented with their public submodules when they import.
 OPTIONAL = ["snntorch_sparse.data", "snntorch_sparse.bloc", "snntorch_sparse.bench",
@@ -46,6 +48,8 @@ TITLES = {
     "snntorch_sparse.ops": "Backends",
     "snntorch_sparse.ops.reference": "Reference backend (pure PyTorch)",
     "snntorch_sparse.ops.compiled": "Compiled backend (C++ / CUDA)",
+    "snntorch_sparse.ops.fused": "Fused CPU kernels",
+    "snntorch_sparse.fused_cpu": "Fused CPU path (autograd)",
     "snntorch_sparse.data": "Datasets and spike encodings",
     "snntorch_sparse.bloc": "BlocTrain",
     "snntorch_sparse.bench": "Benchmark CLI",

@@ -82,12 +82,13 @@ def _sparse_neuron(leaky: snn.Leaky, step_mode: str, bth, spike_grad, backend) -
     return new.to(leaky.beta.device)
 
 
-def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend) -> SparseLinearLeaky:
+def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend,
+          event_forward: bool = False) -> SparseLinearLeaky:
     sg = resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth)
     kw = _leaky_kwargs(leaky)
     layer = SparseLinearLeaky(linear.in_features, linear.out_features, spike_grad=sg,
                               bias=linear.bias is not None, output=leaky.output, backend=backend,
-                              device=linear.weight.device, dtype=linear.weight.dtype, **kw)
+                              event_forward=event_forward, device=linear.weight.device, dtype=linear.weight.dtype, **kw)
     with torch.no_grad():
         layer.fc.weight.copy_(linear.weight)
         if linear.bias is not None:
@@ -95,7 +96,8 @@ def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend) -> Spar
     return layer
 
 
-def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backend=None) -> nn.Module:
+def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backend=None,
+             event_forward: bool = False) -> nn.Module:
     """Return a copy of ``model`` with sparse layers (see module docs).
 
     Args:
@@ -104,11 +106,14 @@ def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backen
             surrogate's own window, or the package default).
         spike_grad: surrogate for every neuron (``None``: sparsify each neuron's own).
         backend: op backend for the fused layers.
+        event_forward: fused layers compute ``X Wᵀ`` over the input's spikes only
+            (see :class:`~snntorch_sparse.SparseLinearLeaky`); equal to the default
+            GEMM up to float rounding, several times faster on CPU for sparse inputs.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(model, nn.Sequential):
-        return _sparsify_sequential(model, bth, spike_grad, backend)
+        return _sparsify_sequential(model, bth, spike_grad, backend, event_forward)
     model = copy.deepcopy(model)
     _swap_neurons(model, bth, spike_grad, backend)
     return model
@@ -125,7 +130,7 @@ def _swap_neurons(module: nn.Module, bth, spike_grad, backend) -> None:
             _swap_neurons(child, bth, spike_grad, backend)
 
 
-def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend) -> nn.Sequential:
+def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_forward=False) -> nn.Sequential:
     mods = list(seq)
     out = []
     i = 0
@@ -135,7 +140,7 @@ def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend) -> nn.Seq
         if isinstance(m, nn.Linear) and isinstance(nxt, snn.Leaky) and not isinstance(nxt, SparseLeaky):
             _require_hidden(nxt, i + 1)
             _check_supported(nxt, f"index {i + 1}")
-            out.append(_fuse(m, nxt, bth, spike_grad, backend))
+            out.append(_fuse(m, nxt, bth, spike_grad, backend, event_forward))
             i += 2
             continue
         if isinstance(m, snn.Leaky):

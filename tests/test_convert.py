@@ -35,10 +35,12 @@ def _run_steps(net, x):
     return torch.stack(spk), torch.stack(mem)
 
 
-def test_sparsify_sequential_same_function_and_gradients():
+@pytest.mark.parametrize("event_forward", [False, True])
+def test_sparsify_sequential_same_function_and_gradients(event_forward):
     sg = sparse_fast_sigmoid(slope=25, bth=0.4)
     dense = _dense_net(sg)
-    sparse = sparsify(dense)
+    sparse = sparsify(dense, event_forward=event_forward)
+    assert all(m.event_forward == event_forward for m in sparse if isinstance(m, SparseLinearLeaky))
     kinds = [type(m) for m in sparse]
     assert kinds == [TimeDistributed, SparseLinearLeaky, SparseLinearLeaky, SparseLinearLeaky]
     x = (torch.rand(12, 3, 4, 4) < 0.3).double()
