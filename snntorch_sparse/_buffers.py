@@ -17,6 +17,7 @@ allocate fresh tensors every time; :meth:`BufferPool.clear` frees the buffers.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Dict, Tuple
 
 import torch
@@ -42,6 +43,16 @@ class BufferPool:
 
     def __init__(self):
         self._slots: Dict[str, torch.Tensor] = {}
+        # The free check and the hand-out must be atomic: two threads running the
+        # same module (or DataParallel replicas sharing this object) must never
+        # both receive one free buffer.
+        self._lock = threading.Lock()
+
+    def __getstate__(self):  # pickling / deepcopy: buffers and lock are not state
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
 
     def take(self, role: str, shape: Tuple[int, ...], dtype: torch.dtype, device: torch.device,
              zero: bool = False) -> torch.Tensor:
@@ -49,34 +60,44 @@ class BufferPool:
         if device.type != "cpu" or not reuse_enabled():
             return torch.zeros(shape, dtype=dtype, device=device) if zero else \
                 torch.empty(shape, dtype=dtype, device=device)
-        old = self._slots.get(role)
-        if (old is not None and old.shape == shape and old.dtype == dtype and old.device == device
-                and _storage_refs(old) == _ALONE):
-            buf = old
+        with self._lock:
+            old = self._slots.get(role)
+            if (old is not None and old.shape == shape and old.dtype == dtype and old.device == device
+                    and _storage_refs(old) == _ALONE):
+                # Hand out a fresh tensor object on the same storage: the caller's
+                # references (and any autograd metadata) never touch the pooled one.
+                out = old.detach()
+                reused = True
+            else:
+                out = None
+                reused = False
+        if reused:
             if zero:
-                buf.zero_()
-        else:
-            buf = torch.zeros(shape, dtype=dtype, device=device) if zero else \
-                torch.empty(shape, dtype=dtype, device=device)
+                out.zero_()
+            return out
+        buf = torch.zeros(shape, dtype=dtype, device=device) if zero else \
+            torch.empty(shape, dtype=dtype, device=device)
+        with self._lock:
             self._slots[role] = buf
-        # Hand out a fresh tensor object on the same storage: the caller's
-        # references (and any autograd metadata) never touch the pooled one.
         return buf.detach()
 
     def take_flat(self, role: str, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """A 1-D tensor of ``numel`` elements (not initialised) on a reusable buffer of at least that size."""
         if device.type != "cpu" or not reuse_enabled():
             return torch.empty(numel, dtype=dtype, device=device)
-        old = self._slots.get(role)
-        if (old is not None and old.numel() >= numel and old.dtype == dtype and old.device == device
-                and _storage_refs(old) == _ALONE):
-            return old.detach()[:numel]
+        with self._lock:
+            old = self._slots.get(role)
+            if (old is not None and old.numel() >= numel and old.dtype == dtype and old.device == device
+                    and _storage_refs(old) == _ALONE):
+                return old.detach()[:numel]
         buf = torch.empty(max(numel + numel // 4, 1024), dtype=dtype, device=device)
-        self._slots[role] = buf
+        with self._lock:
+            self._slots[role] = buf
         return buf.detach()[:numel]
 
     def clear(self) -> None:
-        self._slots.clear()
+        with self._lock:
+            self._slots.clear()
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._slots.values())

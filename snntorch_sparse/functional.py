@@ -117,6 +117,9 @@ class _SparseLIF(torch.autograd.Function):
         beta_v = per_feature(beta.clamp(0, 1), n, "beta", current)
         thr_v = per_feature(threshold, n, "threshold", current)
         spk, mem = ops.lif_scan(current.contiguous(), beta_v, thr_v, cfg.reset_mode)
+        n_rows = current.shape[1]
+        rows = current.shape[0] * n_rows
+        del current  # not needed past the scan: off the peak of the active-set extraction
 
         empty = torch.empty(0, dtype=torch.long, device=x.device)
         if cfg.readout or x.device.type == "meta":  # meta: shapes only, no active set
@@ -126,15 +129,17 @@ class _SparseLIF(torch.autograd.Function):
             # U - θ: in place when the membrane is not an output (saves a [T, B, N] buffer)
             shift = mem.sub_(thr_v) if not keep_mem else mem - thr_v
             bth = cfg.surrogate.bth
-            act_idx = ((shift > -bth) & (shift < bth)).view(-1).nonzero().squeeze(1)
+            window = shift > -bth
+            window &= shift < bth  # one bool [T, B, N] buffer at a time besides the mask
+            act_idx = window.view(-1).nonzero().squeeze(1)
+            del window
             act_sg = cfg.surrogate.derivative(shift.view(-1).index_select(0, act_idx))
             if not keep_mem:
                 mem = mem.new_empty(0)
             del shift
         cfg.stats["active"] = act_idx.numel()
         cfg.stats["total"] = spk.numel()
-        cfg.stats["sets"] = None if cfg.readout else SpikeSets(n, current.shape[0] * current.shape[1],
-                                                               active_flat=act_idx)
+        cfg.stats["sets"] = None if cfg.readout else SpikeSets(n, rows, active_flat=act_idx)
 
         need_w = weight is not None and ctx.needs_input_grad[1]
         x_val, x_dense = None, None
@@ -160,7 +165,7 @@ class _SparseLIF(torch.autograd.Function):
         ctx.save_for_backward(weight, act_idx, act_sg, x_idx, x_val, x_dense, spk_bool,
                               mem_kept, beta, threshold, beta_v, thr_v, cfg.upstream_index)
         ctx.cfg = cfg
-        ctx.shape = (T, current.shape[1], n)
+        ctx.shape = (T, n_rows, n)
         ctx.x_shape = x.shape
         ctx.set_materialize_grads(False)
         if cfg.readout:

@@ -320,3 +320,29 @@ def test_simd_builds_agree(tmp_path):
             assert torch.equal(a, b)
         for a, b in zip(m0 + g0, m1 + g1):
             assert rel_err(a, b) < tol
+
+
+def test_concurrent_forwards_never_share_a_buffer():
+    """Two threads running one layer get their own spike buffers (the pool's check-and-take is atomic)."""
+    import threading
+    layer = SparseLinearLeaky(16, 12, beta=0.9)
+    with torch.no_grad():
+        layer.fc.weight.mul_(4)
+    xs = [_spikes(20, 4, 16, 0.3, torch.float32, seed) for seed in range(2)]
+    with torch.no_grad():
+        expect = [layer(x).clone() for x in xs]
+    errors = []
+
+    def work(i):
+        for _ in range(50):
+            with torch.no_grad():
+                s = layer(xs[i])
+            if not torch.equal(s, expect[i]):
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
