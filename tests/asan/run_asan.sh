@@ -32,7 +32,7 @@ BUILD_DIR="${SNNTORCH_SPARSE_ASAN_BUILD_DIR:-$ROOT/build/asan}"
 mkdir -p "$BUILD_DIR"
 
 if [ "$#" -eq 0 ]; then
-    set -- tests/test_compiled_ops.py tests/test_parity.py tests/test_reliability_inputs.py \
+    set -- tests/test_compiled_ops.py tests/test_fused_cpu.py tests/test_parity.py tests/test_reliability_inputs.py \
            tests/test_reliability_fuzz.py
 fi
 
