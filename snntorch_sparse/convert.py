@@ -83,7 +83,7 @@ def _sparse_neuron(leaky: snn.Leaky, step_mode: str, bth, spike_grad, backend) -
 
 
 def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend,
-          event_forward: bool = False) -> SparseLinearLeaky:
+          event_forward=None) -> SparseLinearLeaky:
     sg = resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth)
     kw = _leaky_kwargs(leaky)
     layer = SparseLinearLeaky(linear.in_features, linear.out_features, spike_grad=sg,
@@ -97,7 +97,7 @@ def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend,
 
 
 def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backend=None,
-             event_forward: bool = False) -> nn.Module:
+             event_forward=None) -> nn.Module:
     """Return a copy of ``model`` with sparse layers (see module docs).
 
     Args:
@@ -106,9 +106,9 @@ def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backen
             surrogate's own window, or the package default).
         spike_grad: surrogate for every neuron (``None``: sparsify each neuron's own).
         backend: op backend for the fused layers.
-        event_forward: fused layers compute ``X Wᵀ`` over the input's spikes only
-            (see :class:`~snntorch_sparse.SparseLinearLeaky`); equal to the default
-            GEMM up to float rounding, several times faster on CPU for sparse inputs.
+        event_forward: for the fused layers (see :class:`~snntorch_sparse.SparseLinearLeaky`):
+            ``None`` (auto), ``True`` (input current summed over the input's spikes only,
+            equal to the GEMM up to float rounding) or ``False`` (one GEMM, bit-exact).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -130,7 +130,7 @@ def _swap_neurons(module: nn.Module, bth, spike_grad, backend) -> None:
             _swap_neurons(child, bth, spike_grad, backend)
 
 
-def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_forward=False) -> nn.Sequential:
+def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_forward=None) -> nn.Sequential:
     mods = list(seq)
     out = []
     i = 0

@@ -54,7 +54,7 @@ class LIFConfig:
     reset_mode: int = 0             # 0 subtract, 1 zero, 2 none
     readout: bool = False           # non-spiking: the membrane is the output
     backend: Optional[str] = None   # None: package default
-    event_forward: bool = False     # I = X Wᵀ + b over X's non-zeros only (CSR)
+    event_forward: Optional[bool] = False  # I = X Wᵀ + b over X's non-zeros only; None: auto (fused CPU path)
     upstream_index: Optional[torch.Tensor] = None   # flat active indices of the upstream layer
     upstream: Optional[object] = None               # fused_cpu.SpikeSets of the upstream layer
     pool: Optional[object] = None                   # _buffers.BufferPool of the calling layer
@@ -104,7 +104,7 @@ class _SparseLIF(torch.autograd.Function):
         if weight is not None:
             n_in, n = weight.shape[1], weight.shape[0]
             x2 = x.reshape(-1, n_in)
-            if cfg.event_forward:
+            if cfg.event_forward:  # None ("auto") means the GEMM on this path
                 current, x_idx = _event_linear(x2, weight, bias)
                 current = current.view(T, -1, n)
             else:

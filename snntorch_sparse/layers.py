@@ -39,10 +39,14 @@ class SparseLinearLeaky(nn.Module):
         readout: non-spiking readout (no reset, no spikes): returns the membrane
             ``[T, B, out]``, e.g. for max-over-time logits.
         backend: ``"auto"``, ``"reference"`` or ``"compiled"``.
-        event_forward: compute ``X Wᵀ`` over the input's non-zeros only (a sparse
-            CSR product, ~1/density less arithmetic). Equal to the default dense
-            GEMM up to float rounding, which can flip a spike sitting exactly on
-            the threshold; the default (``False``) is bit-identical to snnTorch.
+        event_forward: compute ``X Wᵀ`` over the input's non-zeros only
+            (~1/density less arithmetic) instead of one dense GEMM. ``None``
+            (default, "auto"): on the fused CPU path whenever at most a quarter
+            of the input is non-zero, elsewhere (CUDA, reference backend) the
+            GEMM. ``True``/``False`` force it. It equals the GEMM up to float
+            rounding, which can flip a spike sitting exactly on the threshold;
+            ``False`` is bit-identical to snnTorch's per-step ``nn.Linear``
+            wherever the BLAS rounds rows independently of their number.
 
     Shape:
         input ``[T, B, in_features]`` (spikes; graded values work too),
@@ -60,7 +64,7 @@ class SparseLinearLeaky(nn.Module):
     def __init__(self, in_features: int, out_features: int, beta, threshold=1.0, spike_grad=None,
                  bth=None, bias: bool = True, learn_beta: bool = False, learn_threshold: bool = False,
                  reset_mechanism: str = "subtract", output: bool = False, readout: bool = False,
-                 backend=None, event_forward: bool = False, device=None, dtype=None):
+                 backend=None, event_forward=None, device=None, dtype=None):
         super().__init__()
         check_beta(beta)
         check_threshold(threshold)

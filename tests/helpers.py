@@ -10,10 +10,12 @@ from snntorch_sparse.surrogate import sparse_fast_sigmoid
 
 
 def make_pair(sizes, beta, threshold, bth, reset="subtract", slope=25.0, dtype=torch.float64,
-              learn_beta=False, learn_threshold=False, backend=None, seed=0, gain=3.0, device="cpu"):
+              learn_beta=False, learn_threshold=False, backend=None, seed=0, gain=3.0, device="cpu",
+              event_forward=None):
     """A stack of Linear+Leaky layers, as snnTorch dense modules and as fused sparse layers.
 
     Weights are identical; ``gain`` scales them so that neurons do spike.
+    ``event_forward`` is the fused layers' (``None``: their default, auto).
     """
     torch.manual_seed(seed)
     sg = sparse_fast_sigmoid(slope=slope, bth=bth)
@@ -28,7 +30,7 @@ def make_pair(sizes, beta, threshold, bth, reset="subtract", slope=25.0, dtype=t
         layer = SparseLinearLeaky(n_in, n_out, beta=beta, threshold=threshold, spike_grad=sg,
                                   reset_mechanism=reset, learn_beta=learn_beta,
                                   learn_threshold=learn_threshold, output=True, backend=backend,
-                                  dtype=dtype)
+                                  event_forward=event_forward, dtype=dtype)
         with torch.no_grad():
             layer.fc.weight.copy_(fc.weight)
             layer.fc.bias.copy_(fc.bias)
