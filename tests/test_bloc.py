@@ -147,14 +147,18 @@ def test_resnet9_smoke():
 # ----------------------------------------------------------------- integration on real data
 
 def _deep_sparse(seed):
+    # Gains x5 on the first layer and x2.5 deeper (x5 everywhere saturates the deep
+    # stack, and end-to-end training then stalls near 45%), bth 0.5: a fair
+    # end-to-end baseline (measured 85% end-to-end vs 92.5% block-wise early exit).
     torch.manual_seed(seed)
-    sg = sparse_fast_sigmoid(slope=100, bth=0.2)
+    sg = sparse_fast_sigmoid(slope=100, bth=0.5)
     m = nn.Sequential(SparseLinearLeaky(64, 128, beta=0.9, spike_grad=sg),
                       *[SparseLinearLeaky(128, 128, beta=0.9, spike_grad=sg) for _ in range(4)],
                       SparseLinearLeaky(128, 10, beta=0.9, readout=True))
     with torch.no_grad():
-        for layer in m[:5]:
-            layer.fc.weight.mul_(5)
+        m[0].fc.weight.mul_(5)
+        for layer in m[1:5]:
+            layer.fc.weight.mul_(2.5)
     return m
 
 
@@ -164,7 +168,7 @@ def test_bloctrain_digits_integration():
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(ytr), generator=g)
     xv, yv, xt, yt = xtr[:, perm[:287]], ytr[perm[:287]], xtr[:, perm[287:]], ytr[perm[287:]]
-    opt = lambda p: torch.optim.Adam(p, lr=5e-3)  # noqa: E731
+    opt = lambda p: torch.optim.Adam(p, lr=2e-3)  # noqa: E731
 
     net = bloc.split(_deep_sparse(0), [2, 4], 10, sample=xt[:, :8])
     trainer = bloc.BlocTrainer(net, epochs=20, hcd_epochs=10, easy_threshold=0.95, optimizer=opt, progress=False)
@@ -199,8 +203,8 @@ def test_bloctrain_digits_integration():
     assert rep["accuracy_early_exit"] >= e2e_acc - 0.02
     assert rep["accuracy_early_exit"] >= rep["accuracy_all_blocks"] - 0.01
     assert rep["synops_ratio"] >= 1.5
-    # BlocTrain's memory claim is about snnTorch's dense layers (measured 2.66x); with sparse
-    # layers every block already keeps little, and the ratio is smaller (measured 2.15x).
+    # BlocTrain's memory claim is about snnTorch's dense layers (measured 2.85x); with the
+    # sparse layers every block already keeps little (measured 2.88x on the fused CPU path).
     assert mem_dense["saved_ratio"] >= 2.5
     assert mem_sparse["saved_ratio"] >= 1.8
 
