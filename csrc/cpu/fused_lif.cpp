@@ -122,6 +122,16 @@ inline void decay_row(T* __restrict__ acc, const T* __restrict__ be, int64_t N) 
   for (int64_t i = 0; i < N; ++i) acc[i] = be[i] * acc[i];
 }
 
+// acc = beta * acc and db += acc in one pass.
+template <typename T>
+inline void decay_row_sum(T* __restrict__ acc, const T* __restrict__ be, T* __restrict__ db, int64_t N) {
+  for (int64_t i = 0; i < N; ++i) {
+    const T a = be[i] * acc[i];
+    acc[i] = a;
+    db[i] += a;
+  }
+}
+
 template <typename T>
 inline void scan_row(T* __restrict__ acc, const T* __restrict__ g, const T* __restrict__ be,
                      const bool* __restrict__ spk, int64_t N) {
@@ -512,20 +522,24 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t r = t * B + b;
             T* __restrict__ acc = state.data() + (b - b0) * N;
+            bool db_done = false;
             if (dm == nullptr && sk == nullptr) {
               // h[t] = g[t] + beta h[t+1] with g zero off the active set:
               // scale, then add the active entries (the same sums, commuted).
-              decay_row<T>(acc, be, N);
-              if (ds != nullptr && d_spk_compact) {
-                for (int64_t k = ar[r]; k < ar[r + 1]; ++k) {
-                  const int32_t i = ac[k];
-                  acc[i] = ds[k] * sg[k] + acc[i];
-                }
-              } else if (ds != nullptr) {
+              // db takes the scaled row in the same pass and the active g's after.
+              if (dbl != nullptr) {
+                decay_row_sum<T>(acc, be, dbl, N);
+                db_done = true;
+              } else {
+                decay_row<T>(acc, be, N);
+              }
+              if (ds != nullptr) {
                 const T* dsr = ds + r * N;
                 for (int64_t k = ar[r]; k < ar[r + 1]; ++k) {
                   const int32_t i = ac[k];
-                  acc[i] = dsr[i] * sg[k] + acc[i];
+                  const T gk = (d_spk_compact ? ds[k] : dsr[i]) * sg[k];
+                  acc[i] = gk + acc[i];
+                  if (db_done) dbl[i] += gk;
                 }
               }
             } else {
@@ -547,7 +561,7 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
               scan_row<T>(acc, g.data(), be, sk ? sk + r * N : nullptr, N);
             }
             if (hp != nullptr) std::copy(acc, acc + N, hp + r * N);
-            if (dbl != nullptr) add_row<T>(dbl, acc, N);
+            if (dbl != nullptr && !db_done) add_row<T>(dbl, acc, N);
             if (dwl != nullptr) {
               if (!fast_scatter<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N))
                 scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N);
