@@ -98,6 +98,3 @@ class BufferPool:
     def clear(self) -> None:
         with self._lock:
             self._slots.clear()
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self._slots.values())

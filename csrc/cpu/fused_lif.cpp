@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "../ops.h"
-#include "row_sum.h"
+#include "row_kernels.h"
 
 namespace snntorch_sparse {
 namespace {
@@ -89,32 +89,6 @@ void check_csr(const char* op, const char* name, const at::Tensor& rowptr, const
   }
   TORCH_CHECK(lo >= 0 && hi < cols, op, ": ", name, "_col entry ", lo < 0 ? lo : hi, " out of range [0, ",
               cols, ")");
-}
-
-// One time step of the LIF recurrence for one row (reference.lif_scan's order).
-template <typename T, int MODE>
-inline void lif_row(T* __restrict__ u, const T* __restrict__ I, const T* __restrict__ be,
-                    const T* __restrict__ th, T* __restrict__ s, int64_t N) {
-  for (int64_t i = 0; i < N; ++i) {
-    T v = u[i];
-    const T rst = static_cast<T>(v - th[i] > T(0));
-    if (MODE == 0) {
-      const T a = be[i] * v;
-      const T c = a + I[i];
-      const T d = rst * th[i];
-      v = c - d;
-    } else if (MODE == 1) {
-      const T keep = T(1) - rst;
-      const T k = keep * v;
-      const T a = be[i] * k;
-      v = a + I[i];
-    } else {
-      const T a = be[i] * v;
-      v = a + I[i];
-    }
-    u[i] = v;
-    s[i] = static_cast<T>(v - th[i] > T(0));
-  }
 }
 
 template <typename T>
@@ -335,8 +309,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
             if (cur != nullptr) {
               I = cur + r * N;
             } else {
-              if (!fast_event_sum<T>(ibuf.data(), bp, wtp, xc, xv, xr[r], xr[r + 1], N))
-                row_sum<T>(ibuf.data(), bp, wtp, xc, xv, xr[r], xr[r + 1], N);
+              row_sum<T>(ibuf.data(), bp, wtp, xc, xv, xr[r], xr[r + 1], N);
               I = ibuf.data();
             }
             T* u = state.data() + (b - b0) * N;
@@ -563,14 +536,11 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
             if (hp != nullptr) std::copy(acc, acc + N, hp + r * N);
             if (dbl != nullptr && !db_done) add_row<T>(dbl, acc, N);
             if (dwl != nullptr) {
-              if (!fast_scatter<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N))
-                scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N);
+              scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N);
             }
             if (dxp != nullptr) {
-              if (dx_compact && fast_dots<T>(acc, wtp, uc, ur[r], ur[r + 1], N, dxp)) {
-              } else if (dx_compact) {
-                for (int64_t k = ur[r]; k < ur[r + 1]; ++k)
-                  dxp[k] = dot_row<T>(acc, wtp + static_cast<int64_t>(uc[k]) * N, N);
+              if (dx_compact) {
+                dot_rows<T>(acc, wtp, uc, ur[r], ur[r + 1], N, dxp);
               } else {
                 T* dxr = dxp + r * Ni;
                 for (int64_t k = ur[r]; k < ur[r + 1]; ++k)

@@ -5,11 +5,15 @@
 // L1 while every time step reads/writes one contiguous slice per block. The
 // inner loops are branch-free and vectorise; -ffp-contract=off keeps every
 // multiply and add a separate rounding, as in the reference, so the results
-// are bit-identical to snntorch_sparse/ops/reference.py.
+// are bit-identical to snntorch_sparse/ops/reference.py. The update itself is
+// lif_row (row_kernels.h), shared with the fused kernels.
 #include <ATen/Parallel.h>
 #include <ATen/Dispatch.h>
 
+#include <algorithm>
+
 #include "../ops.h"
+#include "row_kernels.h"
 
 namespace snntorch_sparse {
 namespace {
@@ -31,27 +35,8 @@ void scan_block(const T* __restrict__ cur, const T* __restrict__ beta, const T* 
     const T* __restrict__ I = cur + t * BN + c0;
     T* __restrict__ m = mem + t * BN + c0;
     T* __restrict__ s = spk + t * BN + c0;
-    for (int64_t i = 0; i < len; ++i) {
-      T v = u[i];
-      const T r = static_cast<T>(v - th[i] > T(0));
-      if (MODE == 0) {
-        const T a = b[i] * v;
-        const T c = a + I[i];
-        const T d = r * th[i];
-        v = c - d;
-      } else if (MODE == 1) {
-        const T keep = T(1) - r;
-        const T k = keep * v;
-        const T a = b[i] * k;
-        v = a + I[i];
-      } else {
-        const T a = b[i] * v;
-        v = a + I[i];
-      }
-      u[i] = v;
-      m[i] = v;
-      s[i] = static_cast<T>(v - th[i] > T(0));
-    }
+    lif_row<T, MODE>(u, I, b, th, s, len);
+    std::copy(u, u + len, m);
   }
 }
 

@@ -1,0 +1,262 @@
+// Per-row building blocks of the CPU kernels (csrc/cpu/lif_scan.cpp, fused_lif.cpp).
+//
+// * lif_row: one time step of the LIF recurrence, in reference.lif_scan's order
+//   (the one definition of it: every CPU kernel that scans calls this).
+// * row_sum: the event-driven current of one row, acc = base + sum_k W^T[col_k].
+// * compact_nonzero / compact_window: CSR columns of one row.
+// * dot_row / dot_rows: input-gradient dot products.
+// * scatter_add_rows: weight-gradient rows += h.
+//
+// float32 gets hand-written AVX2 paths (and AVX-512 dot products) when the
+// library is built with those flags; float64 and other builds use the portable
+// loops. Every path sums in a fixed order, so results are deterministic.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace snntorch_sparse {
+
+// One time step of the LIF recurrence for one row: u (state), I (current),
+// be/th (per-element beta and threshold) -> u updated, s = spikes. Every
+// multiply and add rounds separately (built with -ffp-contract=off).
+template <typename T, int MODE>
+inline void lif_row(T* __restrict__ u, const T* __restrict__ I, const T* __restrict__ be,
+                    const T* __restrict__ th, T* __restrict__ s, int64_t N) {
+  for (int64_t i = 0; i < N; ++i) {
+    T v = u[i];
+    const T rst = static_cast<T>(v - th[i] > T(0));
+    if (MODE == 0) {
+      const T a = be[i] * v;
+      const T c = a + I[i];
+      const T d = rst * th[i];
+      v = c - d;
+    } else if (MODE == 1) {
+      const T keep = T(1) - rst;
+      const T k = keep * v;
+      const T a = be[i] * k;
+      v = a + I[i];
+    } else {
+      const T a = be[i] * v;
+      v = a + I[i];
+    }
+    u[i] = v;
+    s[i] = static_cast<T>(v - th[i] > T(0));
+  }
+}
+
+// acc[0:N] = (base or 0) + sum over events k in [k0, k1) of (val_k or 1) * W^T[col_k].
+//
+// The natural loop (acc[i] += w[i] per event) is bound by store-to-load
+// forwarding on acc; the AVX2 path keeps 64-float tiles of acc in registers
+// while every event of the row is added. Same per-element order either way.
+template <typename T>
+inline void row_sum(T* __restrict__ acc, const T* __restrict__ base, const T* __restrict__ wt,
+                    const int32_t* __restrict__ col, const T* __restrict__ val, int64_t k0, int64_t k1,
+                    int64_t N) {
+  int64_t i0 = 0;
+#if defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    constexpr int64_t W = 8, R = 8;
+    const float* fb = reinterpret_cast<const float*>(base);
+    const float* fw = reinterpret_cast<const float*>(wt);
+    const float* fv = reinterpret_cast<const float*>(val);
+    float* fa = reinterpret_cast<float*>(acc);
+    for (; i0 + W * R <= N; i0 += W * R) {
+      __m256 a[R];
+      for (int r = 0; r < R; ++r) a[r] = fb ? _mm256_loadu_ps(fb + i0 + W * r) : _mm256_setzero_ps();
+      for (int64_t k = k0; k < k1; ++k) {
+        const float* w = fw + static_cast<int64_t>(col[k]) * N + i0;
+        const __m256 x = _mm256_set1_ps(fv ? fv[k] : 1.0f);
+        for (int r = 0; r < R; ++r) {
+          const __m256 wv = _mm256_loadu_ps(w + W * r);
+          a[r] = _mm256_add_ps(a[r], fv ? _mm256_mul_ps(x, wv) : wv);
+        }
+      }
+      for (int r = 0; r < R; ++r) _mm256_storeu_ps(fa + i0 + W * r, a[r]);
+    }
+  }
+#endif
+  for (int64_t i = i0; i < N; ++i) acc[i] = base != nullptr ? base[i] : T(0);
+  if (i0 == N) return;
+  for (int64_t k = k0; k < k1; ++k) {
+    const T* __restrict__ w = wt + static_cast<int64_t>(col[k]) * N;
+    const T x = val ? val[k] : T(1);
+    for (int64_t i = i0; i < N; ++i) acc[i] += val ? x * w[i] : w[i];
+  }
+}
+
+// Columns i of one row where PRED(i) holds, written to out (and value(i) to vals
+// when given); the AVX2 path tests 8 floats at a time and walks only the set bits.
+// compact_nonzero: x[i] != 0.   compact_window: lo < u[i] - th[i] < hi, value u - th.
+template <typename T>
+inline int64_t compact_nonzero(const T* __restrict__ x, int32_t* __restrict__ out, T* __restrict__ vals,
+                               int64_t N) {
+  int64_t q = 0, i = 0;
+#if defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (; i + 8 <= N; i += 8) {
+      unsigned m = _mm256_movemask_ps(
+          _mm256_cmp_ps(_mm256_loadu_ps(reinterpret_cast<const float*>(x) + i), zero, _CMP_NEQ_UQ));
+      for (; m; m &= m - 1) {
+        const int64_t j = i + __builtin_ctz(m);
+        out[q] = static_cast<int32_t>(j);
+        if (vals) vals[q] = x[j];
+        ++q;
+      }
+    }
+  }
+#endif
+  for (; i < N; ++i) {  // branch-free
+    out[q] = static_cast<int32_t>(i);
+    if (vals) vals[q] = x[i];
+    q += x[i] != T(0);
+  }
+  return q;
+}
+
+template <typename T>
+inline int64_t compact_window(const T* __restrict__ u, const T* __restrict__ th, T lo, T hi,
+                              int32_t* __restrict__ out, T* __restrict__ shift, int64_t N) {
+  int64_t q = 0, i = 0;
+#if defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    for (; i + 8 <= N; i += 8) {
+      const __m256 sh = _mm256_sub_ps(_mm256_loadu_ps(reinterpret_cast<const float*>(u) + i),
+                                      _mm256_loadu_ps(reinterpret_cast<const float*>(th) + i));
+      unsigned m = _mm256_movemask_ps(
+          _mm256_and_ps(_mm256_cmp_ps(sh, vlo, _CMP_GT_OQ), _mm256_cmp_ps(sh, vhi, _CMP_LT_OQ)));
+      for (; m; m &= m - 1) {
+        const int64_t j = i + __builtin_ctz(m);
+        out[q] = static_cast<int32_t>(j);
+        shift[q] = u[j] - th[j];
+        ++q;
+      }
+    }
+  }
+#endif
+  for (; i < N; ++i) {
+    const T sh = u[i] - th[i];
+    out[q] = static_cast<int32_t>(i);
+    shift[q] = sh;
+    q += (sh > lo) & (sh < hi);
+  }
+  return q;
+}
+
+// <a, b> in a fixed order: float32 under AVX2 with 4 x 8 partial sums, otherwise 8.
+template <typename T>
+inline T dot_row(const T* __restrict__ a, const T* __restrict__ b, int64_t n) {
+  int64_t i = 0;
+  T head = T(0);
+#if defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    const float* fa = reinterpret_cast<const float*>(a);
+    const float* fb = reinterpret_cast<const float*>(b);
+    for (; i + 32 <= n; i += 32) {
+      s0 = _mm256_add_ps(s0, _mm256_mul_ps(_mm256_loadu_ps(fa + i), _mm256_loadu_ps(fb + i)));
+      s1 = _mm256_add_ps(s1, _mm256_mul_ps(_mm256_loadu_ps(fa + i + 8), _mm256_loadu_ps(fb + i + 8)));
+      s2 = _mm256_add_ps(s2, _mm256_mul_ps(_mm256_loadu_ps(fa + i + 16), _mm256_loadu_ps(fb + i + 16)));
+      s3 = _mm256_add_ps(s3, _mm256_mul_ps(_mm256_loadu_ps(fa + i + 24), _mm256_loadu_ps(fb + i + 24)));
+    }
+    for (; i + 8 <= n; i += 8)
+      s0 = _mm256_add_ps(s0, _mm256_mul_ps(_mm256_loadu_ps(fa + i), _mm256_loadu_ps(fb + i)));
+    const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    head = static_cast<T>(_mm_cvtss_f32(h));
+  }
+#endif
+  T s[8] = {T(0), T(0), T(0), T(0), T(0), T(0), T(0), T(0)};
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) s[l] += a[i + l] * b[i + l];
+  for (int l = 0; i < n; ++i, ++l) s[l] += a[i] * b[i];
+  return head + (((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])));
+}
+
+#if defined(__AVX512F__)
+// out[k] = <h, W^T[col_k]> for k in [k0, k1), with h (N <= 16 * NV floats) held
+// in NV zmm registers across all the row's entries.
+template <int NV>
+inline void dot_rows_avx512(const float* h, const float* wt, const int32_t* col, int64_t k0, int64_t k1,
+                            int64_t N, float* out) {
+  auto mask = [N](int v) {
+    const int64_t left = N - 16 * v;
+    return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+  };
+  __m512 a[NV];
+  for (int v = 0; v < NV; ++v) a[v] = _mm512_maskz_loadu_ps(mask(v), h + 16 * v);
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* w = wt + static_cast<int64_t>(col[k]) * N;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    for (int v = 0; v < NV; ++v) {
+      const __m512 p = _mm512_mul_ps(a[v], _mm512_maskz_loadu_ps(mask(v), w + 16 * v));
+      if (v % 2 == 0) s0 = _mm512_add_ps(s0, p);
+      else s1 = _mm512_add_ps(s1, p);
+    }
+    out[k] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+  }
+}
+#endif
+
+// out[k] = <h, W^T[col_k]> for the row's entries k in [k0, k1).
+template <typename T>
+inline void dot_rows(const T* h, const T* wt, const int32_t* col, int64_t k0, int64_t k1, int64_t N, T* out) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    const float* fh = reinterpret_cast<const float*>(h);
+    const float* fw = reinterpret_cast<const float*>(wt);
+    float* fo = reinterpret_cast<float*>(out);
+    switch ((N + 15) / 16) {
+#define SNNTORCH_SPARSE_NV(NV) \
+  case NV: dot_rows_avx512<NV>(fh, fw, col, k0, k1, N, fo); return;
+      SNNTORCH_SPARSE_NV(1) SNNTORCH_SPARSE_NV(2) SNNTORCH_SPARSE_NV(3) SNNTORCH_SPARSE_NV(4)
+      SNNTORCH_SPARSE_NV(5) SNNTORCH_SPARSE_NV(6) SNNTORCH_SPARSE_NV(7) SNNTORCH_SPARSE_NV(8)
+      SNNTORCH_SPARSE_NV(9) SNNTORCH_SPARSE_NV(10) SNNTORCH_SPARSE_NV(11) SNNTORCH_SPARSE_NV(12)
+      SNNTORCH_SPARSE_NV(13) SNNTORCH_SPARSE_NV(14) SNNTORCH_SPARSE_NV(15) SNNTORCH_SPARSE_NV(16)
+#undef SNNTORCH_SPARSE_NV
+      default: break;  // N > 256 or N == 0: the portable dots below
+    }
+  }
+#endif
+  for (int64_t k = k0; k < k1; ++k) out[k] = dot_row<T>(h, wt + static_cast<int64_t>(col[k]) * N, N);
+}
+
+// dst_k[0:N] += (val_k or 1) * src[0:N] for every event k (dst_k = base + col_k * N):
+// under AVX2 src is held in registers tile by tile while the events' rows are updated.
+template <typename T>
+inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, const int32_t* __restrict__ col,
+                             const T* __restrict__ val, int64_t k0, int64_t k1, int64_t N) {
+  int64_t i0 = 0;
+#if defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    constexpr int64_t W = 8, R = 8;
+    const float* fv = reinterpret_cast<const float*>(val);
+    for (; i0 + W * R <= N; i0 += W * R) {
+      __m256 a[R];
+      for (int r = 0; r < R; ++r) a[r] = _mm256_loadu_ps(reinterpret_cast<const float*>(src) + i0 + W * r);
+      for (int64_t k = k0; k < k1; ++k) {
+        float* d = reinterpret_cast<float*>(base) + static_cast<int64_t>(col[k]) * N + i0;
+        const __m256 x = _mm256_set1_ps(fv ? fv[k] : 1.0f);
+        for (int r = 0; r < R; ++r)
+          _mm256_storeu_ps(d + W * r, _mm256_add_ps(_mm256_loadu_ps(d + W * r), fv ? _mm256_mul_ps(x, a[r]) : a[r]));
+      }
+    }
+  }
+#endif
+  if (i0 == N) return;
+  for (int64_t k = k0; k < k1; ++k) {
+    T* __restrict__ d = base + static_cast<int64_t>(col[k]) * N;
+    const T x = val ? val[k] : T(1);
+    for (int64_t i = i0; i < N; ++i) d[i] += val ? x * src[i] : src[i];
+  }
+}
+
+}  // namespace snntorch_sparse
