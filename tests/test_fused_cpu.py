@@ -110,6 +110,31 @@ def test_event_forward_matches_snntorch(dtype, reset):
         assert rel_err(a, b.reshape(a.shape)) < tol
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_wide_layers_match_snntorch(dtype):
+    """Layer widths that take every vector path of the backward kernel.
+
+    96 and 200 neurons: ∂L/∂W grouped by input column over blocks of rows
+    (several blocks per batch range at T = 400), with 64-float tiles plus an
+    8-float remainder; 13 neurons: the per-event scatter with its 8-, 4- and
+    1-float tails; graded inputs: weighted events.
+    """
+    dense, sparse = make_pair([40, 96, 200, 13], 0.875, 1.0, 0.4, dtype=dtype, seed=4, gain=1.5)
+    g = torch.Generator().manual_seed(5)
+    x = _spikes(400, 4, 40, 0.3, dtype, seed=6) * torch.rand(400, 4, 40, dtype=dtype, generator=g)
+    xd, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    rd, rs = run_dense(dense, xd), run_sparse(sparse, xs)
+    for (sd, _), (ss, _) in zip(rd, rs):
+        assert torch.equal(sd, ss)
+    # the 200-wide layer's input events fill its column groups (>= 1 per column and block)
+    assert rs[0][0].mean() * 96 * ((256 << 10) // (200 * x.element_size())) >= 96
+    assert rs[1][0].sum() > 0
+    w = torch.randn(rd[-1][1].shape, dtype=dtype, generator=g)
+    gd = _grads((rd[-1][1] * w).sum(), dense_params(dense) + [xd])
+    gs = _grads((rs[-1][1] * w).sum(), sparse_params(sparse) + [xs])
+    _assert_grads_close(gs, gd, dtype)
+
+
 @pytest.mark.parametrize("graded", [False, True])
 def test_dense_input_fallback(graded):
     """Inputs denser than a third go through a dense ∂L/∂W GEMM (bool kept for binary inputs)."""

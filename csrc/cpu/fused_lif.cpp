@@ -15,7 +15,10 @@
 // the active set and where dL/dU is given) runs per row and is consumed on
 // the spot: db += h, dW^T[j] += x_k h for the input's events in that row,
 // dX[r, j] = <h, W^T[j]> for the upstream layer's active entries in that row.
-// h is never stored unless asked for (h_out).
+// h is never stored unless asked for (h_out). For layers of 64+ neurons the
+// dW^T update is deferred over a block of rows (~256 KiB of h) and done column
+// by column (DwBlock): same sums in the same order, each dW^T row touched once
+// per block instead of once per event (the update is bound by L2 traffic).
 //
 // Parallel over batch ranges (each range walks all T steps). Per-range lists
 // and dW^T copies are merged at the end in range order: deterministic for a
@@ -160,6 +163,48 @@ at::Tensor prefix_rowptr(const std::vector<int64_t>& cnt, const at::TensorOption
   for (size_t r = 0; r < cnt.size(); ++r) rp[r + 1] = rp[r] + cnt[r];
   return rowptr;
 }
+
+// dW^T rows of one block of rows (t from t_hi down to t_lo, b in [b0, b1)),
+// grouped by input column: the block's events are counting-sorted by column
+// (stable, so each column keeps the (t desc, b, k) order of the per-row
+// scatter and the sums are bit-identical), then every dW^T row is read and
+// written once per block instead of once per event. h_blk holds h of the
+// block's rows, row l = (t_hi - t) * (b1 - b0) + (b - b0).
+template <typename T>
+struct DwBlock {
+  std::vector<int32_t> start, cursor, ev_row;
+  std::vector<T> ev_val;
+
+  void flush(T* dwt, const T* h_blk, const int64_t* xr, const int32_t* xc, const T* xv, int64_t t_hi,
+             int64_t t_lo, int64_t b0, int64_t b1, int64_t B, int64_t N, int64_t Ni) {
+    start.assign(Ni + 1, 0);
+    for (int64_t t = t_hi; t >= t_lo; --t)
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t k = xr[t * B + b]; k < xr[t * B + b + 1]; ++k) ++start[xc[k] + 1];
+    for (int64_t j = 0; j < Ni; ++j) start[j + 1] += start[j];
+    const int64_t n_ev = start[Ni];
+    if (n_ev == 0) return;
+    cursor.assign(start.begin(), start.end() - 1);
+    if (static_cast<int64_t>(ev_row.size()) < n_ev) ev_row.resize(n_ev);
+    if (xv != nullptr && static_cast<int64_t>(ev_val.size()) < n_ev) ev_val.resize(n_ev);
+    const int64_t nb = b1 - b0;
+    for (int64_t t = t_hi; t >= t_lo; --t)
+      for (int64_t b = b0; b < b1; ++b) {
+        const int32_t l = static_cast<int32_t>((t_hi - t) * nb + (b - b0));
+        for (int64_t k = xr[t * B + b]; k < xr[t * B + b + 1]; ++k) {
+          const int32_t pos = cursor[xc[k]]++;
+          ev_row[pos] = l;
+          if (xv != nullptr) ev_val[pos] = xv[k];
+        }
+      }
+    for (int64_t j = 0; j < Ni; ++j) {
+      const int64_t n = start[j + 1] - start[j];
+      if (n > 0)
+        gather_add_rows<T>(dwt + j * N, h_blk, ev_row.data() + start[j],
+                           xv != nullptr ? ev_val.data() + start[j] : nullptr, n, N);
+    }
+  }
+};
 
 }  // namespace
 
@@ -482,72 +527,91 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     T* hp = h_out.defined() ? h_out.mutable_data_ptr<T>() : nullptr;
     std::vector<std::vector<T>> dwt(nch), dbs(nch);
 
+    // dW in blocks of rows grouped by input column (DwBlock) when a column has
+    // on average at least one event per block; else one scatter per event.
+    // Blocks of ~256 KiB of h (half this machine's L2; smaller and larger
+    // blocks measured the same or slower); layers narrower than one 64-float
+    // tile keep the per-event scatter, which measured faster there.
+    const int64_t block_rows = std::max<int64_t>(1, (int64_t(256) << 10) / std::max<int64_t>(1, N * int64_t(sizeof(T))));
+    const double events_per_row = need_dw && R > 0 ? double(xr[R]) / double(R) : 0.0;
+    const bool grouped_dw = need_dw && N >= 64 && block_rows * events_per_row >= double(Ni);
+
     at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
-      std::vector<T> g(N), tmp(N);
+      std::vector<T> g(N), tmp(N), h_blk;
+      DwBlock<T> blk;
       for (int64_t c = c0; c < c1; ++c) {
-        const int64_t b0 = edges[c], b1 = edges[c + 1];
-        std::vector<T> state((b1 - b0) * N, T(0));
+        const int64_t b0 = edges[c], b1 = edges[c + 1], nb = b1 - b0;
+        std::vector<T> state(nb * N, T(0));
         if (need_dw) dwt[c].assign(Ni * N, T(0));
         if (need_db) dbs[c].assign(N, T(0));
         T* __restrict__ dwl = need_dw ? dwt[c].data() : nullptr;
         T* __restrict__ dbl = need_db ? dbs[c].data() : nullptr;
-        for (int64_t t = Tn - 1; t >= 0; --t) {
-          for (int64_t b = b0; b < b1; ++b) {
-            const int64_t r = t * B + b;
-            T* __restrict__ acc = state.data() + (b - b0) * N;
-            bool db_done = false;
-            if (dm == nullptr && sk == nullptr) {
-              // h[t] = g[t] + beta h[t+1] with g zero off the active set:
-              // scale, then add the active entries (the same sums, commuted).
-              // db takes the scaled row in the same pass and the active g's after.
-              if (dbl != nullptr) {
-                decay_row_sum<T>(acc, be, dbl, N);
-                db_done = true;
-              } else {
-                decay_row<T>(acc, be, N);
-              }
-              if (ds != nullptr) {
-                const T* dsr = ds + r * N;
-                for (int64_t k = ar[r]; k < ar[r + 1]; ++k) {
-                  const int32_t i = ac[k];
-                  const T gk = (d_spk_compact ? ds[k] : dsr[i]) * sg[k];
-                  acc[i] = gk + acc[i];
-                  if (db_done) dbl[i] += gk;
+        const int64_t t_block = grouped_dw ? std::max<int64_t>(1, block_rows / std::max<int64_t>(1, nb)) : Tn;
+        if (grouped_dw) h_blk.resize(t_block * nb * N);
+        for (int64_t t_hi = Tn - 1; t_hi >= 0; t_hi -= t_block) {
+          const int64_t t_lo = std::max<int64_t>(0, t_hi - t_block + 1);
+          for (int64_t t = t_hi; t >= t_lo; --t) {
+            for (int64_t b = b0; b < b1; ++b) {
+              const int64_t r = t * B + b;
+              T* __restrict__ acc = state.data() + (b - b0) * N;
+              bool db_done = false;
+              if (dm == nullptr && sk == nullptr) {
+                // h[t] = g[t] + beta h[t+1] with g zero off the active set:
+                // scale, then add the active entries (the same sums, commuted).
+                // db takes the scaled row in the same pass and the active g's after.
+                if (dbl != nullptr) {
+                  decay_row_sum<T>(acc, be, dbl, N);
+                  db_done = true;
+                } else {
+                  decay_row<T>(acc, be, N);
                 }
-              }
-            } else {
-              // g[t] = dL/dS * sigma' on the active set, plus dL/dU where given
-              // (the reference's order: zeros, active values, then + d_mem).
-              if (dm != nullptr) {
-                const T* __restrict__ dmr = dm + r * N;
-                for (int64_t i = 0; i < N; ++i) g[i] = T(0) + dmr[i];
-              } else {
-                std::fill(g.begin(), g.end(), T(0));
-              }
-              if (ds != nullptr) {
-                for (int64_t k = ar[r]; k < ar[r + 1]; ++k) {
-                  const T gs = (d_spk_compact ? ds[k] : ds[r * N + ac[k]]) * sg[k];
-                  g[ac[k]] = dm != nullptr ? gs + dm[r * N + ac[k]] : gs;
+                if (ds != nullptr) {
+                  const T* dsr = ds + r * N;
+                  for (int64_t k = ar[r]; k < ar[r + 1]; ++k) {
+                    const int32_t i = ac[k];
+                    const T gk = (d_spk_compact ? ds[k] : dsr[i]) * sg[k];
+                    acc[i] = gk + acc[i];
+                    if (db_done) dbl[i] += gk;
+                  }
                 }
-              }
-              // h[t] = g[t] + beta * h[t+1]  (reset to zero: h[t+1] masked by S[t])
-              scan_row<T>(acc, g.data(), be, sk ? sk + r * N : nullptr, N);
-            }
-            if (hp != nullptr) std::copy(acc, acc + N, hp + r * N);
-            if (dbl != nullptr && !db_done) add_row<T>(dbl, acc, N);
-            if (dwl != nullptr) {
-              scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N);
-            }
-            if (dxp != nullptr) {
-              if (dx_compact) {
-                dot_rows<T>(acc, wtp, uc, ur[r], ur[r + 1], N, dxp);
               } else {
-                T* dxr = dxp + r * Ni;
-                for (int64_t k = ur[r]; k < ur[r + 1]; ++k)
-                  dxr[uc[k]] = dot_row<T>(acc, wtp + static_cast<int64_t>(uc[k]) * N, N);
+                // g[t] = dL/dS * sigma' on the active set, plus dL/dU where given
+                // (the reference's order: zeros, active values, then + d_mem).
+                if (dm != nullptr) {
+                  const T* __restrict__ dmr = dm + r * N;
+                  for (int64_t i = 0; i < N; ++i) g[i] = T(0) + dmr[i];
+                } else {
+                  std::fill(g.begin(), g.end(), T(0));
+                }
+                if (ds != nullptr) {
+                  for (int64_t k = ar[r]; k < ar[r + 1]; ++k) {
+                    const T gs = (d_spk_compact ? ds[k] : ds[r * N + ac[k]]) * sg[k];
+                    g[ac[k]] = dm != nullptr ? gs + dm[r * N + ac[k]] : gs;
+                  }
+                }
+                // h[t] = g[t] + beta * h[t+1]  (reset to zero: h[t+1] masked by S[t])
+                scan_row<T>(acc, g.data(), be, sk ? sk + r * N : nullptr, N);
+              }
+              if (hp != nullptr) std::copy(acc, acc + N, hp + r * N);
+              if (dbl != nullptr && !db_done) add_row<T>(dbl, acc, N);
+              if (dwl != nullptr && xr[r + 1] > xr[r]) {
+                if (grouped_dw)
+                  std::copy(acc, acc + N, h_blk.data() + ((t_hi - t) * nb + (b - b0)) * N);
+                else
+                  scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N);
+              }
+              if (dxp != nullptr) {
+                if (dx_compact) {
+                  dot_rows<T>(acc, wtp, uc, ur[r], ur[r + 1], N, dxp);
+                } else {
+                  T* dxr = dxp + r * Ni;
+                  for (int64_t k = ur[r]; k < ur[r + 1]; ++k)
+                    dxr[uc[k]] = dot_row<T>(acc, wtp + static_cast<int64_t>(uc[k]) * N, N);
+                }
               }
             }
           }
+          if (grouped_dw) blk.flush(dwl, h_blk.data(), xr, xc, xv, t_hi, t_lo, b0, b1, B, N, Ni);
         }
       }
     });

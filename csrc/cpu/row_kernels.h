@@ -5,7 +5,8 @@
 // * row_sum: the event-driven current of one row, acc = base + sum_k W^T[col_k].
 // * compact_nonzero / compact_window: CSR columns of one row.
 // * dot_row / dot_rows: input-gradient dot products.
-// * scatter_add_rows: weight-gradient rows += h.
+// * scatter_add_rows: weight-gradient rows += h, event by event.
+// * gather_add_rows: one weight-gradient row += all its events' h rows.
 //
 // float32 gets hand-written AVX2 paths (and AVX-512 dot products) when the
 // library is built with those flags; float64 and other builds use the portable
@@ -183,23 +184,52 @@ inline T dot_row(const T* __restrict__ a, const T* __restrict__ b, int64_t n) {
 
 #if defined(__AVX512F__)
 // out[k] = <h, W^T[col_k]> for k in [k0, k1), with h (N <= 16 * NV floats) held
-// in NV zmm registers across all the row's entries.
+// in NV zmm registers across all the row's entries; two entries at a time
+// (their reductions share the shuffles), fused multiply-adds. The partial sums
+// are in a fixed order, so the result is deterministic.
 template <int NV>
 inline void dot_rows_avx512(const float* h, const float* wt, const int32_t* col, int64_t k0, int64_t k1,
-                            int64_t N, float* out) {
+                                int64_t N, float* out) {
   auto mask = [N](int v) {
     const int64_t left = N - 16 * v;
     return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
   };
   __m512 a[NV];
   for (int v = 0; v < NV; ++v) a[v] = _mm512_maskz_loadu_ps(mask(v), h + 16 * v);
-  for (int64_t k = k0; k < k1; ++k) {
+  int64_t k = k0;
+  for (; k + 2 <= k1; k += 2) {
+    const float* w0 = wt + static_cast<int64_t>(col[k]) * N;
+    const float* w1 = wt + static_cast<int64_t>(col[k + 1]) * N;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), u0 = s0, u1 = s0;
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = mask(v);
+      if (v % 2 == 0) {
+        s0 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(m, w0 + 16 * v), s0);
+        u0 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(m, w1 + 16 * v), u0);
+      } else {
+        s1 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(m, w0 + 16 * v), s1);
+        u1 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(m, w1 + 16 * v), u1);
+      }
+    }
+    const __m512 s = _mm512_add_ps(s0, s1), u = _mm512_add_ps(u0, u1);
+    // reduce both: low/high 256-bit halves of s and u side by side
+    const __m512 lo = _mm512_shuffle_f32x4(s, u, 0x44), hi = _mm512_shuffle_f32x4(s, u, 0xEE);
+    const __m512 p = _mm512_add_ps(lo, hi);  // 128-bit lanes [s, s, u, u]
+    const __m256 q = _mm256_add_ps(_mm512_castps512_ps256(_mm512_shuffle_f32x4(p, p, 0x08)),
+                                   _mm512_castps512_ps256(_mm512_shuffle_f32x4(p, p, 0x0D)));
+    // q = [4 partial sums of s | 4 of u]
+    __m128 qs = _mm256_castps256_ps128(q), qu = _mm256_extractf128_ps(q, 1);
+    __m128 r = _mm_hadd_ps(qs, qu);  // s01 s23 u01 u23
+    r = _mm_hadd_ps(r, r);           // s u s u
+    out[k] = _mm_cvtss_f32(r);
+    out[k + 1] = _mm_cvtss_f32(_mm_shuffle_ps(r, r, 1));
+  }
+  for (; k < k1; ++k) {
     const float* w = wt + static_cast<int64_t>(col[k]) * N;
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     for (int v = 0; v < NV; ++v) {
-      const __m512 p = _mm512_mul_ps(a[v], _mm512_maskz_loadu_ps(mask(v), w + 16 * v));
-      if (v % 2 == 0) s0 = _mm512_add_ps(s0, p);
-      else s1 = _mm512_add_ps(s1, p);
+      if (v % 2 == 0) s0 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(mask(v), w + 16 * v), s0);
+      else s1 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(mask(v), w + 16 * v), s1);
     }
     out[k] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
   }
@@ -249,6 +279,22 @@ inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, co
           _mm256_storeu_ps(d + W * r, _mm256_add_ps(_mm256_loadu_ps(d + W * r), fv ? _mm256_mul_ps(x, a[r]) : a[r]));
       }
     }
+    // the rest 8 (then 4) at a time, event by event (small layers, e.g. a 20-class readout)
+    for (; i0 + 8 <= N; i0 += 8) {
+      const __m256 a = _mm256_loadu_ps(reinterpret_cast<const float*>(src) + i0);
+      for (int64_t k = k0; k < k1; ++k) {
+        float* d = reinterpret_cast<float*>(base) + static_cast<int64_t>(col[k]) * N + i0;
+        _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), fv ? _mm256_mul_ps(_mm256_set1_ps(fv[k]), a) : a));
+      }
+    }
+    if (i0 + 4 <= N) {
+      const __m128 a = _mm_loadu_ps(reinterpret_cast<const float*>(src) + i0);
+      for (int64_t k = k0; k < k1; ++k) {
+        float* d = reinterpret_cast<float*>(base) + static_cast<int64_t>(col[k]) * N + i0;
+        _mm_storeu_ps(d, _mm_add_ps(_mm_loadu_ps(d), fv ? _mm_mul_ps(_mm_set1_ps(fv[k]), a) : a));
+      }
+      i0 += 4;
+    }
   }
 #endif
   if (i0 == N) return;
@@ -256,6 +302,66 @@ inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, co
     T* __restrict__ d = base + static_cast<int64_t>(col[k]) * N;
     const T x = val ? val[k] : T(1);
     for (int64_t i = i0; i < N; ++i) d[i] += val ? x * src[i] : src[i];
+  }
+}
+
+// dst[0:N] += (val_e or 1) * src[row_e][0:N] for e in [0, n) in that order (src
+// rows N apart): the weight-gradient update of one input column from all its
+// events in a block of rows. Per element the same sums in the same order as
+// scatter_add_rows over those events, but dst is read and written once.
+template <typename T, int R>
+inline void gather_add_tile(T* __restrict__ dst, const T* __restrict__ src, const int32_t* __restrict__ row,
+                            const T* __restrict__ val, int64_t n, int64_t N, int64_t i0) {
+#if defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    float* fd = reinterpret_cast<float*>(dst) + i0;
+    const float* fs = reinterpret_cast<const float*>(src) + i0;
+    const float* fv = reinterpret_cast<const float*>(val);
+    __m256 a[R];
+    for (int r = 0; r < R; ++r) a[r] = _mm256_loadu_ps(fd + 8 * r);
+    for (int64_t e = 0; e < n; ++e) {
+      const float* h = fs + static_cast<int64_t>(row[e]) * N;
+      if (fv != nullptr) {
+        const __m256 x = _mm256_set1_ps(fv[e]);
+        for (int r = 0; r < R; ++r) a[r] = _mm256_add_ps(a[r], _mm256_mul_ps(x, _mm256_loadu_ps(h + 8 * r)));
+      } else {
+        for (int r = 0; r < R; ++r) a[r] = _mm256_add_ps(a[r], _mm256_loadu_ps(h + 8 * r));
+      }
+    }
+    for (int r = 0; r < R; ++r) _mm256_storeu_ps(fd + 8 * r, a[r]);
+    return;
+  }
+#endif
+  (void)dst, (void)src, (void)row, (void)val, (void)n, (void)N, (void)i0;
+}
+
+template <typename T>
+inline void gather_add_rows(T* __restrict__ dst, const T* __restrict__ src, const int32_t* __restrict__ row,
+                            const T* __restrict__ val, int64_t n, int64_t N) {
+  int64_t i0 = 0;
+#if defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    for (; i0 + 64 <= N; i0 += 64) gather_add_tile<T, 8>(dst, src, row, val, n, N, i0);
+    switch ((N - i0) / 8) {
+      case 7: gather_add_tile<T, 7>(dst, src, row, val, n, N, i0); break;
+      case 6: gather_add_tile<T, 6>(dst, src, row, val, n, N, i0); break;
+      case 5: gather_add_tile<T, 5>(dst, src, row, val, n, N, i0); break;
+      case 4: gather_add_tile<T, 4>(dst, src, row, val, n, N, i0); break;
+      case 3: gather_add_tile<T, 3>(dst, src, row, val, n, N, i0); break;
+      case 2: gather_add_tile<T, 2>(dst, src, row, val, n, N, i0); break;
+      case 1: gather_add_tile<T, 1>(dst, src, row, val, n, N, i0); break;
+      default: break;
+    }
+    i0 += (N - i0) / 8 * 8;
+  }
+#endif
+  for (int64_t i = i0; i < N; ++i) {
+    T s = dst[i];
+    for (int64_t e = 0; e < n; ++e) {
+      const T h = src[static_cast<int64_t>(row[e]) * N + i];
+      s += val ? val[e] * h : h;
+    }
+    dst[i] = s;
   }
 }
 
