@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "dw_copies.h"
 #include "row_kernels.h"
 
 namespace snntorch_sparse {
@@ -537,7 +538,7 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     const bool grouped_dw = need_dw && N >= 64 && block_rows * events_per_row >= double(Ni);
 
     at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
-      std::vector<T> g(N), tmp(N), h_blk;
+      std::vector<T> g(N), h_blk;
       DwBlock<T> blk;
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t b0 = edges[c], b1 = edges[c + 1], nb = b1 - b0;
@@ -616,17 +617,7 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
       }
     });
 
-    if (need_dw) {  // dW[i, j] = sum over ranges of dW^T[j, i], in range order
-      T* out = dw.mutable_data_ptr<T>();
-      at::parallel_for(0, Ni, 16, [&](int64_t j0, int64_t j1) {
-        for (int64_t j = j0; j < j1; ++j)
-          for (int64_t i = 0; i < N; ++i) {
-            T s = dwt[0][j * N + i];
-            for (int64_t c = 1; c < nch; ++c) s += dwt[c][j * N + i];
-            out[i * Ni + j] = s;
-          }
-      });
-    }
+    if (need_dw) merge_transposed_copies<T>(dwt, N, Ni, dw.mutable_data_ptr<T>());
     if (need_db) {
       T* out = db.mutable_data_ptr<T>();
       for (int64_t i = 0; i < N; ++i) {

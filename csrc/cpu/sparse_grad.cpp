@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "dw_copies.h"
 
 namespace snntorch_sparse {
 namespace {
@@ -110,15 +111,7 @@ at::Tensor sparse_weight_grad_cpu(const at::Tensor& h_, const at::Tensor& x_inde
           }
         }
       });
-      scalar_t* out = dw.mutable_data_ptr<scalar_t>();
-      at::parallel_for(0, Ni, 16, [&](int64_t j0, int64_t j1) {
-        for (int64_t j = j0; j < j1; ++j)
-          for (int64_t i = 0; i < No; ++i) {
-            scalar_t acc = copies[0][j * No + i];
-            for (int64_t t = 1; t < tasks; ++t) acc += copies[t][j * No + i];
-            out[i * Ni + j] = acc;
-          }
-      });
+      merge_transposed_copies<scalar_t>(copies, No, Ni, dw.mutable_data_ptr<scalar_t>());
     });
     return dw;
   }
