@@ -115,9 +115,11 @@ def test_wide_layers_match_snntorch(dtype):
     """Layer widths that take every vector path of the backward kernel.
 
     96 and 200 neurons: ∂L/∂W grouped by input column over blocks of rows
-    (several blocks per batch range at T = 400), with 64-float tiles plus an
-    8-float remainder; 13 neurons: the per-event scatter with its 8-, 4- and
-    1-float tails; graded inputs: weighted events.
+    (several blocks per batch range at T = 400, h written straight into the
+    block's time slots), with column buckets that fill up and are added
+    early (dense inputs: many events per column and block), balanced 8-float
+    tiles plus a remainder; 13 neurons: the per-event scatter (one masked
+    AVX-512 row, or 8-, 4- and 1-float tails); graded inputs: weighted events.
     """
     dense, sparse = make_pair([40, 96, 200, 13], 0.875, 1.0, 0.4, dtype=dtype, seed=4, gain=1.5)
     g = torch.Generator().manual_seed(5)

@@ -37,6 +37,25 @@
 namespace snntorch_sparse {
 namespace {
 
+// Row length of N elements rounded up to whole 64-byte cache lines.
+int64_t padded_row_length(int64_t N, at::ScalarType dtype) {
+  const int64_t per_line = 64 / static_cast<int64_t>(at::elementSize(dtype));
+  return (N + per_line - 1) / per_line * per_line;
+}
+
+// rows x ld elements starting on a 64-byte boundary (std::vector only
+// guarantees 16): with ld = padded_row_length no row straddles a cache line
+// more than it must.
+template <typename T>
+struct AlignedRows {
+  std::vector<T> mem;
+  T* data = nullptr;
+  void assign(int64_t rows, int64_t ld, T value) {
+    mem.assign(rows * ld + 64 / sizeof(T), value);
+    data = reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(mem.data()) + 63) & ~uintptr_t(63));
+  }
+};
+
 // Batch ranges: one per thread (at most B).
 std::vector<int64_t> batch_ranges(int64_t B) {
   const int64_t n = std::max<int64_t>(1, std::min<int64_t>(B, at::get_num_threads()));
@@ -96,15 +115,15 @@ void check_csr(const char* op, const char* name, const at::Tensor& rowptr, const
 }
 
 template <typename T>
-inline void decay_row(T* __restrict__ acc, const T* __restrict__ be, int64_t N) {
-  for (int64_t i = 0; i < N; ++i) acc[i] = be[i] * acc[i];
+inline void decay_row(T* acc, const T* prev, const T* __restrict__ be, int64_t N) {
+  for (int64_t i = 0; i < N; ++i) acc[i] = be[i] * prev[i];
 }
 
-// acc = beta * acc and db += acc in one pass.
+// acc = beta * prev and db += acc in one pass (acc may be prev).
 template <typename T>
-inline void decay_row_sum(T* __restrict__ acc, const T* __restrict__ be, T* __restrict__ db, int64_t N) {
+inline void decay_row_sum(T* acc, const T* prev, const T* __restrict__ be, T* __restrict__ db, int64_t N) {
   for (int64_t i = 0; i < N; ++i) {
-    const T a = be[i] * acc[i];
+    const T a = be[i] * prev[i];
     acc[i] = a;
     db[i] += a;
   }
@@ -166,44 +185,53 @@ at::Tensor prefix_rowptr(const std::vector<int64_t>& cnt, const at::TensorOption
 }
 
 // dW^T rows of one block of rows (t from t_hi down to t_lo, b in [b0, b1)),
-// grouped by input column: the block's events are counting-sorted by column
-// (stable, so each column keeps the (t desc, b, k) order of the per-row
-// scatter and the sums are bit-identical), then every dW^T row is read and
-// written once per block instead of once per event. h_blk holds h of the
-// block's rows, row l = (t_hi - t) * (b1 - b0) + (b - b0).
+// grouped by input column: each event's h row index goes into its column's
+// bucket (block order, so each column keeps the (t desc, b, k) order of the
+// per-row scatter and the sums are bit-identical); a full bucket is added to
+// its dW^T row at once, the rest after the block. Every dW^T row is thus read
+// and written about once per block instead of once per event, in one pass
+// over the block's events. h_blk holds h of the block's rows, row
+// l = (t % n_slots) * (b1 - b0) + (b - b0), ld elements apart.
 template <typename T>
 struct DwBlock {
-  std::vector<int32_t> start, cursor, ev_row;
+  static constexpr int32_t kBucket = 16;  // events per column held before an early add
+  std::vector<int32_t> count, ev_row;
   std::vector<T> ev_val;
 
-  void flush(T* dwt, const T* h_blk, const int64_t* xr, const int32_t* xc, const T* xv, int64_t t_hi,
-             int64_t t_lo, int64_t b0, int64_t b1, int64_t B, int64_t N, int64_t Ni) {
-    start.assign(Ni + 1, 0);
-    for (int64_t t = t_hi; t >= t_lo; --t)
-      for (int64_t b = b0; b < b1; ++b)
-        for (int64_t k = xr[t * B + b]; k < xr[t * B + b + 1]; ++k) ++start[xc[k] + 1];
-    for (int64_t j = 0; j < Ni; ++j) start[j + 1] += start[j];
-    const int64_t n_ev = start[Ni];
-    if (n_ev == 0) return;
-    cursor.assign(start.begin(), start.end() - 1);
-    if (static_cast<int64_t>(ev_row.size()) < n_ev) ev_row.resize(n_ev);
-    if (xv != nullptr && static_cast<int64_t>(ev_val.size()) < n_ev) ev_val.resize(n_ev);
+  void flush(T* dwt, const T* h_blk, int64_t ld, int64_t n_slots, const int64_t* xr, const int32_t* xc,
+             const T* xv, int64_t t_hi, int64_t t_lo, int64_t b0, int64_t b1, int64_t B, int64_t N, int64_t Ni) {
+    if (static_cast<int64_t>(count.size()) != Ni) {
+      count.assign(Ni, 0);
+      ev_row.resize(Ni * kBucket);
+      if (xv != nullptr) ev_val.resize(Ni * kBucket);
+    }
     const int64_t nb = b1 - b0;
     for (int64_t t = t_hi; t >= t_lo; --t)
       for (int64_t b = b0; b < b1; ++b) {
-        const int32_t l = static_cast<int32_t>((t_hi - t) * nb + (b - b0));
+        const int32_t l = static_cast<int32_t>((t % n_slots) * nb + (b - b0));
         for (int64_t k = xr[t * B + b]; k < xr[t * B + b + 1]; ++k) {
-          const int32_t pos = cursor[xc[k]]++;
-          ev_row[pos] = l;
-          if (xv != nullptr) ev_val[pos] = xv[k];
+          const int32_t j = xc[k];
+          int32_t q = count[j];
+          if (q == kBucket) {
+            add_bucket(dwt, h_blk, ld, xv, j, q, N);
+            q = 0;
+          }
+          ev_row[j * kBucket + q] = l;
+          if (xv != nullptr) ev_val[j * kBucket + q] = xv[k];
+          count[j] = q + 1;
         }
       }
-    for (int64_t j = 0; j < Ni; ++j) {
-      const int64_t n = start[j + 1] - start[j];
-      if (n > 0)
-        gather_add_rows<T>(dwt + j * N, h_blk, ev_row.data() + start[j],
-                           xv != nullptr ? ev_val.data() + start[j] : nullptr, n, N);
-    }
+    for (int64_t j = 0; j < Ni; ++j)
+      if (count[j] > 0) {
+        add_bucket(dwt, h_blk, ld, xv, j, count[j], N);
+        count[j] = 0;
+      }
+  }
+
+ private:
+  void add_bucket(T* dwt, const T* h_blk, int64_t ld, const T* xv, int64_t j, int64_t n, int64_t N) {
+    gather_add_rows<T>(dwt + j * N, h_blk, ev_row.data() + j * kBucket,
+                       xv != nullptr ? ev_val.data() + j * kBucket : nullptr, n, N, ld);
   }
 };
 
@@ -467,11 +495,17 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
   }
   const bool need_w = need_dw || (up_rowptr_.has_value() && up_rowptr_->defined());
   at::Tensor wt, x_rowptr, x_col, x_val, up_rowptr, up_col, dx_out;
+  int64_t wt_ld = N;
   if (need_w) {
     TORCH_CHECK(weight_.has_value() && weight_->defined() && weight_->dim() == 2 &&
                     weight_->size(0) == N && weight_->size(1) == Ni && weight_->scalar_type() == dtype,
                 op, ": weight must be [", N, ", ", Ni, "] of dtype ", dtype);
-    wt = weight_->t().contiguous();
+    // W^T [Ni, N] with rows padded to whole 64-byte lines: the AVX-512 dot
+    // products load one W^T row per entry, and a row straddling cache lines
+    // costs a split load per vector.
+    wt_ld = padded_row_length(N, dtype);
+    wt = at::empty({Ni, wt_ld}, weight_->options());
+    wt.narrow(1, 0, N).copy_(weight_->t());
   }
   if (need_dw) {
     TORCH_CHECK(x_rowptr_.has_value() && x_col_.has_value(), op, ": need_dw requires the input CSR");
@@ -538,33 +572,47 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     const bool grouped_dw = need_dw && N >= 64 && block_rows * events_per_row >= double(Ni);
 
     at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
-      std::vector<T> g(N), h_blk;
+      std::vector<T> g(N);
+      // h state per batch row and h rows of a block, 64-byte aligned (as W^T's)
+      const int64_t ld = padded_row_length(N, dtype);
+      AlignedRows<T> state, h_blk;
       DwBlock<T> blk;
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t b0 = edges[c], b1 = edges[c + 1], nb = b1 - b0;
-        std::vector<T> state(nb * N, T(0));
         if (need_dw) dwt[c].assign(Ni * N, T(0));
         if (need_db) dbs[c].assign(N, T(0));
         T* __restrict__ dwl = need_dw ? dwt[c].data() : nullptr;
         T* __restrict__ dbl = need_db ? dbs[c].data() : nullptr;
         const int64_t t_block = grouped_dw ? std::max<int64_t>(1, block_rows / std::max<int64_t>(1, nb)) : Tn;
-        if (grouped_dw) h_blk.resize(t_block * nb * N);
+        // Time slot t % t_block: a block's t_block steps take distinct slots,
+        // and h[t_hi + 1] (zero before the first block) sits in the slot of the
+        // block's last step t_lo, which is read before it is overwritten.
+        const int64_t n_slots = t_block;
+        if (grouped_dw) h_blk.assign(n_slots * nb, ld, T(0));
+        else state.assign(nb, ld, T(0));
         for (int64_t t_hi = Tn - 1; t_hi >= 0; t_hi -= t_block) {
           const int64_t t_lo = std::max<int64_t>(0, t_hi - t_block + 1);
           for (int64_t t = t_hi; t >= t_lo; --t) {
             for (int64_t b = b0; b < b1; ++b) {
               const int64_t r = t * B + b;
-              T* __restrict__ acc = state.data() + (b - b0) * N;
+              // h[t] is written to acc from h[t+1] in prev: in place in the
+              // state, or (grouped dW) straight into the block's h rows.
+              T* acc = state.data + (b - b0) * ld;
+              const T* prev = acc;
+              if (grouped_dw) {
+                acc = h_blk.data + ((t % n_slots) * nb + (b - b0)) * ld;
+                prev = h_blk.data + (((t + 1) % n_slots) * nb + (b - b0)) * ld;
+              }
               bool db_done = false;
               if (dm == nullptr && sk == nullptr) {
                 // h[t] = g[t] + beta h[t+1] with g zero off the active set:
                 // scale, then add the active entries (the same sums, commuted).
                 // db takes the scaled row in the same pass and the active g's after.
                 if (dbl != nullptr) {
-                  decay_row_sum<T>(acc, be, dbl, N);
+                  decay_row_sum<T>(acc, prev, be, dbl, N);
                   db_done = true;
                 } else {
-                  decay_row<T>(acc, be, N);
+                  decay_row<T>(acc, prev, be, N);
                 }
                 if (ds != nullptr) {
                   const T* dsr = ds + r * N;
@@ -591,28 +639,25 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
                   }
                 }
                 // h[t] = g[t] + beta * h[t+1]  (reset to zero: h[t+1] masked by S[t])
+                if (prev != acc) std::copy(prev, prev + N, acc);
                 scan_row<T>(acc, g.data(), be, sk ? sk + r * N : nullptr, N);
               }
               if (hp != nullptr) std::copy(acc, acc + N, hp + r * N);
               if (dbl != nullptr && !db_done) add_row<T>(dbl, acc, N);
-              if (dwl != nullptr && xr[r + 1] > xr[r]) {
-                if (grouped_dw)
-                  std::copy(acc, acc + N, h_blk.data() + ((t_hi - t) * nb + (b - b0)) * N);
-                else
-                  scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N);
-              }
+              if (dwl != nullptr && !grouped_dw && xr[r + 1] > xr[r])
+                scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N);
               if (dxp != nullptr) {
                 if (dx_compact) {
-                  dot_rows<T>(acc, wtp, uc, ur[r], ur[r + 1], N, dxp);
+                  dot_rows<T>(acc, wtp, uc, ur[r], ur[r + 1], N, wt_ld, dxp);
                 } else {
                   T* dxr = dxp + r * Ni;
                   for (int64_t k = ur[r]; k < ur[r + 1]; ++k)
-                    dxr[uc[k]] = dot_row<T>(acc, wtp + static_cast<int64_t>(uc[k]) * N, N);
+                    dxr[uc[k]] = dot_row<T>(acc, wtp + static_cast<int64_t>(uc[k]) * wt_ld, N);
                 }
               }
             }
           }
-          if (grouped_dw) blk.flush(dwl, h_blk.data(), xr, xc, xv, t_hi, t_lo, b0, b1, B, N, Ni);
+          if (grouped_dw) blk.flush(dwl, h_blk.data, ld, n_slots, xr, xc, xv, t_hi, t_lo, b0, b1, B, N, Ni);
         }
       }
     });

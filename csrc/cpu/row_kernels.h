@@ -189,7 +189,7 @@ inline T dot_row(const T* __restrict__ a, const T* __restrict__ b, int64_t n) {
 // are in a fixed order, so the result is deterministic.
 template <int NV>
 inline void dot_rows_avx512(const float* h, const float* wt, const int32_t* col, int64_t k0, int64_t k1,
-                                int64_t N, float* out) {
+                                int64_t N, int64_t ld, float* out) {
   auto mask = [N](int v) {
     const int64_t left = N - 16 * v;
     return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
@@ -198,8 +198,8 @@ inline void dot_rows_avx512(const float* h, const float* wt, const int32_t* col,
   for (int v = 0; v < NV; ++v) a[v] = _mm512_maskz_loadu_ps(mask(v), h + 16 * v);
   int64_t k = k0;
   for (; k + 2 <= k1; k += 2) {
-    const float* w0 = wt + static_cast<int64_t>(col[k]) * N;
-    const float* w1 = wt + static_cast<int64_t>(col[k + 1]) * N;
+    const float* w0 = wt + static_cast<int64_t>(col[k]) * ld;
+    const float* w1 = wt + static_cast<int64_t>(col[k + 1]) * ld;
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), u0 = s0, u1 = s0;
     for (int v = 0; v < NV; ++v) {
       const __mmask16 m = mask(v);
@@ -225,7 +225,7 @@ inline void dot_rows_avx512(const float* h, const float* wt, const int32_t* col,
     out[k + 1] = _mm_cvtss_f32(_mm_shuffle_ps(r, r, 1));
   }
   for (; k < k1; ++k) {
-    const float* w = wt + static_cast<int64_t>(col[k]) * N;
+    const float* w = wt + static_cast<int64_t>(col[k]) * ld;
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     for (int v = 0; v < NV; ++v) {
       if (v % 2 == 0) s0 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(mask(v), w + 16 * v), s0);
@@ -236,9 +236,10 @@ inline void dot_rows_avx512(const float* h, const float* wt, const int32_t* col,
 }
 #endif
 
-// out[k] = <h, W^T[col_k]> for the row's entries k in [k0, k1).
+// out[k] = <h, W^T[col_k]> for the row's entries k in [k0, k1) (W^T rows ld apart).
 template <typename T>
-inline void dot_rows(const T* h, const T* wt, const int32_t* col, int64_t k0, int64_t k1, int64_t N, T* out) {
+inline void dot_rows(const T* h, const T* wt, const int32_t* col, int64_t k0, int64_t k1, int64_t N, int64_t ld,
+                     T* out) {
 #if defined(__AVX512F__)
   if constexpr (sizeof(T) == 4) {
     const float* fh = reinterpret_cast<const float*>(h);
@@ -246,7 +247,7 @@ inline void dot_rows(const T* h, const T* wt, const int32_t* col, int64_t k0, in
     float* fo = reinterpret_cast<float*>(out);
     switch ((N + 15) / 16) {
 #define SNNTORCH_SPARSE_NV(NV) \
-  case NV: dot_rows_avx512<NV>(fh, fw, col, k0, k1, N, fo); return;
+  case NV: dot_rows_avx512<NV>(fh, fw, col, k0, k1, N, ld, fo); return;
       SNNTORCH_SPARSE_NV(1) SNNTORCH_SPARSE_NV(2) SNNTORCH_SPARSE_NV(3) SNNTORCH_SPARSE_NV(4)
       SNNTORCH_SPARSE_NV(5) SNNTORCH_SPARSE_NV(6) SNNTORCH_SPARSE_NV(7) SNNTORCH_SPARSE_NV(8)
       SNNTORCH_SPARSE_NV(9) SNNTORCH_SPARSE_NV(10) SNNTORCH_SPARSE_NV(11) SNNTORCH_SPARSE_NV(12)
@@ -256,14 +257,62 @@ inline void dot_rows(const T* h, const T* wt, const int32_t* col, int64_t k0, in
     }
   }
 #endif
-  for (int64_t k = k0; k < k1; ++k) out[k] = dot_row<T>(h, wt + static_cast<int64_t>(col[k]) * N, N);
+  for (int64_t k = k0; k < k1; ++k) out[k] = dot_row<T>(h, wt + static_cast<int64_t>(col[k]) * ld, N);
 }
+
+#if defined(__AVX512F__)
+// scatter_add_rows for N <= 16 * NV floats: src held in NV zmm registers (the
+// last one masked), one pass over each event's row.
+inline __mmask16 tail_mask(int64_t N, int v) {
+  const int64_t left = N - 16 * int64_t(v);
+  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+}
+
+template <int NV>
+inline void scatter_add_rows_avx512(float* base, const float* src, const int32_t* col, const float* val,
+                                    int64_t k0, int64_t k1, int64_t N) {
+  const __mmask16 last = tail_mask(N, NV - 1);  // only the last vector is partial
+  __m512 a[NV];
+  for (int v = 0; v < NV - 1; ++v) a[v] = _mm512_loadu_ps(src + 16 * v);
+  a[NV - 1] = _mm512_maskz_loadu_ps(last, src + 16 * (NV - 1));
+  for (int64_t k = k0; k < k1; ++k) {
+    float* d = base + static_cast<int64_t>(col[k]) * N;
+    const __m512 x = _mm512_set1_ps(val != nullptr ? val[k] : 1.0f);
+    for (int v = 0; v < NV - 1; ++v) {
+      const __m512 y = val != nullptr ? _mm512_mul_ps(x, a[v]) : a[v];
+      _mm512_storeu_ps(d + 16 * v, _mm512_add_ps(_mm512_loadu_ps(d + 16 * v), y));
+    }
+    const __m512 y = val != nullptr ? _mm512_mul_ps(x, a[NV - 1]) : a[NV - 1];
+    float* dl = d + 16 * (NV - 1);
+    _mm512_mask_storeu_ps(dl, last, _mm512_add_ps(_mm512_maskz_loadu_ps(last, dl), y));
+  }
+}
+
+#endif
 
 // dst_k[0:N] += (val_k or 1) * src[0:N] for every event k (dst_k = base + col_k * N):
 // under AVX2 src is held in registers tile by tile while the events' rows are updated.
+// (AVX-512: the whole row at once, for rows of up to 256 floats).
 template <typename T>
 inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, const int32_t* __restrict__ col,
                              const T* __restrict__ val, int64_t k0, int64_t k1, int64_t N) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    float* fb = reinterpret_cast<float*>(base);
+    const float* fs = reinterpret_cast<const float*>(src);
+    const float* fv = reinterpret_cast<const float*>(val);
+    switch ((N + 15) / 16) {
+#define SNNTORCH_SPARSE_NV(NV) \
+  case NV: scatter_add_rows_avx512<NV>(fb, fs, col, fv, k0, k1, N); return;
+      SNNTORCH_SPARSE_NV(1) SNNTORCH_SPARSE_NV(2) SNNTORCH_SPARSE_NV(3) SNNTORCH_SPARSE_NV(4)
+      SNNTORCH_SPARSE_NV(5) SNNTORCH_SPARSE_NV(6) SNNTORCH_SPARSE_NV(7) SNNTORCH_SPARSE_NV(8)
+      SNNTORCH_SPARSE_NV(9) SNNTORCH_SPARSE_NV(10) SNNTORCH_SPARSE_NV(11) SNNTORCH_SPARSE_NV(12)
+      SNNTORCH_SPARSE_NV(13) SNNTORCH_SPARSE_NV(14) SNNTORCH_SPARSE_NV(15) SNNTORCH_SPARSE_NV(16)
+#undef SNNTORCH_SPARSE_NV
+      default: break;  // N > 256 or N == 0: the AVX2 tiles below
+    }
+  }
+#endif
   int64_t i0 = 0;
 #if defined(__AVX2__)
   if constexpr (sizeof(T) == 4) {
@@ -311,7 +360,7 @@ inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, co
 // scatter_add_rows over those events, but dst is read and written once.
 template <typename T, int R>
 inline void gather_add_tile(T* __restrict__ dst, const T* __restrict__ src, const int32_t* __restrict__ row,
-                            const T* __restrict__ val, int64_t n, int64_t N, int64_t i0) {
+                            const T* __restrict__ val, int64_t n, int64_t ld, int64_t i0) {
 #if defined(__AVX2__)
   if constexpr (sizeof(T) == 4) {
     float* fd = reinterpret_cast<float*>(dst) + i0;
@@ -320,7 +369,7 @@ inline void gather_add_tile(T* __restrict__ dst, const T* __restrict__ src, cons
     __m256 a[R];
     for (int r = 0; r < R; ++r) a[r] = _mm256_loadu_ps(fd + 8 * r);
     for (int64_t e = 0; e < n; ++e) {
-      const float* h = fs + static_cast<int64_t>(row[e]) * N;
+      const float* h = fs + static_cast<int64_t>(row[e]) * ld;
       if (fv != nullptr) {
         const __m256 x = _mm256_set1_ps(fv[e]);
         for (int r = 0; r < R; ++r) a[r] = _mm256_add_ps(a[r], _mm256_mul_ps(x, _mm256_loadu_ps(h + 8 * r)));
@@ -332,33 +381,38 @@ inline void gather_add_tile(T* __restrict__ dst, const T* __restrict__ src, cons
     return;
   }
 #endif
-  (void)dst, (void)src, (void)row, (void)val, (void)n, (void)N, (void)i0;
+  (void)dst, (void)src, (void)row, (void)val, (void)n, (void)ld, (void)i0;
 }
 
 template <typename T>
 inline void gather_add_rows(T* __restrict__ dst, const T* __restrict__ src, const int32_t* __restrict__ row,
-                            const T* __restrict__ val, int64_t n, int64_t N) {
+                            const T* __restrict__ val, int64_t n, int64_t N, int64_t ld) {
   int64_t i0 = 0;
 #if defined(__AVX2__)
   if constexpr (sizeof(T) == 4) {
-    for (; i0 + 64 <= N; i0 += 64) gather_add_tile<T, 8>(dst, src, row, val, n, N, i0);
-    switch ((N - i0) / 8) {
-      case 7: gather_add_tile<T, 7>(dst, src, row, val, n, N, i0); break;
-      case 6: gather_add_tile<T, 6>(dst, src, row, val, n, N, i0); break;
-      case 5: gather_add_tile<T, 5>(dst, src, row, val, n, N, i0); break;
-      case 4: gather_add_tile<T, 4>(dst, src, row, val, n, N, i0); break;
-      case 3: gather_add_tile<T, 3>(dst, src, row, val, n, N, i0); break;
-      case 2: gather_add_tile<T, 2>(dst, src, row, val, n, N, i0); break;
-      case 1: gather_add_tile<T, 1>(dst, src, row, val, n, N, i0); break;
-      default: break;
+    // Tiles of at most 8 ymm accumulators (more spill: 16 ymm registers without
+    // AVX-512VL, and wider tiles measured slower even with it), balanced so
+    // the last pass is not a sliver.
+    constexpr int64_t max_r = 8;
+    const int64_t vecs = N / 8, passes = (vecs + max_r - 1) / max_r;
+    for (int64_t p = 0; p < passes; ++p) {
+      const int64_t r = vecs * (p + 1) / passes - vecs * p / passes;
+      switch (r) {
+#define SNNTORCH_SPARSE_TILE(R) \
+  case R: gather_add_tile<T, R>(dst, src, row, val, n, ld, i0); break;
+        SNNTORCH_SPARSE_TILE(1) SNNTORCH_SPARSE_TILE(2) SNNTORCH_SPARSE_TILE(3) SNNTORCH_SPARSE_TILE(4)
+        SNNTORCH_SPARSE_TILE(5) SNNTORCH_SPARSE_TILE(6) SNNTORCH_SPARSE_TILE(7) SNNTORCH_SPARSE_TILE(8)
+#undef SNNTORCH_SPARSE_TILE
+        default: break;
+      }
+      i0 += 8 * r;
     }
-    i0 += (N - i0) / 8 * 8;
   }
 #endif
   for (int64_t i = i0; i < N; ++i) {
     T s = dst[i];
     for (int64_t e = 0; e < n; ++e) {
-      const T h = src[static_cast<int64_t>(row[e]) * N + i];
+      const T h = src[static_cast<int64_t>(row[e]) * ld + i];
       s += val ? val[e] * h : h;
     }
     dst[i] = s;
