@@ -25,8 +25,9 @@ spike-count regulariser) on class-structured spike data before timing; the
 trained weights are then copied into every variant.
 
 Reported per variant: forward, backward and whole training-step time (median
-of ``--repeats`` after ``--warmup``; CUDA timed with events after
-synchronisation), peak memory (CUDA: max allocated during a step above the
+of ``--repeats`` after ``--warmup``; the variants take their steps round by
+round, interleaved, so that ratios compare steps taken under the same machine
+conditions; CUDA timed with events after synchronisation), peak memory (CUDA: max allocated during a step above the
 memory held before it; any device: bytes saved for backward, counted with
 ``torch.autograd.graph.saved_tensors_hooks``), and activity (fraction of
 hidden (t, b, n) entries in the active window). Results go to
@@ -257,30 +258,60 @@ class _Timer:
         return b - a
 
 
-def time_training(net: nn.Module, x, labels, cfg: BenchConfig, repeats: int, warmup: int) -> dict:
+def _timed_step(net: nn.Module, opt, x, labels, cfg: BenchConfig, timer: _Timer):
+    """One training step; returns (forward, backward, whole step) seconds."""
+    opt.zero_grad(set_to_none=True)
+    if timer.cuda:
+        torch.cuda.synchronize()
+    t0 = timer.now()
+    out, hs = net(x)
+    loss = loss_fn(out, labels, hs, cfg)
+    t1 = timer.now()
+    loss.backward()
+    t2 = timer.now()
+    opt.step()
+    t3 = timer.now()
+    return timer.elapsed(t0, t1), timer.elapsed(t1, t2), timer.elapsed(t0, t3)
+
+
+def time_interleaved(nets: dict, x, labels, cfg: BenchConfig, repeats: int, warmup: int) -> dict:
+    """Time every variant's training step, round by round.
+
+    Each round runs one step of every variant (the starting variant rotates
+    between rounds), so a ratio between two variants compares steps taken
+    under the same machine conditions -- on a shared VM the speed drifts
+    between minutes by more than the effects measured. Per variant: medians
+    over ``repeats`` rounds after ``warmup`` rounds.
+    """
     device = x.device
     timer = _Timer(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    fwd, bwd, step = [], [], []
+    names = list(nets)
+    opts = {n: torch.optim.Adam(nets[n].parameters(), lr=1e-4) for n in names}
+    times = {n: ([], [], []) for n in names}
     for i in range(warmup + repeats):
-        opt.zero_grad(set_to_none=True)
-        if timer.cuda:
-            torch.cuda.synchronize()
-        t0 = timer.now()
-        out, hs = net(x)
-        loss = loss_fn(out, labels, hs, cfg)
-        t1 = timer.now()
-        loss.backward()
-        t2 = timer.now()
-        opt.step()
-        t3 = timer.now()
-        if i >= warmup:
-            fwd.append(timer.elapsed(t0, t1))
-            bwd.append(timer.elapsed(t1, t2))
-            step.append(timer.elapsed(t0, t3))
-    res = {"forward_s": statistics.median(fwd), "backward_s": statistics.median(bwd),
-           "step_s": statistics.median(step), "repeats": repeats}
-    # Memory: bytes saved for backward (any device) and CUDA peak above the resting state.
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            fwd, bwd, step = _timed_step(nets[name], opts[name], x, labels, cfg, timer)
+            if i >= warmup:
+                for lst, v in zip(times[name], (fwd, bwd, step)):
+                    lst.append(v)
+    out = {}
+    for name in names:
+        fwd, bwd, step = times[name]
+        out[name] = {"forward_s": statistics.median(fwd), "backward_s": statistics.median(bwd),
+                     "step_s": statistics.median(step), "repeats": repeats}
+        out[name].update(measure_memory(nets[name], opts[name], x, labels, cfg))
+    return out
+
+
+def time_training(net: nn.Module, x, labels, cfg: BenchConfig, repeats: int, warmup: int) -> dict:
+    """Time one variant alone (see :func:`time_interleaved`)."""
+    return time_interleaved({"net": net}, x, labels, cfg, repeats, warmup)["net"]
+
+
+def measure_memory(net: nn.Module, opt, x, labels, cfg: BenchConfig) -> dict:
+    """Bytes saved for backward (any device) and CUDA peak above the resting state."""
+    res = {}
     opt.zero_grad(set_to_none=True)
     with saved_tensor_bytes(net) as counter:
         out, hs = net(x)
@@ -288,7 +319,7 @@ def time_training(net: nn.Module, x, labels, cfg: BenchConfig, repeats: int, war
     res["saved_bytes"] = counter.bytes
     loss.backward()
     del out, hs, loss
-    if timer.cuda:
+    if x.device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         base = torch.cuda.memory_allocated()
@@ -359,27 +390,37 @@ def run_config(cfg: BenchConfig, device, repeats: int, warmup: int, log=print) -
               "variants": {}}
     log(f"[{cfg.name}] n_in={cfg.n_in} hidden={cfg.hidden} T={cfg.T} B={cfg.batch} "
         f"input density={result['input_density']:.4f} activity={result['activity']}")
+    nets = {}
     for name in cfg.variants:
         net = build_variant(name, cfg, device, compiled_ok)
         if net is None:
             log(f"  {name:17s} skipped (not available)")
             continue
-        net = net.to(device)
-        _copy_weights(ref, net)
-        try:
-            res = time_training(net, x, labels, cfg, repeats, warmup)
-        except torch.cuda.OutOfMemoryError if device.type == "cuda" else MemoryError as e:
-            log(f"  {name:17s} out of memory: {e}")
-            continue
-        if isinstance(net, FusedNet):
-            res["activity"] = net.activity()
+        nets[name] = net.to(device)
+        _copy_weights(ref, nets[name])
+    try:
+        timed = time_interleaved(nets, x, labels, cfg, repeats, warmup)
+    except torch.cuda.OutOfMemoryError if device.type == "cuda" else MemoryError as e:
+        # one variant at a time, so the others still get measured
+        log(f"  interleaved timing out of memory ({e}); timing the variants one by one")
+        timed = {}
+        for name, net in nets.items():
+            try:
+                timed[name] = time_training(net, x, labels, cfg, repeats, warmup)
+            except torch.cuda.OutOfMemoryError if device.type == "cuda" else MemoryError as e2:
+                log(f"  {name:17s} out of memory: {e2}")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    for name, res in timed.items():
+        if isinstance(nets[name], FusedNet):
+            res["activity"] = nets[name].activity()
         result["variants"][name] = res
         log(f"  {name:17s} fwd {res['forward_s'] * 1e3:9.2f} ms  bwd {res['backward_s'] * 1e3:9.2f} ms  "
             f"step {res['step_s'] * 1e3:9.2f} ms  saved {res['saved_bytes'] / 2**20:9.1f} MiB"
             + (f"  peak {res['peak_bytes'] / 2**20:9.1f} MiB" if "peak_bytes" in res else ""))
-        del net
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    del nets
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     result["ratios"] = ratios(result["variants"])
     return result
 

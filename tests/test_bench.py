@@ -42,3 +42,24 @@ def test_cli_quick_json(tmp_path, monkeypatch):
     data = json.loads(files[0].read_text())
     assert data["results"][0]["config"]["name"] == "quick_shd"
     assert "torch" in data["meta"]
+
+
+def test_variants_are_timed_round_by_round(monkeypatch):
+    """Every variant takes warmup + repeats steps, one per round, the first of a round rotating."""
+    order = []
+    real_step = bench._timed_step
+
+    def spy(net, *args):
+        order.append(net.tag)
+        return real_step(net, *args)
+
+    monkeypatch.setattr(bench, "_timed_step", spy)
+    cfg = bench.BenchConfig("tiny", 40, (24,), 5, 12, 8, density=0.1, calib_steps=1)
+    x, labels = bench.class_spike_data(cfg, cfg.n_out, torch.device("cpu"))
+    nets = {}
+    for tag in ("a", "b", "c"):
+        nets[tag] = bench.FusedNet(cfg, bth=cfg.bth, backend="reference")
+        nets[tag].tag = tag
+    res = bench.time_interleaved(nets, x, labels, cfg, repeats=2, warmup=1)
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert all(r["repeats"] == 2 and r["backward_s"] > 0 and r["saved_bytes"] > 0 for r in res.values())

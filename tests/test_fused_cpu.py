@@ -373,3 +373,35 @@ def test_concurrent_forwards_never_share_a_buffer():
     for t in threads:
         t.join()
     assert not errors
+
+
+@pytest.mark.parametrize("col, rowptr, match", [
+    ([0, 7], [0, 1, 2], "x_col entry 7 out of range"),
+    ([0, -3], [0, 1, 2], "x_col entry -3 out of range"),
+    ([0, 1], [0, 2, 1, 2], "x_rowptr must be int64 \\[3\\]"),
+    ([0, 1], [0, 2, 2], None),
+])
+def test_fused_forward_rejects_bad_event_csr(col, rowptr, match):
+    """The event CSR's column range and row pointer are checked before any access."""
+    T, B, N, n_in = 1, 2, 3, 5
+    spk = torch.empty(T, B, N)
+    csr = (torch.tensor(rowptr), torch.tensor(col, dtype=torch.int32), None)
+    args = (None, csr, torch.randn(N, n_in), None, torch.full((N,), 0.9), torch.ones(N), 0, 1.0, spk, None,
+            True, True)
+    if match is None:
+        fused.lif_fused_forward(*args)
+        return
+    with pytest.raises(RuntimeError, match=match):
+        fused.lif_fused_forward(*args)
+
+
+def test_fused_forward_rejects_decreasing_rowptr():
+    spk = torch.empty(1, 2, 3)
+    csr = (torch.tensor([0, 2, 1]), torch.tensor([0], dtype=torch.int32), None)
+    with pytest.raises(RuntimeError, match="must start at 0 and end at 1|non-decreasing"):
+        fused.lif_fused_forward(None, csr, torch.randn(3, 5), None, torch.full((3,), 0.9), torch.ones(3), 0, 1.0,
+                                spk, None, True, True)
+    csr = (torch.tensor([0, 2, 1, 3]), torch.tensor([0, 1, 2], dtype=torch.int32), None)
+    with pytest.raises(RuntimeError, match="non-decreasing"):
+        fused.lif_fused_forward(None, csr, torch.randn(3, 5), None, torch.full((3,), 0.9), torch.ones(3), 0, 1.0,
+                                torch.empty(1, 3, 3), None, True, True)

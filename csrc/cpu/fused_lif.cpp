@@ -89,29 +89,26 @@ void check_csr(const char* op, const char* name, const at::Tensor& rowptr, const
   bool monotone = true;
   for (int64_t r = 0; r < rows; ++r) monotone &= rp[r] <= rp[r + 1];
   TORCH_CHECK(monotone, op, ": ", name, "_rowptr must be non-decreasing");
-  // Range of the column indices: per-chunk min/max in parallel (vectorised).
+  // Range of the column indices: one unsigned max per chunk in parallel
+  // (negative indices wrap to huge values), vectorised; the offending entry is
+  // looked up only on failure.
   const int32_t* cp = col.const_data_ptr<int32_t>();
   const int64_t K = col.numel();
-  int32_t lo = 0, hi = 0;
-  if (K > 0) {
-    const int64_t nch = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), K / 65536 + 1));
-    std::vector<int32_t> los(nch, cp[0]), his(nch, cp[0]);
-    at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        int32_t l = cp[0], h = cp[0];
-        for (int64_t k = K * c / nch; k < K * (c + 1) / nch; ++k) {
-          l = std::min(l, cp[k]);
-          h = std::max(h, cp[k]);
-        }
-        los[c] = l;
-        his[c] = h;
-      }
-    });
-    lo = *std::min_element(los.begin(), los.end());
-    hi = *std::max_element(his.begin(), his.end());
+  if (K == 0) return;
+  const int64_t nch = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), K / 65536 + 1));
+  std::vector<uint32_t> maxes(nch, 0);
+  at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const uint32_t* u = reinterpret_cast<const uint32_t*>(cp);
+      uint32_t m = 0;
+      for (int64_t k = K * c / nch; k < K * (c + 1) / nch; ++k) m = std::max(m, u[k]);
+      maxes[c] = m;
+    }
+  });
+  if (*std::max_element(maxes.begin(), maxes.end()) >= static_cast<uint64_t>(cols)) {
+    const int32_t* bad = std::find_if(cp, cp + K, [cols](int32_t c) { return c < 0 || c >= cols; });
+    TORCH_CHECK(false, op, ": ", name, "_col entry ", *bad, " out of range [0, ", cols, ")");
   }
-  TORCH_CHECK(lo >= 0 && hi < cols, op, ": ", name, "_col entry ", lo < 0 ? lo : hi, " out of range [0, ",
-              cols, ")");
 }
 
 template <typename T>
@@ -500,9 +497,11 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     TORCH_CHECK(weight_.has_value() && weight_->defined() && weight_->dim() == 2 &&
                     weight_->size(0) == N && weight_->size(1) == Ni && weight_->scalar_type() == dtype,
                 op, ": weight must be [", N, ", ", Ni, "] of dtype ", dtype);
-    // W^T [Ni, N] with rows padded to whole 64-byte lines: the AVX-512 dot
-    // products load one W^T row per entry, and a row straddling cache lines
-    // costs a split load per vector.
+  }
+  if (up_rowptr_.has_value() && up_rowptr_->defined()) {
+    // W^T [Ni, N] for the input-gradient dot products, rows padded to whole
+    // 64-byte lines: the AVX-512 dots load one W^T row per entry, and a row
+    // straddling cache lines costs a split load per vector.
     wt_ld = padded_row_length(N, dtype);
     wt = at::empty({Ni, wt_ld}, weight_->options());
     wt.narrow(1, 0, N).copy_(weight_->t());
@@ -542,7 +541,6 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
   }
   const auto edges = batch_ranges(B);
   const int64_t nch = static_cast<int64_t>(edges.size()) - 1;
-
   AT_DISPATCH_FLOATING_TYPES(dtype, "lif_fused_backward_cpu", [&] {
     using T = scalar_t;
     const int64_t* ar = act_rowptr.const_data_ptr<int64_t>();
