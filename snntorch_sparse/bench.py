@@ -299,7 +299,9 @@ def time_interleaved(nets: dict, x, labels, cfg: BenchConfig, repeats: int, warm
     for name in names:
         fwd, bwd, step = times[name]
         out[name] = {"forward_s": statistics.median(fwd), "backward_s": statistics.median(bwd),
-                     "step_s": statistics.median(step), "repeats": repeats}
+                     "step_s": statistics.median(step), "repeats": repeats,
+                     # every timed step, in round order: the spread behind each median
+                     "forward_runs_s": fwd, "backward_runs_s": bwd, "step_runs_s": step}
         out[name].update(measure_memory(nets[name], opts[name], x, labels, cfg))
     return out
 
@@ -417,7 +419,8 @@ def run_config(cfg: BenchConfig, device, repeats: int, warmup: int, log=print) -
         result["variants"][name] = res
         log(f"  {name:17s} fwd {res['forward_s'] * 1e3:9.2f} ms  bwd {res['backward_s'] * 1e3:9.2f} ms  "
             f"step {res['step_s'] * 1e3:9.2f} ms  saved {res['saved_bytes'] / 2**20:9.1f} MiB"
-            + (f"  peak {res['peak_bytes'] / 2**20:9.1f} MiB" if "peak_bytes" in res else ""))
+            + (f"  peak {res['peak_bytes'] / 2**20:9.1f} MiB" if "peak_bytes" in res else "")
+            + f"  (bwd range {min(res['backward_runs_s']) * 1e3:.1f}-{max(res['backward_runs_s']) * 1e3:.1f} ms)")
     del nets
     if device.type == "cuda":
         torch.cuda.empty_cache()

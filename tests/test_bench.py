@@ -63,3 +63,5 @@ def test_variants_are_timed_round_by_round(monkeypatch):
     res = bench.time_interleaved(nets, x, labels, cfg, repeats=2, warmup=1)
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert all(r["repeats"] == 2 and r["backward_s"] > 0 and r["saved_bytes"] > 0 for r in res.values())
+    assert all(len(r["backward_runs_s"]) == 2 and min(r["backward_runs_s"]) <= r["backward_s"] <= max(r["backward_runs_s"])
+               for r in res.values())
