@@ -213,8 +213,8 @@ struct DwBlock {
             add_bucket(dwt, h_blk, ld, xv, j, q, N);
             q = 0;
           }
-          ev_row[j * kBucket + q] = l;
-          if (xv != nullptr) ev_val[j * kBucket + q] = xv[k];
+          ev_row[static_cast<int64_t>(j) * kBucket + q] = l;
+          if (xv != nullptr) ev_val[static_cast<int64_t>(j) * kBucket + q] = xv[k];
           count[j] = q + 1;
         }
       }

@@ -5,7 +5,7 @@
 // * row_sum: the event-driven current of one row, acc = base + sum_k W^T[col_k].
 // * compact_nonzero / compact_window: CSR columns of one row.
 // * dot_row / dot_rows: input-gradient dot products.
-// * scatter_add_rows: weight-gradient rows += h, event by event.
+// * scatter_add_rows: weight-gradient rows += h, event by event (narrow layers).
 // * gather_add_rows: one weight-gradient row += all its events' h rows.
 //
 // float32 gets hand-written AVX2 paths (and AVX-512 dot products) when the
@@ -291,8 +291,8 @@ inline void scatter_add_rows_avx512(float* base, const float* src, const int32_t
 #endif
 
 // dst_k[0:N] += (val_k or 1) * src[0:N] for every event k (dst_k = base + col_k * N):
-// under AVX2 src is held in registers tile by tile while the events' rows are updated.
-// (AVX-512: the whole row at once, for rows of up to 256 floats).
+// src is held in registers while the events' rows are updated: the whole row
+// (up to 256 floats) under AVX-512, else tile by tile under AVX2.
 template <typename T>
 inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, const int32_t* __restrict__ col,
                              const T* __restrict__ val, int64_t k0, int64_t k1, int64_t N) {
@@ -355,7 +355,7 @@ inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, co
 }
 
 // dst[0:N] += (val_e or 1) * src[row_e][0:N] for e in [0, n) in that order (src
-// rows N apart): the weight-gradient update of one input column from all its
+// rows ld apart): the weight-gradient update of one input column from all its
 // events in a block of rows. Per element the same sums in the same order as
 // scatter_add_rows over those events, but dst is read and written once.
 template <typename T, int R>
