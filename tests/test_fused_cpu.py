@@ -405,3 +405,22 @@ def test_fused_forward_rejects_decreasing_rowptr():
     with pytest.raises(RuntimeError, match="non-decreasing"):
         fused.lif_fused_forward(None, csr, torch.randn(3, 5), None, torch.full((3,), 0.9), torch.ones(3), 0, 1.0,
                                 torch.empty(1, 3, 3), None, True, True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_layers_without_bias_match_snntorch(dtype):
+    """``bias=False`` (no ∂b accumulated), loss on the last layer's membrane only (its ∂L/∂U-only scan)."""
+    dense, sparse = make_pair([30, 96, 13], 0.875, 1.0, 0.4, dtype=dtype, seed=7, gain=1.5)
+    for (fc, _), layer in zip(dense, sparse):
+        fc.bias = None
+        layer.fc.bias = None
+    x = _spikes(60, 3, 30, 0.3, dtype, seed=8)
+    xd, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    rd, rs = run_dense(dense, xd), run_sparse(sparse, xs)
+    for (sd, _), (ss, _) in zip(rd, rs):
+        assert torch.equal(sd, ss)
+    assert rs[0][0].sum() > 0
+    w = torch.randn(rd[-1][1].shape, dtype=dtype, generator=torch.Generator().manual_seed(9))
+    gd = _grads((rd[-1][1] * w).sum(), [fc.weight for fc, _ in dense] + [xd])
+    gs = _grads((rs[-1][1] * w).sum(), [layer.fc.weight for layer in sparse] + [xs])
+    _assert_grads_close(gs, gd, dtype)

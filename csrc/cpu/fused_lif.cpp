@@ -621,6 +621,17 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
                     if (db_done) dbl[i] += gk;
                   }
                 }
+              } else if (ds == nullptr && sk == nullptr) {
+                // only dL/dU (e.g. a readout's membrane loss): g[t] = 0 + dL/dU[t],
+                // h[t] = g[t] + beta h[t+1] and db += h[t] in one pass (same sums)
+                const T* __restrict__ dmr = dm + r * N;
+                for (int64_t i = 0; i < N; ++i) {
+                  const T a = be[i] * prev[i];
+                  const T v = (T(0) + dmr[i]) + a;
+                  acc[i] = v;
+                  if (dbl != nullptr) dbl[i] += v;
+                }
+                db_done = dbl != nullptr;
               } else {
                 // g[t] = dL/dS * sigma' on the active set, plus dL/dU where given
                 // (the reference's order: zeros, active values, then + d_mem).
