@@ -188,14 +188,14 @@ at::Tensor prefix_rowptr(const std::vector<int64_t>& cnt, const at::TensorOption
 // its dW^T row at once, the rest after the block. Every dW^T row is thus read
 // and written about once per block instead of once per event, in one pass
 // over the block's events. h_blk holds h of the block's rows, row
-// l = (t % n_slots) * (b1 - b0) + (b - b0), ld elements apart.
+// l = (t % t_block) * (b1 - b0) + (b - b0), ld elements apart.
 template <typename T>
 struct DwBlock {
   static constexpr int32_t kBucket = 16;  // events per column held before an early add
   std::vector<int32_t> count, ev_row;
   std::vector<T> ev_val;
 
-  void flush(T* dwt, const T* h_blk, int64_t ld, int64_t n_slots, const int64_t* xr, const int32_t* xc,
+  void flush(T* dwt, const T* h_blk, int64_t ld, int64_t t_block, const int64_t* xr, const int32_t* xc,
              const T* xv, int64_t t_hi, int64_t t_lo, int64_t b0, int64_t b1, int64_t B, int64_t N, int64_t Ni) {
     if (static_cast<int64_t>(count.size()) != Ni) {
       count.assign(Ni, 0);
@@ -205,7 +205,7 @@ struct DwBlock {
     const int64_t nb = b1 - b0;
     for (int64_t t = t_hi; t >= t_lo; --t)
       for (int64_t b = b0; b < b1; ++b) {
-        const int32_t l = static_cast<int32_t>((t % n_slots) * nb + (b - b0));
+        const int32_t l = static_cast<int32_t>((t % t_block) * nb + (b - b0));
         for (int64_t k = xr[t * B + b]; k < xr[t * B + b + 1]; ++k) {
           const int32_t j = xc[k];
           int32_t q = count[j];
@@ -582,11 +582,10 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
         T* __restrict__ dwl = need_dw ? dwt[c].data() : nullptr;
         T* __restrict__ dbl = need_db ? dbs[c].data() : nullptr;
         const int64_t t_block = grouped_dw ? std::max<int64_t>(1, block_rows / std::max<int64_t>(1, nb)) : Tn;
-        // Time slot t % t_block: a block's t_block steps take distinct slots,
-        // and h[t_hi + 1] (zero before the first block) sits in the slot of the
-        // block's last step t_lo, which is read before it is overwritten.
-        const int64_t n_slots = t_block;
-        if (grouped_dw) h_blk.assign(n_slots * nb, ld, T(0));
+        // h row of (t, b) in time slot t % t_block: a block's t_block steps take
+        // distinct slots, and h[t_hi + 1] (zero before the first block) sits in
+        // the slot of the block's last step t_lo, read before it is overwritten.
+        if (grouped_dw) h_blk.assign(t_block * nb, ld, T(0));
         else state.assign(nb, ld, T(0));
         for (int64_t t_hi = Tn - 1; t_hi >= 0; t_hi -= t_block) {
           const int64_t t_lo = std::max<int64_t>(0, t_hi - t_block + 1);
@@ -595,11 +594,14 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
               const int64_t r = t * B + b;
               // h[t] is written to acc from h[t+1] in prev: in place in the
               // state, or (grouped dW) straight into the block's h rows.
-              T* acc = state.data + (b - b0) * ld;
-              const T* prev = acc;
+              T* acc;
+              const T* prev;
               if (grouped_dw) {
-                acc = h_blk.data + ((t % n_slots) * nb + (b - b0)) * ld;
-                prev = h_blk.data + (((t + 1) % n_slots) * nb + (b - b0)) * ld;
+                acc = h_blk.data + ((t % t_block) * nb + (b - b0)) * ld;
+                prev = h_blk.data + (((t + 1) % t_block) * nb + (b - b0)) * ld;
+              } else {
+                acc = state.data + (b - b0) * ld;
+                prev = acc;
               }
               bool db_done = false;
               if (dm == nullptr && sk == nullptr) {
@@ -666,7 +668,7 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
               }
             }
           }
-          if (grouped_dw) blk.flush(dwl, h_blk.data, ld, n_slots, xr, xc, xv, t_hi, t_lo, b0, b1, B, N, Ni);
+          if (grouped_dw) blk.flush(dwl, h_blk.data, ld, t_block, xr, xc, xv, t_hi, t_lo, b0, b1, B, N, Ni);
         }
       }
     });

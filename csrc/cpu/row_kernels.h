@@ -183,6 +183,20 @@ inline T dot_row(const T* __restrict__ a, const T* __restrict__ b, int64_t n) {
 }
 
 #if defined(__AVX512F__)
+// Lanes of vector v (16 floats each) that lie inside a row of N floats.
+inline __mmask16 tail_mask(int64_t N, int v) {
+  const int64_t left = N - 16 * int64_t(v);
+  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+}
+
+// CASE(NV) for NV = 1..16: the switch cases of the AVX-512 kernels templated on
+// the number of zmm registers a row takes (rows of up to 256 floats).
+#define SNNTORCH_SPARSE_NV_CASES(CASE)                                                       \
+  CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) \
+  CASE(12) CASE(13) CASE(14) CASE(15) CASE(16)
+#endif
+
+#if defined(__AVX512F__)
 // out[k] = <h, W^T[col_k]> for k in [k0, k1), with h (N <= 16 * NV floats) held
 // in NV zmm registers across all the row's entries; two entries at a time
 // (their reductions share the shuffles), fused multiply-adds. The partial sums
@@ -190,19 +204,15 @@ inline T dot_row(const T* __restrict__ a, const T* __restrict__ b, int64_t n) {
 template <int NV>
 inline void dot_rows_avx512(const float* h, const float* wt, const int32_t* col, int64_t k0, int64_t k1,
                                 int64_t N, int64_t ld, float* out) {
-  auto mask = [N](int v) {
-    const int64_t left = N - 16 * v;
-    return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
-  };
   __m512 a[NV];
-  for (int v = 0; v < NV; ++v) a[v] = _mm512_maskz_loadu_ps(mask(v), h + 16 * v);
+  for (int v = 0; v < NV; ++v) a[v] = _mm512_maskz_loadu_ps(tail_mask(N, v), h + 16 * v);
   int64_t k = k0;
   for (; k + 2 <= k1; k += 2) {
     const float* w0 = wt + static_cast<int64_t>(col[k]) * ld;
     const float* w1 = wt + static_cast<int64_t>(col[k + 1]) * ld;
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), u0 = s0, u1 = s0;
     for (int v = 0; v < NV; ++v) {
-      const __mmask16 m = mask(v);
+      const __mmask16 m = tail_mask(N, v);
       if (v % 2 == 0) {
         s0 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(m, w0 + 16 * v), s0);
         u0 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(m, w1 + 16 * v), u0);
@@ -228,8 +238,8 @@ inline void dot_rows_avx512(const float* h, const float* wt, const int32_t* col,
     const float* w = wt + static_cast<int64_t>(col[k]) * ld;
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     for (int v = 0; v < NV; ++v) {
-      if (v % 2 == 0) s0 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(mask(v), w + 16 * v), s0);
-      else s1 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(mask(v), w + 16 * v), s1);
+      if (v % 2 == 0) s0 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(tail_mask(N, v), w + 16 * v), s0);
+      else s1 = _mm512_fmadd_ps(a[v], _mm512_maskz_loadu_ps(tail_mask(N, v), w + 16 * v), s1);
     }
     out[k] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
   }
@@ -248,10 +258,7 @@ inline void dot_rows(const T* h, const T* wt, const int32_t* col, int64_t k0, in
     switch ((N + 15) / 16) {
 #define SNNTORCH_SPARSE_NV(NV) \
   case NV: dot_rows_avx512<NV>(fh, fw, col, k0, k1, N, ld, fo); return;
-      SNNTORCH_SPARSE_NV(1) SNNTORCH_SPARSE_NV(2) SNNTORCH_SPARSE_NV(3) SNNTORCH_SPARSE_NV(4)
-      SNNTORCH_SPARSE_NV(5) SNNTORCH_SPARSE_NV(6) SNNTORCH_SPARSE_NV(7) SNNTORCH_SPARSE_NV(8)
-      SNNTORCH_SPARSE_NV(9) SNNTORCH_SPARSE_NV(10) SNNTORCH_SPARSE_NV(11) SNNTORCH_SPARSE_NV(12)
-      SNNTORCH_SPARSE_NV(13) SNNTORCH_SPARSE_NV(14) SNNTORCH_SPARSE_NV(15) SNNTORCH_SPARSE_NV(16)
+      SNNTORCH_SPARSE_NV_CASES(SNNTORCH_SPARSE_NV)
 #undef SNNTORCH_SPARSE_NV
       default: break;  // N > 256 or N == 0: the portable dots below
     }
@@ -263,11 +270,6 @@ inline void dot_rows(const T* h, const T* wt, const int32_t* col, int64_t k0, in
 #if defined(__AVX512F__)
 // scatter_add_rows for N <= 16 * NV floats: src held in NV zmm registers (the
 // last one masked), one pass over each event's row.
-inline __mmask16 tail_mask(int64_t N, int v) {
-  const int64_t left = N - 16 * int64_t(v);
-  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
-}
-
 template <int NV>
 inline void scatter_add_rows_avx512(float* base, const float* src, const int32_t* col, const float* val,
                                     int64_t k0, int64_t k1, int64_t N) {
@@ -304,10 +306,7 @@ inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, co
     switch ((N + 15) / 16) {
 #define SNNTORCH_SPARSE_NV(NV) \
   case NV: scatter_add_rows_avx512<NV>(fb, fs, col, fv, k0, k1, N); return;
-      SNNTORCH_SPARSE_NV(1) SNNTORCH_SPARSE_NV(2) SNNTORCH_SPARSE_NV(3) SNNTORCH_SPARSE_NV(4)
-      SNNTORCH_SPARSE_NV(5) SNNTORCH_SPARSE_NV(6) SNNTORCH_SPARSE_NV(7) SNNTORCH_SPARSE_NV(8)
-      SNNTORCH_SPARSE_NV(9) SNNTORCH_SPARSE_NV(10) SNNTORCH_SPARSE_NV(11) SNNTORCH_SPARSE_NV(12)
-      SNNTORCH_SPARSE_NV(13) SNNTORCH_SPARSE_NV(14) SNNTORCH_SPARSE_NV(15) SNNTORCH_SPARSE_NV(16)
+      SNNTORCH_SPARSE_NV_CASES(SNNTORCH_SPARSE_NV)
 #undef SNNTORCH_SPARSE_NV
       default: break;  // N > 256 or N == 0: the AVX2 tiles below
     }
