@@ -22,9 +22,14 @@ for _ in range(3):
     bench.loss_fn(out, y, hs, cfg).backward()
 acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
 with torch.profiler.profile(activities=acts) as prof:
-    out, hs = net(x)
-    bench.loss_fn(out, y, hs, cfg).backward()
+    # labelled phases: their rows give the forward and backward totals
+    with torch.profiler.record_function("phase:forward"):
+        out, hs = net(x)
+        loss = bench.loss_fn(out, y, hs, cfg)
+    with torch.profiler.record_function("phase:backward"):
+        loss.backward()
     if dev.type == "cuda":
         torch.cuda.synchronize()
 key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
-print(prof.key_averages().table(sort_by=key, row_limit=25))
+print(f"[{args.config}] {args.variant} on {dev}")
+print(prof.key_averages().table(sort_by=key, row_limit=30))

@@ -20,3 +20,7 @@ python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_parity.py tests/test_compiled_ops.py \
   tests/test_parity.py -k "cuda or parity" 2>&1 | tail -n 25 | tee "$OUTDIR/cuda_tests.txt"
 python3 -m snntorch_sparse.bench --out "$OUTDIR" "${@:2}" 2>&1 | tee "$OUTDIR/bench_log.txt"
+# Where one SHD training step spends its GPU time (kernel table per variant).
+for v in sparse_event sparse_compiled fused_dense; do
+  python3 benchmarks/profile_step.py --config shd --variant "$v" 2>&1 | tee "$OUTDIR/profile-$v.txt" | tail -n 40
+done
