@@ -521,6 +521,12 @@ def main(argv=None) -> list:
     unknown = [n for n in names if n not in PRESETS]
     if unknown:
         p.error(f"unknown configs {unknown}; choose from {sorted(PRESETS)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = device_slug(device) + (f"-{args.tag}" if args.tag else "")
+    meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "torch": torch.__version__, "snntorch": snn.__version__, "python": sys.version.split()[0],
+            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     results = []
     for n in names:
         cfg = PRESETS[n]
@@ -529,14 +535,9 @@ def main(argv=None) -> list:
         if args.batch or args.T:
             cfg = BenchConfig(**{**asdict(cfg), "batch": args.batch or cfg.batch, "T": args.T or cfg.T})
         results.append(run_config(cfg, device, args.repeats, args.warmup))
+        # after every config: a run that dies later (e.g. out of memory) keeps what it measured
+        (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print_table(results)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = device_slug(device) + (f"-{args.tag}" if args.tag else "")
-    meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "torch": torch.__version__, "snntorch": snn.__version__, "python": sys.version.split()[0],
-            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     plot(results, out / f"{stem}.png")
     print(f"\nwrote {out / (stem + '.json')} and .png")
     return results

@@ -1,6 +1,7 @@
 """The benchmark CLI runs end to end on a tiny configuration and measures what it says."""
 import json
 
+import pytest
 import torch
 
 from snntorch_sparse import bench
@@ -42,6 +43,26 @@ def test_cli_quick_json(tmp_path, monkeypatch):
     data = json.loads(files[0].read_text())
     assert data["results"][0]["config"]["name"] == "quick_shd"
     assert "torch" in data["meta"]
+
+
+def test_cli_keeps_finished_configs_when_a_later_one_fails(tmp_path, monkeypatch):
+    """The JSON is rewritten after every config, so a run killed later keeps what it measured."""
+    real_run = bench.run_config
+
+    def run(cfg, *args):
+        if cfg.name == "on512":
+            raise MemoryError("out of memory")
+        return real_run(cfg, *args)
+
+    monkeypatch.setattr(bench, "run_config", run)
+    monkeypatch.setitem(bench.PRESETS, "quick_shd",
+                        bench.BenchConfig("quick_shd", 30, (16,), 4, 10, 4, calib_steps=1,
+                                          variants=("snntorch", "sparse_reference")))
+    with pytest.raises(MemoryError):
+        bench.main(["--configs", "quick_shd", "on512", "--repeats", "1", "--warmup", "0",
+                    "--out", str(tmp_path), "--tag", "t"])
+    data = json.loads(next(tmp_path.glob("*-t.json")).read_text())
+    assert [r["config"]["name"] for r in data["results"]] == ["quick_shd"]
 
 
 def test_variants_are_timed_round_by_round(monkeypatch):
