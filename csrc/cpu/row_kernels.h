@@ -246,6 +246,59 @@ inline void dot_rows_avx512(const float* h, const float* wt, const int32_t* col,
 }
 #endif
 
+#if defined(__AVX512F__)
+// dot_rows_avx512 for rows longer than 256 floats: h is streamed rather than held in
+// registers, two entries at a time so each h vector is loaded once for both, two
+// partial sums per entry (even / odd vectors), masked tail; fixed order, deterministic.
+inline void dot_rows_avx512_long(const float* h, const float* wt, const int32_t* col, int64_t k0,
+                                 int64_t k1, int64_t N, int64_t ld, float* out) {
+  const int64_t full = N / 16;
+  const __mmask16 tail = __mmask16((1u << (N % 16)) - 1);
+  int64_t k = k0;
+  for (; k + 2 <= k1; k += 2) {
+    const float* w0 = wt + static_cast<int64_t>(col[k]) * ld;
+    const float* w1 = wt + static_cast<int64_t>(col[k + 1]) * ld;
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, u0 = s0, u1 = s0;
+    int64_t v = 0;
+    for (; v + 2 <= full; v += 2) {
+      const __m512 a0 = _mm512_loadu_ps(h + 16 * v), a1 = _mm512_loadu_ps(h + 16 * v + 16);
+      s0 = _mm512_fmadd_ps(a0, _mm512_loadu_ps(w0 + 16 * v), s0);
+      u0 = _mm512_fmadd_ps(a0, _mm512_loadu_ps(w1 + 16 * v), u0);
+      s1 = _mm512_fmadd_ps(a1, _mm512_loadu_ps(w0 + 16 * v + 16), s1);
+      u1 = _mm512_fmadd_ps(a1, _mm512_loadu_ps(w1 + 16 * v + 16), u1);
+    }
+    if (v < full) {
+      const __m512 a0 = _mm512_loadu_ps(h + 16 * v);
+      s0 = _mm512_fmadd_ps(a0, _mm512_loadu_ps(w0 + 16 * v), s0);
+      u0 = _mm512_fmadd_ps(a0, _mm512_loadu_ps(w1 + 16 * v), u0);
+      ++v;
+    }
+    if (tail) {
+      const __m512 a1 = _mm512_maskz_loadu_ps(tail, h + 16 * v);
+      s1 = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(tail, w0 + 16 * v), s1);
+      u1 = _mm512_fmadd_ps(a1, _mm512_maskz_loadu_ps(tail, w1 + 16 * v), u1);
+    }
+    out[k] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    out[k + 1] = _mm512_reduce_add_ps(_mm512_add_ps(u0, u1));
+  }
+  for (; k < k1; ++k) {
+    const float* w = wt + static_cast<int64_t>(col[k]) * ld;
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+    int64_t v = 0;
+    for (; v + 2 <= full; v += 2) {
+      s0 = _mm512_fmadd_ps(_mm512_loadu_ps(h + 16 * v), _mm512_loadu_ps(w + 16 * v), s0);
+      s1 = _mm512_fmadd_ps(_mm512_loadu_ps(h + 16 * v + 16), _mm512_loadu_ps(w + 16 * v + 16), s1);
+    }
+    if (v < full) {
+      s0 = _mm512_fmadd_ps(_mm512_loadu_ps(h + 16 * v), _mm512_loadu_ps(w + 16 * v), s0);
+      ++v;
+    }
+    if (tail) s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, h + 16 * v), _mm512_maskz_loadu_ps(tail, w + 16 * v), s1);
+    out[k] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+  }
+}
+#endif
+
 // out[k] = <h, W^T[col_k]> for the row's entries k in [k0, k1) (W^T rows ld apart).
 template <typename T>
 inline void dot_rows(const T* h, const T* wt, const int32_t* col, int64_t k0, int64_t k1, int64_t N, int64_t ld,
@@ -260,7 +313,12 @@ inline void dot_rows(const T* h, const T* wt, const int32_t* col, int64_t k0, in
   case NV: dot_rows_avx512<NV>(fh, fw, col, k0, k1, N, ld, fo); return;
       SNNTORCH_SPARSE_NV_CASES(SNNTORCH_SPARSE_NV)
 #undef SNNTORCH_SPARSE_NV
-      default: break;  // N > 256 or N == 0: the portable dots below
+      default:
+        if (N > 0) {
+          dot_rows_avx512_long(fh, fw, col, k0, k1, N, ld, fo);
+          return;
+        }
+        break;
     }
   }
 #endif
