@@ -15,13 +15,8 @@ p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu
 args = p.parse_args()
 dev = torch.device(args.device)
 cfg = bench.PRESETS[args.config]
-# the benchmark's set-up (bench.run_config): weights calibrated to the target firing
-# rate and trained a few steps, so the profiled step sees realistic activity
-torch.manual_seed(0)
-x, y = bench.class_spike_data(cfg, cfg.n_out if cfg.readout else 1, dev)
-compiled_ok = bench._compiled_ok(dev)
-ref = bench.FusedNet(cfg, bth=cfg.bth, backend="compiled" if compiled_ok else "reference").to(dev)
-bench.calibrate(ref, x, y, cfg)
+# the benchmark's own set-up, so the profiled step sees realistic activity
+x, y, ref, compiled_ok = bench.calibrated_setup(cfg, dev)
 net = bench.build_variant(args.variant, cfg, dev, compiled_ok).to(dev)
 bench._copy_weights(ref, net)
 for _ in range(3):

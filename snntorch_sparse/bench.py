@@ -379,13 +379,24 @@ def build_variant(name: str, cfg: BenchConfig, device, compiled_ok: bool):
     raise ValueError(f"unknown variant {name!r}")
 
 
-def run_config(cfg: BenchConfig, device, repeats: int, warmup: int, log=print) -> dict:
+def calibrated_setup(cfg: BenchConfig, device):
+    """The benchmark's data and reference network: ``(x, labels, ref, compiled_ok)``.
+
+    ``ref`` is a fused network calibrated to the target firing rate and trained a
+    few steps (:func:`calibrate`); variants copy its weights, so every variant and
+    the profiler (``benchmarks/profile_step.py``) see the same realistic activity.
+    """
     torch.manual_seed(0)
     n_classes = cfg.n_out if cfg.readout else 1
     x, labels = class_spike_data(cfg, n_classes, device)
     compiled_ok = _compiled_ok(device)
     ref = FusedNet(cfg, bth=cfg.bth, backend="compiled" if compiled_ok else "reference").to(device)
     calibrate(ref, x, labels, cfg)
+    return x, labels, ref, compiled_ok
+
+
+def run_config(cfg: BenchConfig, device, repeats: int, warmup: int, log=print) -> dict:
+    x, labels, ref, compiled_ok = calibrated_setup(cfg, device)
     with torch.no_grad():
         ref(x)
     result = {"config": asdict(cfg), "input_density": x.mean().item(), "activity": ref.activity(),

@@ -86,3 +86,24 @@ def test_variants_are_timed_round_by_round(monkeypatch):
     assert all(r["repeats"] == 2 and r["backward_s"] > 0 and r["saved_bytes"] > 0 for r in res.values())
     assert all(len(r["backward_runs_s"]) == 2 and min(r["backward_runs_s"]) <= r["backward_s"] <= max(r["backward_runs_s"])
                for r in res.values())
+
+
+def test_profile_step_script_profiles_a_calibrated_step(monkeypatch, capsys):
+    """benchmarks/profile_step.py runs under the benchmark's set-up and labels both phases."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    calls = []
+    real_setup = bench.calibrated_setup
+    monkeypatch.setattr(bench, "calibrated_setup", lambda *a: calls.append(a) or real_setup(*a))
+    monkeypatch.setitem(bench.PRESETS, "quick_shd",
+                        bench.BenchConfig("quick_shd", 30, (16,), 4, 10, 4, calib_steps=1))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--config", "quick_shd", "--variant", "sparse_reference",
+                                      "--device", "cpu"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert len(calls) == 1
+    assert "[quick_shd] sparse_reference on cpu" in out
+    assert "phase:forward" in out and "phase:backward" in out
