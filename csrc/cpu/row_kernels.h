@@ -253,7 +253,7 @@ inline void dot_rows_avx512(const float* h, const float* wt, const int32_t* col,
 inline void dot_rows_avx512_long(const float* h, const float* wt, const int32_t* col, int64_t k0,
                                  int64_t k1, int64_t N, int64_t ld, float* out) {
   const int64_t full = N / 16;
-  const __mmask16 tail = __mmask16((1u << (N % 16)) - 1);
+  const __mmask16 tail = tail_mask(N, static_cast<int>(full));  // 0 when 16 | N
   int64_t k = k0;
   for (; k + 2 <= k1; k += 2) {
     const float* w0 = wt + static_cast<int64_t>(col[k]) * ld;
