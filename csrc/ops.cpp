@@ -10,7 +10,9 @@
 
 TORCH_LIBRARY(snntorch_sparse, m) {
   m.def("lif_scan(Tensor current, Tensor beta, Tensor threshold, int reset_mode) -> (Tensor, Tensor)");
+  m.def("lif_scan_(Tensor(a!) current, Tensor beta, Tensor threshold, int reset_mode) -> ()");
   m.def("lif_scan_backward(Tensor grad, Tensor beta, Tensor? spk, int reset_mode) -> Tensor");
+  m.def("lif_scan_backward_(Tensor(a!) grad, Tensor beta, Tensor? spk, int reset_mode) -> ()");
   m.def("sparse_weight_grad(Tensor h, Tensor x_index, Tensor? x_values, int in_features) -> Tensor");
   m.def("sparse_input_grad(Tensor h, Tensor weight, Tensor index) -> Tensor");
   m.def("dense_to_csr(Tensor x) -> (Tensor, Tensor, Tensor)");
@@ -24,15 +26,19 @@ TORCH_LIBRARY(snntorch_sparse, m) {
         "Tensor(b!)? h_out, int T, int B, int in_features, bool need_dw, bool need_db, "
         "bool d_spk_compact, bool dx_compact) -> (Tensor, Tensor)");
   m.def("csr_to_coo_(Tensor rowptr, Tensor col, int B, Tensor(a!) out) -> ()");
+  m.def("csr_to_flat_(Tensor rowptr, Tensor col, int n_cols, Tensor(a!) out) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(snntorch_sparse, CPU, m) {
   m.impl("lif_scan", &snntorch_sparse::lif_scan_cpu);
+  m.impl("lif_scan_", &snntorch_sparse::lif_scan_inplace_cpu);
   m.impl("lif_scan_backward", &snntorch_sparse::lif_scan_backward_cpu);
+  m.impl("lif_scan_backward_", &snntorch_sparse::lif_scan_backward_inplace_cpu);
   m.impl("sparse_weight_grad", &snntorch_sparse::sparse_weight_grad_cpu);
   m.impl("sparse_input_grad", &snntorch_sparse::sparse_input_grad_cpu);
   m.impl("dense_to_csr", &snntorch_sparse::dense_to_csr_cpu);
   m.impl("lif_fused_forward", &snntorch_sparse::lif_fused_forward_cpu);
   m.impl("lif_fused_backward", &snntorch_sparse::lif_fused_backward_cpu);
   m.impl("csr_to_coo_", &snntorch_sparse::csr_to_coo_cpu);
+  m.impl("csr_to_flat_", &snntorch_sparse::csr_to_flat_cpu);
 }

@@ -2,11 +2,13 @@
 //
 // The four ops (see snntorch_sparse/ops/reference.py for the exact contract):
 //   lif_scan(current[T,B,N], beta[N], threshold[N], reset_mode) -> (spk, mem)
+//   lif_scan_(current[T,B,N], ...) -> ()  the membrane only, written over current
 //   lif_scan_backward(grad[T,B,N], beta[N], spk?[T,B,N], reset_mode) -> h
+//   lif_scan_backward_(grad[T,B,N], ...) -> ()  h written over grad
 //   sparse_weight_grad(h[R,No], x_index[nnz], x_values?[nnz], in_features) -> dW[No,Ni]
 //   sparse_input_grad(h[R,No], weight[No,Ni], index[k]) -> out[k]
 // and, CPU only, the fused Linear+LIF forward/backward over CSR sets
-// (dense_to_csr, lif_fused_forward, lif_fused_backward, csr_to_coo_), see
+// (dense_to_csr, lif_fused_forward, lif_fused_backward, csr_to_coo_, csr_to_flat_), see
 // csrc/cpu/fused_lif.cpp and snntorch_sparse/ops/fused.py.
 #pragma once
 
@@ -20,8 +22,12 @@ namespace snntorch_sparse {
 // ---- CPU kernels (csrc/cpu/) ------------------------------------------------
 std::tuple<at::Tensor, at::Tensor> lif_scan_cpu(const at::Tensor& current, const at::Tensor& beta,
                                                 const at::Tensor& threshold, int64_t reset_mode);
+void lif_scan_inplace_cpu(at::Tensor& current, const at::Tensor& beta, const at::Tensor& threshold,
+                          int64_t reset_mode);
 at::Tensor lif_scan_backward_cpu(const at::Tensor& grad, const at::Tensor& beta,
                                  const std::optional<at::Tensor>& spk, int64_t reset_mode);
+void lif_scan_backward_inplace_cpu(at::Tensor& grad, const at::Tensor& beta, const std::optional<at::Tensor>& spk,
+                                   int64_t reset_mode);
 at::Tensor sparse_weight_grad_cpu(const at::Tensor& h, const at::Tensor& x_index,
                                   const std::optional<at::Tensor>& x_values, int64_t in_features);
 at::Tensor sparse_input_grad_cpu(const at::Tensor& h, const at::Tensor& weight,
@@ -47,6 +53,7 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     int64_t T, int64_t B, int64_t in_features, bool need_dw, bool need_db, bool d_spk_compact,
     bool dx_compact);
 void csr_to_coo_cpu(const at::Tensor& rowptr, const at::Tensor& col, int64_t B, at::Tensor& out);
+void csr_to_flat_cpu(const at::Tensor& rowptr, const at::Tensor& col, int64_t n_cols, at::Tensor& out);
 
 // ---- argument checks shared by the CPU and CUDA implementations ------------
 inline void check_scan_args(const char* op, const at::Tensor& x, const at::Tensor& beta,
@@ -62,6 +69,15 @@ inline void check_scan_args(const char* op, const at::Tensor& x, const at::Tenso
               ", the input on ", x.device());
   TORCH_CHECK(reset_mode >= 0 && reset_mode <= 2, op,
               ": reset_mode must be 0 (subtract), 1 (zero) or 2 (none), got ", reset_mode);
+}
+
+inline void check_threshold(const char* op, const at::Tensor& x, const at::Tensor& threshold) {
+  TORCH_CHECK(threshold.dim() == 1 && threshold.numel() == x.size(2) &&
+                  threshold.scalar_type() == x.scalar_type(),
+              op, ": threshold must be [N] of the input's dtype, got ", threshold.scalar_type(), " ",
+              threshold.sizes());
+  TORCH_CHECK(threshold.device() == x.device(), op, ": threshold is on ", threshold.device(),
+              ", the input on ", x.device());
 }
 
 inline void check_rows_args(const char* op, const at::Tensor& h, const at::Tensor& index) {

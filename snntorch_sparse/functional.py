@@ -3,17 +3,20 @@ r"""Autograd functions of the fused multi-step LIF layers.
 Forward (time-major, ``T`` steps, rows ``R`` = batch, features ``N``)::
 
     I = X Wᵀ + b                  one GEMM over all T·R rows (linear layers)
-    U, S = lif_scan(I)            snnTorch Leaky recurrence, see ops.reference
+    U = lif_scan_(I)              snnTorch Leaky recurrence, see ops.reference,
+                                  U written over I (one [T, R, N] buffer)
     A = {(t, r, n): |U - θ| < B_th}   active set, kept as flat indices + σ'(U - θ)
+    S = (U - θ > 0)               in the same buffer (the scan's own comparison)
 
 Backward, given ``∂L/∂S`` (and ``∂L/∂U`` when the membrane is an output)::
 
     g = ∂L/∂S · σ'  on A (zero elsewhere)  [+ ∂L/∂U]
-    h = lif_scan_backward(g)      h[t] = g[t] + β h[t+1]   (= ∂L/∂I)
+    h = lif_scan_backward_(g)     h[t] = g[t] + β h[t+1]   (= ∂L/∂I), over g
     ∂L/∂W = hᵀ X                  over X's non-zeros only (X is sparse spikes)
     ∂L/∂b = Σ_{t,r} h
     ∂L/∂X = h W                   only on the upstream layer's active set when
-                                  X came from a sparse layer, else dense
+                                  X came from a sparse layer (handed over as a
+                                  COO tensor on that set), else dense
 
 What is saved for the backward: ``W``, the active set (int64 index + σ' per
 active entry), the input's non-zero indices (values too if not binary; the
@@ -32,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ._validation import check_finite, per_feature
-from .fused_cpu import SpikeSets, fused_sparse_lif, usable as _fused_usable
+from .fused_cpu import SpikeSets, fused_sparse_lif, usable as _fused_usable, values_on_active_set
 from .ops import get_backend
 
 __all__ = ["LIFConfig", "sparse_lif", "ACTIVE_INDEX_ATTR"]
@@ -77,6 +80,23 @@ def _shift_in_time(x: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def _active_window(shift: torch.Tensor, bth: float) -> torch.Tensor:
+    """Bool mask ``|U - θ| < B_th`` of ``shift = U - θ``.
+
+    Eagerly the second comparison runs in four time slices, so besides the mask
+    only a quarter-size bool temporary exists at a time; a compiler fuses the
+    two comparisons into one pass with no temporary (and its CPU code generator
+    mishandles the sliced in-place form).
+    """
+    if torch.compiler.is_compiling():
+        return (shift > -bth) & (shift < bth)
+    window = shift > -bth
+    step = max(1, -(-shift.shape[0] // 4))
+    for t0 in range(0, shift.shape[0], step):
+        window[t0:t0 + step] &= shift[t0:t0 + step] < bth
+    return window
+
+
 def _event_linear(x2: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]):
     """Event-driven ``I = X Wᵀ + b``: only X's non-zeros are touched.
 
@@ -116,30 +136,44 @@ class _SparseLIF(torch.autograd.Function):
             current = x.reshape(T, -1, n)
         beta_v = per_feature(beta.clamp(0, 1), n, "beta", current)
         thr_v = per_feature(threshold, n, "threshold", current)
-        spk, mem = ops.lif_scan(current.contiguous(), beta_v, thr_v, cfg.reset_mode)
         n_rows = current.shape[1]
         rows = current.shape[0] * n_rows
-        del current  # not needed past the scan: off the peak of the active-set extraction
+        spk = None
+        if weight is not None:
+            # The current is ours (a GEMM output): the membrane overwrites it and the
+            # spikes come later from U - θ (see below): one [T, B, N] buffer, not three.
+            mem = ops.lif_scan_(current.contiguous(), beta_v, thr_v, cfg.reset_mode)
+        else:  # the current is the caller's input
+            spk, mem = ops.lif_scan(current.contiguous(), beta_v, thr_v, cfg.reset_mode)
+        del current
 
         empty = torch.empty(0, dtype=torch.long, device=x.device)
         if cfg.readout or x.device.type == "meta":  # meta: shapes only, no active set
             act_idx, act_sg = empty, x.new_empty(0)
+            if spk is None:
+                spk = (mem - thr_v).gt_(0)  # S = (U - θ > 0), as the scan computes it
         else:
             keep_mem = cfg.need_mem or ctx.needs_input_grad[3]
             # U - θ: in place when the membrane is not an output (saves a [T, B, N] buffer)
             shift = mem.sub_(thr_v) if not keep_mem else mem - thr_v
             bth = cfg.surrogate.bth
-            window = shift > -bth
-            window &= shift < bth  # one bool [T, B, N] buffer at a time besides the mask
+            window = _active_window(shift, bth)
             act_idx = window.view(-1).nonzero().squeeze(1)
             del window
             act_sg = cfg.surrogate.derivative(shift.view(-1).index_select(0, act_idx))
             if not keep_mem:
                 mem = mem.new_empty(0)
+            if spk is None:
+                # S = (U - θ > 0) in U - θ's own buffer: the scan's comparison of the
+                # same rounded difference, so the same spikes bit for bit
+                spk = shift.gt_(0)
             del shift
         cfg.stats["active"] = act_idx.numel()
         cfg.stats["total"] = spk.numel()
-        cfg.stats["sets"] = None if cfg.readout else SpikeSets(n, rows, active_flat=act_idx)
+        sets = None if cfg.readout else SpikeSets(n, rows, active_flat=act_idx, shape=(T, n_rows, n),
+                                                  accepts_sparse_grad=x.dim() == 3)
+        cfg.stats["sets"] = sets
+        ctx.sets, ctx.up = sets, cfg.upstream
 
         need_w = weight is not None and ctx.needs_input_grad[1]
         x_val, x_dense = None, None
@@ -187,12 +221,14 @@ class _SparseLIF(torch.autograd.Function):
         g = torch.zeros(T * R * n, dtype=dtype, device=device)
         g_spk = None
         if d_spk is not None and not cfg.readout and act_idx.numel():
-            g_spk = d_spk.reshape(-1).index_select(0, act_idx) * act_sg
+            g_spk = values_on_active_set(d_spk, act_idx, ctx.sets) * act_sg
             g.index_copy_(0, act_idx, g_spk)
         if d_mem is not None and d_mem.numel():
-            g = g + d_mem.reshape(-1)
-        h = ops.lif_scan_backward(g.view(T, R, n), beta_v, spk_bool if cfg.reset_mode == 1 else None,
-                                  cfg.reset_mode)
+            g.add_(d_mem.reshape(-1))
+        # h over g: g is not needed past the scan (one [T, B, N] buffer, not two)
+        h = ops.lif_scan_backward_(g.view(T, R, n), beta_v, spk_bool if cfg.reset_mode == 1 else None,
+                                   cfg.reset_mode)
+        del g
         h2 = h.view(-1, n)
 
         dx = dw = db = dbeta = dthr = None
@@ -201,8 +237,15 @@ class _SparseLIF(torch.autograd.Function):
                 dx = h.view(ctx.x_shape)
             elif up_idx is not None:
                 vals = ops.sparse_input_grad(h2, weight, up_idx)
-                dx = torch.zeros(ctx.x_shape, dtype=dtype, device=device)
-                dx.view(-1).index_copy_(0, up_idx, vals)
+                up = ctx.up
+                if up is not None and up.accepts_sparse_grad and len(ctx.x_shape) == 3:
+                    # zero off the upstream active set: a coalesced COO tensor on that
+                    # set's indices (the producer reads its values as they are)
+                    dx = torch.sparse_coo_tensor(up.coo_indices(), vals, tuple(ctx.x_shape),
+                                                 is_coalesced=True, check_invariants=False)
+                else:
+                    dx = torch.zeros(ctx.x_shape, dtype=dtype, device=device)
+                    dx.view(-1).index_copy_(0, up_idx, vals)
             else:
                 dx = (h2 @ weight).view(ctx.x_shape)
         if weight is not None and ctx.needs_input_grad[1]:

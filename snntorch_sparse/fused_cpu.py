@@ -35,7 +35,7 @@ import torch
 from ._validation import check_finite, per_feature
 from .ops import fused
 
-__all__ = ["SpikeSets", "fused_sparse_lif"]
+__all__ = ["SpikeSets", "fused_sparse_lif", "values_on_active_set"]
 
 # Inputs denser than this are cheaper as a dense GEMM (the unfused path handles them).
 _DENSE_INPUT_DENSITY = 1.0 / 3.0
@@ -59,10 +59,11 @@ class SpikeSets:
     and as sorted flat indices; whichever form a layer stored is converted on
     demand.
 
-    A producer on the fused CPU path (``accepts_sparse_grad``) takes ``∂L/∂S``
-    as a sparse COO tensor on its active set: the next layer returns its input
-    gradient that way (values only where they can be non-zero, no dense
-    ``[T, B, N]`` zero-fill and gather), built on :meth:`coo_indices`.
+    A producer with ``accepts_sparse_grad`` (a sparse layer with a ``[T, B, N]``
+    output, fused or not) takes ``∂L/∂S`` as a sparse COO tensor on its active
+    set: the next layer returns its input gradient that way (values only where
+    they can be non-zero, no dense ``[T, B, N]`` zero-fill and gather), built on
+    :meth:`coo_indices`.
     """
 
     def __init__(self, n: int, rows: int, active_flat=None, active_csr=None, spikes_csr=None,
@@ -85,12 +86,30 @@ class SpikeSets:
     def coo_indices(self, pool=None) -> torch.Tensor:
         """int64 ``[3, K]`` ``(t, b, n)`` indices of the active set (coalesced order), built once."""
         if self.coo is None:
-            rowptr, col = self.active_csr()
-            K = col.numel()
-            buf = pool.take_flat("coo", 3 * K, torch.long, col.device) if pool is not None else \
-                torch.empty(3 * K, dtype=torch.long, device=col.device)
-            self.coo = fused.csr_to_coo(rowptr, col, self.shape[1], buf.view(3, K))
+            if self._active_csr is not None and fused.supported_index(self._active_csr[1]):
+                rowptr, col = self._active_csr
+                K = col.numel()
+                buf = pool.take_flat("coo", 3 * K, torch.long, col.device) if pool is not None else \
+                    torch.empty(3 * K, dtype=torch.long, device=col.device)
+                self.coo = fused.csr_to_coo(rowptr, col, self.shape[1], buf.view(3, K))
+            else:  # any device: from the sorted flat indices
+                self.coo = torch.stack(torch.unravel_index(self.active_flat(), self.shape))
         return self.coo
+
+
+def values_on_active_set(d_spk: torch.Tensor, act_flat: torch.Tensor, sets: Optional[SpikeSets]) -> torch.Tensor:
+    """``∂L/∂S`` at the sorted flat indices ``act_flat`` (the layer's active set ``sets``).
+
+    ``d_spk`` is dense, or a COO tensor: its values are taken as they are when it
+    is built on ``sets``' own indices (:meth:`SpikeSets.coo_indices`), else it is
+    densified first (e.g. the sum of several consumers' sparse gradients).
+    """
+    if d_spk.is_sparse:
+        vals = _sparse_grad_values(d_spk, sets) if sets is not None else None
+        if vals is not None:
+            return vals
+        d_spk = d_spk.to_dense()
+    return d_spk.reshape(-1).index_select(0, act_flat)
 
 
 def _sparse_grad_values(d_spk: torch.Tensor, sets: SpikeSets) -> Optional[torch.Tensor]:

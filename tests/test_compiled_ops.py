@@ -107,6 +107,12 @@ def test_lif_scan_bit_identical(shape, mode, dtype, device):
     assert torch.equal(spk, spk_r)
     if cur.numel() and mode != 2 and shape[0] > 10:
         assert spk.any(), "test inputs should make neurons spike"
+    # in place: the membrane over the current, the same bits; the spikes are U - θ > 0
+    for backend in (compiled, ref):
+        buf = cur.clone()
+        out = backend.lif_scan_(buf, beta, thr, mode)
+        assert out.data_ptr() == buf.data_ptr() and torch.equal(buf, mem_r)
+        assert torch.equal((buf - thr).gt_(0), spk_r)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -124,6 +130,10 @@ def test_lif_scan_backward_bit_identical(shape, mode, dtype, device, spk_dtype):
     assert torch.equal(compiled.lif_scan_backward(grad, beta, spk, mode), expected)
     # The raw op too (the wrapper drops spk when it is not needed).
     assert torch.equal(ops().lif_scan_backward(grad, beta, spk, mode), expected)
+    for backend in (compiled, ref):  # in place: h over the gradient, the same bits
+        buf = grad.clone()
+        out = backend.lif_scan_backward_(buf, beta, spk, mode)
+        assert out.data_ptr() == buf.data_ptr() and torch.equal(buf, expected)
     if mode != 1:
         assert torch.equal(compiled.lif_scan_backward(grad, beta, None, mode), expected)
 
@@ -261,6 +271,25 @@ def test_bad_arguments_cpu():
         ops().lif_scan(cur.half(), torch.ones(4).half(), torch.ones(4).half(), 0)
 
 
+def test_lif_scan_inplace_rejects_non_contiguous_cpu():
+    cur, beta, thr = scan_inputs((6, 3, 5), torch.float64, "cpu")
+    nc = cur.permute(0, 2, 1).contiguous().permute(0, 2, 1)  # same values, not contiguous
+    with pytest.raises(RuntimeError, match="lif_scan_: current must be contiguous"):
+        ops().lif_scan_(nc.clone(memory_format=torch.preserve_format), beta, thr, 0)
+    # the wrapper scans a non-contiguous current through the reference, still in place
+    compiled.lif_scan_(nc, beta, thr, 0)
+    assert torch.equal(nc, ref.lif_scan(cur, beta, thr, 0)[1])
+
+
+def test_lif_scan_backward_inplace_rejects_non_contiguous_cpu():
+    cur, beta, thr = scan_inputs((6, 3, 5), torch.float64, "cpu")
+    nc = cur.permute(0, 2, 1).contiguous().permute(0, 2, 1)
+    with pytest.raises(RuntimeError, match="lif_scan_backward_: grad must be contiguous"):
+        ops().lif_scan_backward_(nc.clone(memory_format=torch.preserve_format), beta, None, 0)
+    with pytest.raises(RuntimeError, match="spk is required for reset_mode 1"):
+        ops().lif_scan_backward_(cur.clone(), beta, None, 1)
+
+
 def test_other_dtypes_fall_back_to_reference():
     cur, beta, thr = scan_inputs((5, 2, 3), torch.bfloat16, "cpu")
     a = compiled.lif_scan(cur, beta, thr, 0)
@@ -289,9 +318,13 @@ def _opcheck_cases(device):
     return [
         (o.lif_scan.default, (cur, beta, thr, 0)),
         (o.lif_scan.default, (cur, beta, thr, 1)),
+        (o.lif_scan_.default, (cur.clone(), beta, thr, 0)),
+        (o.lif_scan_.default, (cur.clone(), beta, thr, 2)),
         (o.lif_scan_backward.default, (cur, beta, spk, 1)),
         (o.lif_scan_backward.default, (cur, beta, spk.bool(), 1)),
         (o.lif_scan_backward.default, (cur, beta, None, 0)),
+        (o.lif_scan_backward_.default, (cur.clone(), beta, spk, 1)),
+        (o.lif_scan_backward_.default, (cur.clone(), beta, None, 0)),
         (o.sparse_weight_grad.default, (h, idx, vals, 7)),
         (o.sparse_weight_grad.default, (h, idx, None, 7)),
         (o.sparse_input_grad.default, (h, w, idx)),

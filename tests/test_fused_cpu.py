@@ -36,10 +36,11 @@ def _assert_grads_close(gs, gd, dtype, tol=None):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_hidden_gradient_is_a_coo_tensor_on_the_active_set(dtype):
-    """Between two fused layers ∂L/∂S travels as COO on the upstream active set.
+    """Between two sparse layers ∂L/∂S travels as COO on the upstream active set.
 
-    Its values equal the reference backend's dense ∂L/∂S there (zero elsewhere,
-    where σ' = 0 makes it irrelevant), and parameter gradients equal snnTorch's.
+    The fused CPU path's values equal the reference backend's (same indices;
+    zero elsewhere, where σ' = 0 makes ∂L/∂S irrelevant), and parameter
+    gradients equal snnTorch's.
     """
     dense, sparse = make_pair([12, 16, 6], 0.875, 1.0, 0.4, dtype=dtype)
     _, ref = make_pair([12, 16, 6], 0.875, 1.0, 0.4, dtype=dtype, backend="reference")
@@ -54,8 +55,11 @@ def test_hidden_gradient_is_a_coo_tensor_on_the_active_set(dtype):
     assert g.is_sparse and g.is_coalesced()
     sets = getattr(rs[0][0], "_snntorch_sparse_active")
     assert isinstance(sets, fused_cpu.SpikeSets) and g._nnz() == sets.active_csr()[1].numel()
-    assert not rr[0][0].grad.is_sparse
-    assert rel_err(g.to_dense(), rr[0][0].grad) < TOL[dtype]
+    # the device-generic path (reference backend here, CUDA's path) hands over COO too
+    g_ref = rr[0][0].grad
+    assert g_ref.is_sparse and g_ref.is_coalesced()
+    assert torch.equal(g_ref._indices(), g._indices())
+    assert rel_err(g.to_dense(), g_ref.to_dense()) < TOL[dtype]
     _assert_grads_close([p.grad for p in sparse_params(sparse)], [p.grad for p in dense_params(dense)], dtype)
 
 
@@ -85,7 +89,8 @@ def test_gradient_routes_match_snntorch(case):
         lr = (rr[-1][1] * w).sum()
         (gr,) = torch.autograd.grad(lr, [rr[0][0]])
         (gs,) = torch.autograd.grad(ls, [rs[0][0]], retain_graph=True)
-        assert rel_err(gs.to_dense() if gs.is_sparse else gs, gr) < TOL[dtype]
+        assert gs.is_sparse and gr.is_sparse  # both paths hand the hidden layer a COO gradient
+        assert rel_err(gs.to_dense(), gr.to_dense()) < TOL[dtype]
         _assert_grads_close(_grads(ls, ps), _grads(ld, pd), dtype)
     else:
         _assert_grads_close(_grads(ls, ps), _grads(ld, pd), dtype)
@@ -286,6 +291,33 @@ def test_csr_to_coo_gives_coalesced_indices():
     assert torch.equal(out, expect)
 
 
+def test_csr_to_flat_matches_the_row_expansion():
+    flat = (torch.rand(40 * 9) < 0.3).nonzero().squeeze(1)
+    rowptr, col = fused.flat_to_csr(flat, 40, 9)
+    assert torch.equal(fused.csr_to_flat(rowptr, col, 9), flat)
+    assert torch.equal(fused.csr_to_flat(rowptr, col, 9), fused.csr_rows(rowptr) * 9 + col.long())
+    empty = torch.zeros(5, dtype=torch.long)
+    assert fused.csr_to_flat(empty, torch.empty(0, dtype=torch.int32), 9).numel() == 0
+
+
+@pytest.mark.parametrize("op", ["csr_to_flat_", "csr_to_coo_"])
+def test_index_ops_reject_malformed_csr(op):
+    rowptr, col = fused.flat_to_csr(torch.tensor([0, 3, 4, 11]), 4, 4)
+    fn = getattr(torch.ops.snntorch_sparse, op)
+    out = torch.empty((4,) if op == "csr_to_flat_" else (3, 4), dtype=torch.long)
+    bad = rowptr.clone()
+    bad[1], bad[2] = 3, 1  # decreasing: would index past the entries
+    with pytest.raises(RuntimeError, match="non-decreasing"):
+        fn(bad, col, 4 if op == "csr_to_flat_" else 1, out)
+    short = rowptr.clone()
+    short[-1] = 3  # ends before the last entry
+    with pytest.raises(RuntimeError, match="start at 0 and end at 4"):
+        fn(short, col, 4 if op == "csr_to_flat_" else 1, out)
+    if op == "csr_to_flat_":
+        with pytest.raises(RuntimeError, match="out of range|col entry"):
+            fn(rowptr, col, 2, out)
+
+
 def test_ops_reject_bad_arguments():
     x, csr, w, b, beta, thr = _csr_case()
     spk = torch.empty(6, 3, 5, dtype=torch.float64)
@@ -326,6 +358,7 @@ def test_opcheck_fused_ops():
                            dx, None, T, B, 7, True, True, False, True))
     out = torch.empty(3, a_col.numel(), dtype=torch.long)
     torch.library.opcheck(ops.csr_to_coo_.default, (a_rp, a_col, B, out))
+    torch.library.opcheck(ops.csr_to_flat_.default, (a_rp, a_col, n, torch.empty(a_col.numel(), dtype=torch.long)))
 
 
 _SIMD_SCRIPT = r"""

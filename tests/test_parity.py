@@ -1,6 +1,16 @@
-"""Sparse layers vs snnTorch's own dense BPTT with the same clamped surrogate."""
+"""Sparse layers vs snnTorch's own dense BPTT with the same clamped surrogate.
+
+Backends: ``reference`` (pure PyTorch), ``compiled`` (on CPU: the fused CPU
+kernels) and ``compiled-generic``: the compiled primitive ops through the
+device-generic autograd function, i.e. the code path CUDA runs, on CPU.
+"""
+import contextlib
+from unittest import mock
+
 import pytest
 import torch
+
+import snntorch_sparse.functional as functional
 
 from helpers import dense_params, make_pair, rel_err, run_dense, run_sparse, sparse_params
 
@@ -16,6 +26,15 @@ def _compare(sizes, T, B, beta, threshold, bth, reset, loss, dtype, learn_beta=F
     input current is then summed over input events: equal to rounding);
     ``False`` the GEMM forward, bit for bit where the BLAS allows.
     """
+    generic = backend == "compiled-generic"
+    with (mock.patch.object(functional, "_fused_usable", lambda *a, **k: False) if generic
+          else contextlib.nullcontext()):
+        return _compare_on(sizes, T, B, beta, threshold, bth, reset, loss, dtype, learn_beta, learn_threshold,
+                           density, "compiled" if generic else backend, x_grad, seed, device, event_forward)
+
+
+def _compare_on(sizes, T, B, beta, threshold, bth, reset, loss, dtype, learn_beta, learn_threshold, density,
+                backend, x_grad, seed, device, event_forward):
     dense, sparse = make_pair(sizes, beta, threshold, bth, reset, dtype=dtype, learn_beta=learn_beta,
                               learn_threshold=learn_threshold, backend=backend, seed=seed, device=device,
                               event_forward=event_forward)
@@ -58,7 +77,7 @@ def _compare(sizes, T, B, beta, threshold, bth, reset, loss, dtype, learn_beta=F
     return sparse
 
 
-BACKENDS = ["reference", "compiled"]
+BACKENDS = ["reference", "compiled", "compiled-generic"]
 
 
 def _blas_row_invariant(fc, x) -> bool:

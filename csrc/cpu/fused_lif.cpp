@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "../ops.h"
@@ -700,8 +701,9 @@ void csr_to_coo_cpu(const at::Tensor& rowptr_, const at::Tensor& col_, int64_t B
   TORCH_CHECK(out.dim() == 2 && out.size(0) == 3 && out.size(1) == K && out.scalar_type() == at::kLong &&
                   out.stride(1) == 1, "csr_to_coo_: out must be int64 [3, ", K, "] with unit column stride, got ",
               out.sizes());
+  TORCH_CHECK(R >= 0, "csr_to_coo_: rowptr must have at least one element");
+  check_csr("csr_to_coo_", "", rowptr, col, R, std::numeric_limits<int32_t>::max());
   const int64_t* rp = rowptr.const_data_ptr<int64_t>();
-  TORCH_CHECK(R >= 0 && rp[R] == K, "csr_to_coo_: rowptr must end at ", K);
   const int32_t* cp = col.const_data_ptr<int32_t>();
   int64_t* o = out.mutable_data_ptr<int64_t>();
   const int64_t s0 = out.stride(0);
@@ -713,6 +715,33 @@ void csr_to_coo_cpu(const at::Tensor& rowptr_, const at::Tensor& col_, int64_t B
         o[s0 + k] = b;
         o[2 * s0 + k] = cp[k];
       }
+    }
+  });
+}
+
+// ---------------------------------------------------------------- csr_to_flat_
+
+// out[k] = r * n_cols + col[k] for the k-th entry (row r) of a CSR set: the
+// sorted flat indices of the set in a row-major [R, n_cols] tensor.
+void csr_to_flat_cpu(const at::Tensor& rowptr_, const at::Tensor& col_, int64_t n_cols, at::Tensor& out) {
+  const auto rowptr = rowptr_.contiguous();
+  const auto col = col_.contiguous();
+  TORCH_CHECK(rowptr.dim() == 1 && rowptr.scalar_type() == at::kLong && col.scalar_type() == at::kInt,
+              "csr_to_flat_: rowptr must be int64 and col int32");
+  const int64_t K = col.numel(), R = rowptr.numel() - 1;
+  TORCH_CHECK(n_cols >= 0, "csr_to_flat_: n_cols must be >= 0, got ", n_cols);
+  TORCH_CHECK(out.numel() == K && out.scalar_type() == at::kLong && out.is_contiguous(),
+              "csr_to_flat_: out must be a contiguous int64 tensor of ", K, " elements, got ",
+              out.scalar_type(), " ", out.sizes());
+  TORCH_CHECK(R >= 0, "csr_to_flat_: rowptr must have at least one element");
+  check_csr("csr_to_flat_", "", rowptr, col, R, n_cols);  // in-range writes below
+  const int64_t* rp = rowptr.const_data_ptr<int64_t>();
+  const int32_t* cp = col.const_data_ptr<int32_t>();
+  int64_t* o = out.mutable_data_ptr<int64_t>();
+  at::parallel_for(0, R, 4096, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t base = r * n_cols;
+      for (int64_t k = rp[r]; k < rp[r + 1]; ++k) o[k] = base + cp[k];
     }
   });
 }

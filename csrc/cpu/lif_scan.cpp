@@ -20,11 +20,14 @@ namespace {
 
 constexpr int64_t kBlock = 256;
 
+// mem may be cur (lif_scan_, in place): each step reads its slice of cur in
+// lif_row before the membrane is copied over it, so cur and mem are not
+// restrict. spk may be null (lif_scan_): the spikes go to a scratch row.
 template <typename T, int MODE>
-void scan_block(const T* __restrict__ cur, const T* __restrict__ beta, const T* __restrict__ thr,
-                T* __restrict__ spk, T* __restrict__ mem, int64_t Tn, int64_t BN, int64_t N,
+void scan_block(const T* cur, const T* __restrict__ beta, const T* __restrict__ thr,
+                T* spk, T* mem, int64_t Tn, int64_t BN, int64_t N,
                 int64_t c0, int64_t len) {
-  T u[kBlock], b[kBlock], th[kBlock];
+  T u[kBlock], b[kBlock], th[kBlock], scratch[kBlock];
   for (int64_t i = 0; i < len; ++i) {
     const int64_t n = (c0 + i) % N;
     b[i] = beta[n];
@@ -32,18 +35,20 @@ void scan_block(const T* __restrict__ cur, const T* __restrict__ beta, const T* 
     u[i] = T(0);
   }
   for (int64_t t = 0; t < Tn; ++t) {
-    const T* __restrict__ I = cur + t * BN + c0;
-    T* __restrict__ m = mem + t * BN + c0;
-    T* __restrict__ s = spk + t * BN + c0;
+    const T* I = cur + t * BN + c0;
+    T* m = mem + t * BN + c0;
+    T* s = spk != nullptr ? spk + t * BN + c0 : scratch;
     lif_row<T, MODE>(u, I, b, th, s, len);
     std::copy(u, u + len, m);
   }
 }
 
 // S: the spike mask's element type, T (float spikes) or uint8_t (bool).
+// h may be g (lif_scan_backward_, in place): each entry is read before it is
+// written, so g and h are not restrict.
 template <typename T, typename S, bool ZERO>
-void scan_backward_block(const T* __restrict__ g, const T* __restrict__ beta,
-                         const S* __restrict__ spk, T* __restrict__ h, int64_t Tn,
+void scan_backward_block(const T* g, const T* __restrict__ beta,
+                         const S* __restrict__ spk, T* h, int64_t Tn,
                          int64_t BN, int64_t N, int64_t c0, int64_t len) {
   T acc[kBlock], b[kBlock];
   for (int64_t i = 0; i < len; ++i) {
@@ -51,8 +56,8 @@ void scan_backward_block(const T* __restrict__ g, const T* __restrict__ beta,
     acc[i] = T(0);
   }
   for (int64_t t = Tn - 1; t >= 0; --t) {
-    const T* __restrict__ gt = g + t * BN + c0;
-    T* __restrict__ ht = h + t * BN + c0;
+    const T* gt = g + t * BN + c0;
+    T* ht = h + t * BN + c0;
     const S* __restrict__ st = ZERO ? spk + t * BN + c0 : nullptr;
     for (int64_t i = 0; i < len; ++i) {
       // The reference masks only for t + 1 < T; at t = T - 1 acc is +0 and
@@ -74,25 +79,19 @@ int64_t column_grain(int64_t Tn) {
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> lif_scan_cpu(const at::Tensor& current_, const at::Tensor& beta_,
-                                                const at::Tensor& threshold_, int64_t reset_mode) {
-  check_scan_args("lif_scan", current_, beta_, reset_mode);
-  TORCH_CHECK(threshold_.dim() == 1 && threshold_.numel() == current_.size(2) &&
-                  threshold_.scalar_type() == current_.scalar_type(),
-              "lif_scan: threshold must be [N] of the input's dtype, got ",
-              threshold_.scalar_type(), " ", threshold_.sizes());
-  const auto current = current_.contiguous();
-  const auto beta = beta_.contiguous();
-  const auto threshold = threshold_.contiguous();
-  auto spk = at::empty_like(current, at::MemoryFormat::Contiguous);
-  auto mem = at::empty_like(current, at::MemoryFormat::Contiguous);
+namespace {
+
+// mem (which may be current itself) and spk (undefined: not written) are
+// contiguous [T, B, N].
+void scan_into(const at::Tensor& current, const at::Tensor& beta, const at::Tensor& threshold,
+               int64_t reset_mode, at::Tensor& spk, at::Tensor& mem) {
   const int64_t Tn = current.size(0), N = current.size(2), BN = current.size(1) * N;
-  if (current.numel() == 0) return {spk, mem};
+  if (current.numel() == 0) return;
   AT_DISPATCH_FLOATING_TYPES(current.scalar_type(), "lif_scan_cpu", [&] {
     const scalar_t* cur = current.const_data_ptr<scalar_t>();
     const scalar_t* b = beta.const_data_ptr<scalar_t>();
     const scalar_t* th = threshold.const_data_ptr<scalar_t>();
-    scalar_t* s = spk.mutable_data_ptr<scalar_t>();
+    scalar_t* s = spk.defined() ? spk.mutable_data_ptr<scalar_t>() : nullptr;
     scalar_t* m = mem.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, BN, column_grain(Tn), [&](int64_t begin, int64_t end) {
       for (int64_t c0 = begin; c0 < end; c0 += kBlock) {
@@ -105,28 +104,47 @@ std::tuple<at::Tensor, at::Tensor> lif_scan_cpu(const at::Tensor& current_, cons
       }
     });
   });
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> lif_scan_cpu(const at::Tensor& current_, const at::Tensor& beta_,
+                                                const at::Tensor& threshold_, int64_t reset_mode) {
+  check_scan_args("lif_scan", current_, beta_, reset_mode);
+  check_threshold("lif_scan", current_, threshold_);
+  const auto current = current_.contiguous();
+  auto spk = at::empty_like(current, at::MemoryFormat::Contiguous);
+  auto mem = at::empty_like(current, at::MemoryFormat::Contiguous);
+  scan_into(current, beta_.contiguous(), threshold_.contiguous(), reset_mode, spk, mem);
   return {spk, mem};
 }
 
-at::Tensor lif_scan_backward_cpu(const at::Tensor& grad_, const at::Tensor& beta_,
-                                 const std::optional<at::Tensor>& spk_, int64_t reset_mode) {
-  check_scan_args("lif_scan_backward", grad_, beta_, reset_mode);
+void lif_scan_inplace_cpu(at::Tensor& current, const at::Tensor& beta_, const at::Tensor& threshold_,
+                          int64_t reset_mode) {
+  check_scan_args("lif_scan_", current, beta_, reset_mode);
+  check_threshold("lif_scan_", current, threshold_);
+  TORCH_CHECK(current.is_contiguous(), "lif_scan_: current must be contiguous (it is overwritten with the membrane)");
+  at::Tensor no_spikes;
+  scan_into(current, beta_.contiguous(), threshold_.contiguous(), reset_mode, no_spikes, current);
+}
+
+namespace {
+
+// Spikes of the gradient's dtype are read as they are; others as bool (reset_mode 1 only).
+at::Tensor backward_spikes(const char* op, const at::Tensor& grad, const std::optional<at::Tensor>& spk_,
+                           int64_t reset_mode) {
+  if (reset_mode != 1) return at::Tensor();
+  TORCH_CHECK(spk_.has_value() && spk_->defined(), op, ": spk is required for reset_mode 1 (zero)");
+  TORCH_CHECK(spk_->sizes() == grad.sizes(), op, ": spk has shape ", spk_->sizes(), ", grad ", grad.sizes());
+  return spk_->scalar_type() == grad.scalar_type() ? spk_->contiguous() : spikes_as_bool(*spk_);
+}
+
+// h (which may be grad itself) is contiguous [T, B, N].
+void scan_backward_into(const at::Tensor& grad, const at::Tensor& beta, const at::Tensor& spk,
+                        int64_t reset_mode, at::Tensor& h) {
   const bool zero = reset_mode == 1;
-  at::Tensor spk;
-  if (zero) {
-    TORCH_CHECK(spk_.has_value() && spk_->defined(),
-                "lif_scan_backward: spk is required for reset_mode 1 (zero)");
-    TORCH_CHECK(spk_->sizes() == grad_.sizes(), "lif_scan_backward: spk has shape ",
-                spk_->sizes(), ", grad ", grad_.sizes());
-    // Spikes of the gradient's dtype are read as they are; others as bool.
-    spk = spk_->scalar_type() == grad_.scalar_type() ? spk_->contiguous()
-                                                     : spikes_as_bool(*spk_);
-  }
-  const auto grad = grad_.contiguous();
-  const auto beta = beta_.contiguous();
-  auto h = at::empty_like(grad, at::MemoryFormat::Contiguous);
   const int64_t Tn = grad.size(0), N = grad.size(2), BN = grad.size(1) * N;
-  if (grad.numel() == 0) return h;
+  if (grad.numel() == 0) return;
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "lif_scan_backward_cpu", [&] {
     const scalar_t* g = grad.const_data_ptr<scalar_t>();
     const scalar_t* b = beta.const_data_ptr<scalar_t>();
@@ -147,7 +165,26 @@ at::Tensor lif_scan_backward_cpu(const at::Tensor& grad_, const at::Tensor& beta
       }
     });
   });
+}
+
+}  // namespace
+
+at::Tensor lif_scan_backward_cpu(const at::Tensor& grad_, const at::Tensor& beta_,
+                                 const std::optional<at::Tensor>& spk_, int64_t reset_mode) {
+  check_scan_args("lif_scan_backward", grad_, beta_, reset_mode);
+  const auto spk = backward_spikes("lif_scan_backward", grad_, spk_, reset_mode);
+  const auto grad = grad_.contiguous();
+  auto h = at::empty_like(grad, at::MemoryFormat::Contiguous);
+  scan_backward_into(grad, beta_.contiguous(), spk, reset_mode, h);
   return h;
+}
+
+void lif_scan_backward_inplace_cpu(at::Tensor& grad, const at::Tensor& beta_,
+                                   const std::optional<at::Tensor>& spk_, int64_t reset_mode) {
+  check_scan_args("lif_scan_backward_", grad, beta_, reset_mode);
+  TORCH_CHECK(grad.is_contiguous(), "lif_scan_backward_: grad must be contiguous (it is overwritten with h)");
+  const auto spk = backward_spikes("lif_scan_backward_", grad, spk_, reset_mode);
+  scan_backward_into(grad, beta_.contiguous(), spk, reset_mode, grad);
 }
 
 }  // namespace snntorch_sparse

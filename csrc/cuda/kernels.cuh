@@ -31,21 +31,26 @@ inline unsigned int blocks_for(int64_t n, int threads) {
 
 // ---- lif_scan: one thread per (b, n) column, loops over T. Consecutive
 // threads own consecutive columns, so every load/store of a time step is
-// coalesced; one launch for the whole sequence.
+// coalesced; one launch for the whole sequence. lif_scan_ (in place) passes
+// mem = cur and spk = nullptr (membrane only), so cur and mem are not
+// restrict: the next step's current is loaded explicitly before this step's
+// store, which keeps that load off the dependency chain whatever the aliasing.
 template <typename T, int MODE>
 __global__ void __launch_bounds__(kScanThreads)
-lif_scan_kernel(const T* __restrict__ cur, const T* __restrict__ beta, const T* __restrict__ thr,
-                T* __restrict__ spk, T* __restrict__ mem, int64_t Tn, int64_t BN, int64_t N) {
+lif_scan_kernel(const T* cur, const T* __restrict__ beta, const T* __restrict__ thr,
+                T* __restrict__ spk, T* mem, int64_t Tn, int64_t BN, int64_t N) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= BN) return;
   const int64_t n = c % N;
   const T b = beta[n];
   const T th = thr[n];
   T u = T(0);
+  T I_next = Tn > 0 ? cur[c] : T(0);
   for (int64_t t = 0; t < Tn; ++t) {
     const int64_t o = t * BN + c;
     const T r = sub_rn(u, th) > T(0) ? T(1) : T(0);
-    const T I = cur[o];
+    const T I = I_next;
+    if (t + 1 < Tn) I_next = cur[o + BN];
     if (MODE == 0) {
       u = sub_rn(add_rn(mul_rn(b, u), I), mul_rn(r, th));
     } else if (MODE == 1) {
@@ -54,7 +59,7 @@ lif_scan_kernel(const T* __restrict__ cur, const T* __restrict__ beta, const T* 
       u = add_rn(mul_rn(b, u), I);
     }
     mem[o] = u;
-    spk[o] = sub_rn(u, th) > T(0) ? T(1) : T(0);
+    if (spk != nullptr) spk[o] = sub_rn(u, th) > T(0) ? T(1) : T(0);
   }
 }
 
@@ -75,19 +80,24 @@ cudaError_t launch_lif_scan(const T* cur, const T* beta, const T* thr, T* spk, T
 // only) has element type S (T, or bool read as uint8_t), non-zero = spike.
 // The reference masks only for t + 1 < T; at t = T - 1 acc is +0 and
 // +0 * {0, 1} = +0, so the mask is applied at every step.
+// h may be g (lif_scan_backward_, in place), so neither is restrict: the
+// previous step's gradient is loaded explicitly before this step's store.
 template <typename T, typename S, bool ZERO>
 __global__ void __launch_bounds__(kScanThreads)
-lif_scan_backward_kernel(const T* __restrict__ g, const T* __restrict__ beta,
-                         const S* __restrict__ spk, T* __restrict__ h, int64_t Tn, int64_t BN,
+lif_scan_backward_kernel(const T* g, const T* __restrict__ beta,
+                         const S* __restrict__ spk, T* h, int64_t Tn, int64_t BN,
                          int64_t N) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= BN) return;
   const T b = beta[c % N];
   T acc = T(0);
+  T g_next = Tn > 0 ? g[(Tn - 1) * BN + c] : T(0);
   for (int64_t t = Tn - 1; t >= 0; --t) {
     const int64_t o = t * BN + c;
+    const T gt = g_next;
+    if (t > 0) g_next = g[o - BN];
     if (ZERO) acc = mul_rn(acc, spk[o] == S(0) ? T(1) : T(0));
-    acc = add_rn(g[o], mul_rn(b, acc));
+    acc = add_rn(gt, mul_rn(b, acc));
     h[o] = acc;
   }
 }

@@ -21,55 +21,65 @@ void check_same_device(const char* op, const at::Tensor& a, const at::Tensor& b,
               a.device());
 }
 
-std::tuple<at::Tensor, at::Tensor> lif_scan_cuda(const at::Tensor& current_, const at::Tensor& beta_,
-                                                 const at::Tensor& threshold_, int64_t reset_mode) {
-  check_scan_args("lif_scan", current_, beta_, reset_mode);
-  TORCH_CHECK(threshold_.dim() == 1 && threshold_.numel() == current_.size(2) &&
-                  threshold_.scalar_type() == current_.scalar_type(),
-              "lif_scan: threshold must be [N] of the input's dtype, got ",
-              threshold_.scalar_type(), " ", threshold_.sizes());
-  check_same_device("lif_scan", current_, threshold_, "threshold");
-  const c10::cuda::CUDAGuard guard(current_.device());
-  const auto current = current_.contiguous();
+// mem (which may be current itself) and spk (undefined: not written) are
+// contiguous [T, B, N].
+void scan_into(const char* op, const at::Tensor& current, const at::Tensor& beta_,
+               const at::Tensor& threshold_, int64_t reset_mode, at::Tensor& spk, at::Tensor& mem) {
   const auto beta = beta_.contiguous();
   const auto threshold = threshold_.contiguous();
-  auto spk = at::empty_like(current, at::MemoryFormat::Contiguous);
-  auto mem = at::empty_like(current, at::MemoryFormat::Contiguous);
   const int64_t Tn = current.size(0), N = current.size(2), BN = current.size(1) * N;
-  if (current.numel() == 0) return {spk, mem};
+  if (current.numel() == 0) return;
   const auto stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(current.scalar_type(), "lif_scan_cuda", [&] {
     check_launch(cuda::launch_lif_scan<scalar_t>(
                      current.const_data_ptr<scalar_t>(), beta.const_data_ptr<scalar_t>(),
-                     threshold.const_data_ptr<scalar_t>(), spk.mutable_data_ptr<scalar_t>(),
+                     threshold.const_data_ptr<scalar_t>(),
+                     spk.defined() ? spk.mutable_data_ptr<scalar_t>() : nullptr,
                      mem.mutable_data_ptr<scalar_t>(), Tn, BN, N, static_cast<int>(reset_mode),
                      stream),
-                 "lif_scan");
+                 op);
   });
+}
+
+std::tuple<at::Tensor, at::Tensor> lif_scan_cuda(const at::Tensor& current_, const at::Tensor& beta_,
+                                                 const at::Tensor& threshold_, int64_t reset_mode) {
+  check_scan_args("lif_scan", current_, beta_, reset_mode);
+  check_threshold("lif_scan", current_, threshold_);
+  const c10::cuda::CUDAGuard guard(current_.device());
+  const auto current = current_.contiguous();
+  auto spk = at::empty_like(current, at::MemoryFormat::Contiguous);
+  auto mem = at::empty_like(current, at::MemoryFormat::Contiguous);
+  scan_into("lif_scan", current, beta_, threshold_, reset_mode, spk, mem);
   return {spk, mem};
 }
 
-at::Tensor lif_scan_backward_cuda(const at::Tensor& grad_, const at::Tensor& beta_,
-                                  const std::optional<at::Tensor>& spk_, int64_t reset_mode) {
-  check_scan_args("lif_scan_backward", grad_, beta_, reset_mode);
-  const c10::cuda::CUDAGuard guard(grad_.device());
+void lif_scan_inplace_cuda(at::Tensor& current, const at::Tensor& beta_, const at::Tensor& threshold_,
+                           int64_t reset_mode) {
+  check_scan_args("lif_scan_", current, beta_, reset_mode);
+  check_threshold("lif_scan_", current, threshold_);
+  TORCH_CHECK(current.is_contiguous(), "lif_scan_: current must be contiguous (it is overwritten with the membrane)");
+  const c10::cuda::CUDAGuard guard(current.device());
+  at::Tensor no_spikes;
+  scan_into("lif_scan_", current, beta_, threshold_, reset_mode, no_spikes, current);
+}
+
+// Spikes of the gradient's dtype are read as they are; others as bool (reset_mode 1 only).
+at::Tensor backward_spikes(const char* op, const at::Tensor& grad, const std::optional<at::Tensor>& spk_,
+                           int64_t reset_mode) {
+  if (reset_mode != 1) return at::Tensor();
+  TORCH_CHECK(spk_.has_value() && spk_->defined(), op, ": spk is required for reset_mode 1 (zero)");
+  TORCH_CHECK(spk_->sizes() == grad.sizes(), op, ": spk has shape ", spk_->sizes(), ", grad ", grad.sizes());
+  check_same_device(op, grad, *spk_, "spk");
+  return spk_->scalar_type() == grad.scalar_type() ? spk_->contiguous() : spikes_as_bool(*spk_);
+}
+
+// h (which may be grad itself) is contiguous [T, B, N].
+void scan_backward_into(const char* op, const at::Tensor& grad, const at::Tensor& beta_,
+                        const at::Tensor& spk, int64_t reset_mode, at::Tensor& h) {
   const bool zero = reset_mode == 1;
-  at::Tensor spk;
-  if (zero) {
-    TORCH_CHECK(spk_.has_value() && spk_->defined(),
-                "lif_scan_backward: spk is required for reset_mode 1 (zero)");
-    TORCH_CHECK(spk_->sizes() == grad_.sizes(), "lif_scan_backward: spk has shape ",
-                spk_->sizes(), ", grad ", grad_.sizes());
-    check_same_device("lif_scan_backward", grad_, *spk_, "spk");
-    // Spikes of the gradient's dtype are read as they are; others as bool.
-    spk = spk_->scalar_type() == grad_.scalar_type() ? spk_->contiguous()
-                                                     : spikes_as_bool(*spk_);
-  }
-  const auto grad = grad_.contiguous();
   const auto beta = beta_.contiguous();
-  auto h = at::empty_like(grad, at::MemoryFormat::Contiguous);
   const int64_t Tn = grad.size(0), N = grad.size(2), BN = grad.size(1) * N;
-  if (grad.numel() == 0) return h;
+  if (grad.numel() == 0) return;
   const auto stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "lif_scan_backward_cuda", [&] {
     const scalar_t* g = grad.const_data_ptr<scalar_t>();
@@ -86,9 +96,28 @@ at::Tensor lif_scan_backward_cuda(const at::Tensor& grad_, const at::Tensor& bet
       err = cuda::launch_lif_scan_backward<scalar_t, uint8_t>(g, b, sb, out, Tn, BN, N, mode,
                                                               stream);
     }
-    check_launch(err, "lif_scan_backward");
+    check_launch(err, op);
   });
+}
+
+at::Tensor lif_scan_backward_cuda(const at::Tensor& grad_, const at::Tensor& beta_,
+                                  const std::optional<at::Tensor>& spk_, int64_t reset_mode) {
+  check_scan_args("lif_scan_backward", grad_, beta_, reset_mode);
+  const c10::cuda::CUDAGuard guard(grad_.device());
+  const auto spk = backward_spikes("lif_scan_backward", grad_, spk_, reset_mode);
+  const auto grad = grad_.contiguous();
+  auto h = at::empty_like(grad, at::MemoryFormat::Contiguous);
+  scan_backward_into("lif_scan_backward", grad, beta_, spk, reset_mode, h);
   return h;
+}
+
+void lif_scan_backward_inplace_cuda(at::Tensor& grad, const at::Tensor& beta_,
+                                    const std::optional<at::Tensor>& spk_, int64_t reset_mode) {
+  check_scan_args("lif_scan_backward_", grad, beta_, reset_mode);
+  TORCH_CHECK(grad.is_contiguous(), "lif_scan_backward_: grad must be contiguous (it is overwritten with h)");
+  const c10::cuda::CUDAGuard guard(grad.device());
+  const auto spk = backward_spikes("lif_scan_backward_", grad, spk_, reset_mode);
+  scan_backward_into("lif_scan_backward_", grad, beta_, spk, reset_mode, grad);
 }
 
 // Sort the non-zeros by column (stable, on the device), build the column
@@ -164,7 +193,9 @@ at::Tensor sparse_input_grad_cuda(const at::Tensor& h_, const at::Tensor& weight
 
 TORCH_LIBRARY_IMPL(snntorch_sparse, CUDA, m) {
   m.impl("lif_scan", &snntorch_sparse::lif_scan_cuda);
+  m.impl("lif_scan_", &snntorch_sparse::lif_scan_inplace_cuda);
   m.impl("lif_scan_backward", &snntorch_sparse::lif_scan_backward_cuda);
+  m.impl("lif_scan_backward_", &snntorch_sparse::lif_scan_backward_inplace_cuda);
   m.impl("sparse_weight_grad", &snntorch_sparse::sparse_weight_grad_cuda);
   m.impl("sparse_input_grad", &snntorch_sparse::sparse_input_grad_cuda);
 }

@@ -1,6 +1,7 @@
 """Backend selection for the four primitive ops.
 
-A *backend* is a module exposing :func:`lif_scan`, :func:`lif_scan_backward`,
+A *backend* is a module exposing :func:`lif_scan`, :func:`lif_scan_backward`
+(and their in-place forms ``lif_scan_``, ``lif_scan_backward_``),
 :func:`sparse_weight_grad` and :func:`sparse_input_grad` with the signatures of
 :mod:`snntorch_sparse.ops.reference`.
 

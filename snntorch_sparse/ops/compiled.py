@@ -31,7 +31,8 @@ import torch
 
 from . import _build, reference
 
-__all__ = ["available", "build_error", "lif_scan", "lif_scan_backward", "sparse_weight_grad",
+__all__ = ["available", "build_error", "lif_scan", "lif_scan_", "lif_scan_backward",
+           "lif_scan_backward_", "sparse_weight_grad",
            "sparse_input_grad"]
 
 _lock = threading.Lock()
@@ -54,9 +55,17 @@ def _register_fakes() -> None:
         return torch.empty_like(current, memory_format=torch.contiguous_format), \
             torch.empty_like(current, memory_format=torch.contiguous_format)
 
+    @torch.library.register_fake("snntorch_sparse::lif_scan_")
+    def _(current, beta, threshold, reset_mode):
+        return None
+
     @torch.library.register_fake("snntorch_sparse::lif_scan_backward")
     def _(grad, beta, spk, reset_mode):
         return torch.empty_like(grad, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake("snntorch_sparse::lif_scan_backward_")
+    def _(grad, beta, spk, reset_mode):
+        return None
 
     @torch.library.register_fake("snntorch_sparse::sparse_weight_grad")
     def _(h, x_index, x_values, in_features):
@@ -130,6 +139,16 @@ def lif_scan(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
     return _ops().lif_scan(current, beta.to(dt), threshold.to(dt), int(reset_mode))
 
 
+def lif_scan_(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
+              reset_mode: int) -> torch.Tensor:
+    """See :func:`snntorch_sparse.ops.reference.lif_scan_` (bit-identical; no second buffer)."""
+    if not _native(current) or not current.is_contiguous():
+        return reference.lif_scan_(current, beta, threshold, reset_mode)
+    dt = current.dtype
+    _ops().lif_scan_(current, beta.to(dt), threshold.to(dt), int(reset_mode))
+    return current
+
+
 def lif_scan_backward(grad: torch.Tensor, beta: torch.Tensor, spk: Optional[torch.Tensor],
                       reset_mode: int) -> torch.Tensor:
     """See :func:`snntorch_sparse.ops.reference.lif_scan_backward` (bit-identical).
@@ -142,6 +161,17 @@ def lif_scan_backward(grad: torch.Tensor, beta: torch.Tensor, spk: Optional[torc
     if reset_mode != 1:
         spk = None
     return _ops().lif_scan_backward(grad, beta.to(grad.dtype), spk, int(reset_mode))
+
+
+def lif_scan_backward_(grad: torch.Tensor, beta: torch.Tensor, spk: Optional[torch.Tensor],
+                       reset_mode: int) -> torch.Tensor:
+    """See :func:`snntorch_sparse.ops.reference.lif_scan_backward_` (bit-identical; no second buffer)."""
+    if not _native(grad) or not grad.is_contiguous():
+        return reference.lif_scan_backward_(grad, beta, spk, reset_mode)
+    if reset_mode != 1:
+        spk = None
+    _ops().lif_scan_backward_(grad, beta.to(grad.dtype), spk, int(reset_mode))
+    return grad
 
 
 def sparse_weight_grad(h: torch.Tensor, x_index: torch.Tensor, x_values: Optional[torch.Tensor],

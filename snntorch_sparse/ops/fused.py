@@ -74,6 +74,11 @@ def supported(x: torch.Tensor) -> bool:
     return True
 
 
+def supported_index(t: torch.Tensor) -> bool:
+    """The compiled CPU index ops (:func:`csr_to_coo`, ``csr_to_flat_``) run for this tensor."""
+    return t.device.type == "cpu" and compiled.available()
+
+
 def dense_to_csr(x2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(rowptr, col, values)`` of the non-zeros of a dense ``[R, N]`` tensor (row-major order)."""
     return torch.ops.snntorch_sparse.dense_to_csr(x2)
@@ -140,6 +145,10 @@ def csr_rows(rowptr: torch.Tensor) -> torch.Tensor:
 
 def csr_to_flat(rowptr: torch.Tensor, col: torch.Tensor, n_cols: int) -> torch.Tensor:
     """Flat int64 indices ``r·N + j`` (sorted) of a CSR set."""
+    if supported_index(col):
+        out = torch.empty(col.numel(), dtype=torch.long)
+        torch.ops.snntorch_sparse.csr_to_flat_(rowptr, col, int(n_cols), out)
+        return out
     return csr_rows(rowptr) * n_cols + col.long()
 
 

@@ -45,7 +45,8 @@ from typing import Optional, Tuple
 
 import torch
 
-__all__ = ["lif_scan", "lif_scan_backward", "sparse_weight_grad", "sparse_input_grad"]
+__all__ = ["lif_scan", "lif_scan_", "lif_scan_backward", "lif_scan_backward_", "sparse_weight_grad",
+           "sparse_input_grad"]
 
 RESET_SUBTRACT, RESET_ZERO, RESET_NONE = 0, 1, 2
 
@@ -87,6 +88,19 @@ def lif_scan(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
     return spk, mem
 
 
+def lif_scan_(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
+              reset_mode: int) -> torch.Tensor:
+    """The membrane of :func:`lif_scan`, written over ``current`` (returned).
+
+    The spikes are not stored: they are ``(mem - threshold > 0)``, bit for bit
+    (the scan compares the same rounded difference). The compiled kernels need
+    no ``[T, B, N]`` buffer besides ``current`` (each step reads its current
+    before storing the membrane in its place), two fewer than :func:`lif_scan`.
+    """
+    current.copy_(lif_scan(current, beta, threshold, reset_mode)[1])
+    return current
+
+
 def lif_scan_backward(grad: torch.Tensor, beta: torch.Tensor, spk: Optional[torch.Tensor],
                       reset_mode: int) -> torch.Tensor:
     """Adjoint of :func:`lif_scan`: ``h = ∂L/∂U = ∂L/∂I``.
@@ -110,6 +124,17 @@ def lif_scan_backward(grad: torch.Tensor, beta: torch.Tensor, spk: Optional[torc
         acc = grad[t] + beta * acc
         h[t] = acc
     return h
+
+
+def lif_scan_backward_(grad: torch.Tensor, beta: torch.Tensor, spk: Optional[torch.Tensor],
+                       reset_mode: int) -> torch.Tensor:
+    """:func:`lif_scan_backward` written over ``grad`` (returned).
+
+    The compiled kernels need no second ``[T, B, N]`` buffer (each entry of
+    ``grad`` is read before ``h`` is stored in its place).
+    """
+    grad.copy_(lif_scan_backward(grad, beta, spk, reset_mode))
+    return grad
 
 
 def sparse_weight_grad(h: torch.Tensor, x_index: torch.Tensor, x_values: Optional[torch.Tensor],
