@@ -96,4 +96,15 @@ inline at::Tensor spikes_as_bool(const at::Tensor& spk) {
   return (spk.scalar_type() == at::kBool ? spk : spk.ne(0)).contiguous();
 }
 
+// The forward spikes lif_scan_backward(_) reads (reset_mode 1 only; undefined
+// otherwise): spikes of the gradient's dtype as they are, others as bool.
+inline at::Tensor backward_spikes(const char* op, const at::Tensor& grad, const std::optional<at::Tensor>& spk,
+                                  int64_t reset_mode) {
+  if (reset_mode != 1) return at::Tensor();
+  TORCH_CHECK(spk.has_value() && spk->defined(), op, ": spk is required for reset_mode 1 (zero)");
+  TORCH_CHECK(spk->sizes() == grad.sizes(), op, ": spk has shape ", spk->sizes(), ", grad ", grad.sizes());
+  TORCH_CHECK(spk->device() == grad.device(), op, ": spk is on ", spk->device(), ", grad on ", grad.device());
+  return spk->scalar_type() == grad.scalar_type() ? spk->contiguous() : spikes_as_bool(*spk);
+}
+
 }  // namespace snntorch_sparse

@@ -237,12 +237,8 @@ class _SparseLIF(torch.autograd.Function):
                 dx = h.view(ctx.x_shape)
             elif up_idx is not None:
                 vals = ops.sparse_input_grad(h2, weight, up_idx)
-                up = ctx.up
-                if up is not None and up.accepts_sparse_grad and len(ctx.x_shape) == 3:
-                    # zero off the upstream active set: a coalesced COO tensor on that
-                    # set's indices (the producer reads its values as they are)
-                    dx = torch.sparse_coo_tensor(up.coo_indices(), vals, tuple(ctx.x_shape),
-                                                 is_coalesced=True, check_invariants=False)
+                if ctx.up is not None and ctx.up.takes_sparse_grad(ctx.x_shape):
+                    dx = ctx.up.sparse_grad(vals)  # zero off the upstream active set
                 else:
                     dx = torch.zeros(ctx.x_shape, dtype=dtype, device=device)
                     dx.view(-1).index_copy_(0, up_idx, vals)

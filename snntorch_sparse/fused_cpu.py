@@ -96,6 +96,19 @@ class SpikeSets:
                 self.coo = torch.stack(torch.unravel_index(self.active_flat(), self.shape))
         return self.coo
 
+    def takes_sparse_grad(self, shape) -> bool:
+        """A consumer whose input has ``shape`` may hand ``∂L/∂S`` back via :meth:`sparse_grad`."""
+        return self.accepts_sparse_grad and tuple(shape) == tuple(self.shape)
+
+    def sparse_grad(self, values: torch.Tensor, pool=None) -> torch.Tensor:
+        """``∂L/∂S`` that is zero off the active set: a coalesced COO tensor on its indices.
+
+        ``values`` holds one entry per active entry, in the set's order; the
+        producing layer reads them back as they are (:func:`values_on_active_set`).
+        """
+        return torch.sparse_coo_tensor(self.coo_indices(pool), values, tuple(self.shape),
+                                       is_coalesced=True, check_invariants=False)
+
 
 def values_on_active_set(d_spk: torch.Tensor, act_flat: torch.Tensor, sets: Optional[SpikeSets]) -> torch.Tensor:
     """``∂L/∂S`` at the sorted flat indices ``act_flat`` (the layer's active set ``sets``).
@@ -246,7 +259,7 @@ class _FusedSparseLIF(torch.autograd.Function):
             h = cfg.pool.take("h", (T, B, n), dtype, device) if cfg.pool is not None else \
                 torch.empty((T, B, n), dtype=dtype, device=device)
         dx = None
-        dx_compact = sparse_dx and ctx.up.accepts_sparse_grad and len(ctx.x_shape) == 3
+        dx_compact = sparse_dx and ctx.up.takes_sparse_grad(ctx.x_shape)
         if dx_compact:
             dx = torch.empty(up_col.numel(), dtype=dtype, device=device)
         elif sparse_dx:
@@ -260,11 +273,8 @@ class _FusedSparseLIF(torch.autograd.Function):
             (up_rowptr, up_col) if sparse_dx else None, dx, h, T, B, n_in,
             need_dw=dw_in_kernel, need_db=ctx.needs_input_grad[2], d_spk_compact=d_spk_compact,
             dx_compact=dx_compact)
-        if dx_compact:
-            # ∂L/∂X is zero off the upstream active set: hand it over as a coalesced
-            # COO tensor on that set's indices (the producer reads the values as they are).
-            dx = torch.sparse_coo_tensor(ctx.up.coo_indices(cfg.pool), dx, tuple(ctx.x_shape),
-                                         is_coalesced=True, check_invariants=False)
+        if dx_compact:  # ∂L/∂X is zero off the upstream active set
+            dx = ctx.up.sparse_grad(dx, cfg.pool)
 
         dbias = db if ctx.needs_input_grad[2] else None
         if need_dx and not sparse_dx:

@@ -130,15 +130,6 @@ void lif_scan_inplace_cpu(at::Tensor& current, const at::Tensor& beta_, const at
 
 namespace {
 
-// Spikes of the gradient's dtype are read as they are; others as bool (reset_mode 1 only).
-at::Tensor backward_spikes(const char* op, const at::Tensor& grad, const std::optional<at::Tensor>& spk_,
-                           int64_t reset_mode) {
-  if (reset_mode != 1) return at::Tensor();
-  TORCH_CHECK(spk_.has_value() && spk_->defined(), op, ": spk is required for reset_mode 1 (zero)");
-  TORCH_CHECK(spk_->sizes() == grad.sizes(), op, ": spk has shape ", spk_->sizes(), ", grad ", grad.sizes());
-  return spk_->scalar_type() == grad.scalar_type() ? spk_->contiguous() : spikes_as_bool(*spk_);
-}
-
 // h (which may be grad itself) is contiguous [T, B, N].
 void scan_backward_into(const at::Tensor& grad, const at::Tensor& beta, const at::Tensor& spk,
                         int64_t reset_mode, at::Tensor& h) {

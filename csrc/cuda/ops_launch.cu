@@ -63,16 +63,6 @@ void lif_scan_inplace_cuda(at::Tensor& current, const at::Tensor& beta_, const a
   scan_into("lif_scan_", current, beta_, threshold_, reset_mode, no_spikes, current);
 }
 
-// Spikes of the gradient's dtype are read as they are; others as bool (reset_mode 1 only).
-at::Tensor backward_spikes(const char* op, const at::Tensor& grad, const std::optional<at::Tensor>& spk_,
-                           int64_t reset_mode) {
-  if (reset_mode != 1) return at::Tensor();
-  TORCH_CHECK(spk_.has_value() && spk_->defined(), op, ": spk is required for reset_mode 1 (zero)");
-  TORCH_CHECK(spk_->sizes() == grad.sizes(), op, ": spk has shape ", spk_->sizes(), ", grad ", grad.sizes());
-  check_same_device(op, grad, *spk_, "spk");
-  return spk_->scalar_type() == grad.scalar_type() ? spk_->contiguous() : spikes_as_bool(*spk_);
-}
-
 // h (which may be grad itself) is contiguous [T, B, N].
 void scan_backward_into(const char* op, const at::Tensor& grad, const at::Tensor& beta_,
                         const at::Tensor& spk, int64_t reset_mode, at::Tensor& h) {
