@@ -2,8 +2,14 @@
 # Run the CUDA tests and the GPU benchmark on a machine with an NVIDIA GPU and
 # a CUDA build of torch. Usage: bash benchmarks/run_gpu.sh [OUTDIR]
 # Wheels of pure-Python dependencies the machine lacks may sit in .whl/.
+# STAGE=tests|bench|profile runs one part only (default: all three), e.g. to
+# keep each call of a time-limited GPU lease short; extra arguments go to the
+# benchmark: STAGE=bench bash benchmarks/run_gpu.sh /tmp/out --configs shd
 set -uo pipefail
 OUTDIR=${1:-benchmarks/results}
+STAGE=${STAGE:-all}
+case "$STAGE" in all|tests|bench|profile) ;; *) echo "STAGE must be all, tests, bench or profile, got '$STAGE'" >&2; exit 2;; esac
+want() { [ "$STAGE" = all ] || [ "$STAGE" = "$1" ]; }
 mkdir -p "$OUTDIR"
 # Some images point CC/CXX at a private GCC whose static libstdc++ breaks torch
 # extensions (crash on C++ exceptions): build with the system compiler.
@@ -17,10 +23,16 @@ fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUTDIR/gpu_info.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$OUTDIR/gpu_info.txt"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda_parity.py tests/test_compiled_ops.py \
-  tests/test_parity.py -k "cuda or parity" 2>&1 | tail -n 25 | tee "$OUTDIR/cuda_tests.txt"
-python3 -m snntorch_sparse.bench --out "$OUTDIR" "${@:2}" 2>&1 | tee "$OUTDIR/bench_log.txt"
-# Where one SHD training step spends its GPU time (kernel table per variant).
-for v in sparse_event sparse_compiled fused_dense; do
-  python3 benchmarks/profile_step.py --config shd --variant "$v" 2>&1 | tee "$OUTDIR/profile-$v.txt" | tail -n 40
-done
+if want tests; then
+  python3 -m pytest -q -p no:cacheprovider tests/test_cuda_parity.py tests/test_compiled_ops.py \
+    tests/test_parity.py -k "cuda or parity" 2>&1 | tail -n 25 | tee "$OUTDIR/cuda_tests.txt"
+fi
+if want bench; then
+  python3 -m snntorch_sparse.bench --out "$OUTDIR" "${@:2}" 2>&1 | tee "$OUTDIR/bench_log.txt"
+fi
+if want profile; then
+  # Where one SHD training step spends its GPU time (kernel table per variant).
+  for v in sparse_event sparse_compiled fused_dense; do
+    python3 benchmarks/profile_step.py --config shd --variant "$v" 2>&1 | tee "$OUTDIR/profile-$v.txt" | tail -n 40
+  done
+fi

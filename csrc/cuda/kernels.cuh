@@ -13,15 +13,10 @@
 
 #include <cstdint>
 
+#include "scan_columns.h"
+
 namespace snntorch_sparse {
 namespace cuda {
-
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
-__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
-__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
 
 constexpr int kScanThreads = 256;
 
@@ -29,45 +24,31 @@ inline unsigned int blocks_for(int64_t n, int threads) {
   return static_cast<unsigned int>((n + threads - 1) / threads);
 }
 
-// ---- lif_scan: one thread per (b, n) column, loops over T. Consecutive
-// threads own consecutive columns, so every load/store of a time step is
-// coalesced; one launch for the whole sequence. lif_scan_ (in place) passes
-// mem = cur and spk = nullptr (membrane only), so cur and mem are not
-// restrict: the next step's current is loaded explicitly before this step's
-// store, which keeps that load off the dependency chain whatever the aliasing.
+// Threads per scan block: a scan's speed is memory parallelism, and a narrow
+// layer (a readout of 20 neurons x batch 256 is 5120 columns) in 256-thread
+// blocks would occupy only 20 SMs; 64-thread blocks spread it over 4x more.
+inline int scan_threads(int64_t BN) { return BN >= (int64_t{1} << 16) ? kScanThreads : 64; }
+
+// ---- lif_scan: one thread per (b, n) column, loops over T
+// (lif_scan_column, scan_columns.h). Consecutive threads own consecutive
+// columns, so every load/store of a time step is coalesced; one launch for
+// the whole sequence. lif_scan_ (in place) passes mem = cur and spk = nullptr
+// (membrane only).
 template <typename T, int MODE>
 __global__ void __launch_bounds__(kScanThreads)
 lif_scan_kernel(const T* cur, const T* __restrict__ beta, const T* __restrict__ thr,
                 T* __restrict__ spk, T* mem, int64_t Tn, int64_t BN, int64_t N) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= BN) return;
-  const int64_t n = c % N;
-  const T b = beta[n];
-  const T th = thr[n];
-  T u = T(0);
-  T I_next = Tn > 0 ? cur[c] : T(0);
-  for (int64_t t = 0; t < Tn; ++t) {
-    const int64_t o = t * BN + c;
-    const T r = sub_rn(u, th) > T(0) ? T(1) : T(0);
-    const T I = I_next;
-    if (t + 1 < Tn) I_next = cur[o + BN];
-    if (MODE == 0) {
-      u = sub_rn(add_rn(mul_rn(b, u), I), mul_rn(r, th));
-    } else if (MODE == 1) {
-      u = add_rn(mul_rn(b, mul_rn(sub_rn(T(1), r), u)), I);
-    } else {
-      u = add_rn(mul_rn(b, u), I);
-    }
-    mem[o] = u;
-    if (spk != nullptr) spk[o] = sub_rn(u, th) > T(0) ? T(1) : T(0);
-  }
+  lif_scan_column<T, MODE>(c, cur, beta, thr, spk, mem, Tn, BN, N);
 }
 
 template <typename T>
 cudaError_t launch_lif_scan(const T* cur, const T* beta, const T* thr, T* spk, T* mem, int64_t Tn,
                             int64_t BN, int64_t N, int reset_mode, cudaStream_t stream) {
   if (Tn == 0 || BN == 0) return cudaSuccess;
-  const dim3 grid(blocks_for(BN, kScanThreads)), block(kScanThreads);
+  const int threads = scan_threads(BN);
+  const dim3 grid(blocks_for(BN, threads)), block(threads);
   switch (reset_mode) {
     case 0: lif_scan_kernel<T, 0><<<grid, block, 0, stream>>>(cur, beta, thr, spk, mem, Tn, BN, N); break;
     case 1: lif_scan_kernel<T, 1><<<grid, block, 0, stream>>>(cur, beta, thr, spk, mem, Tn, BN, N); break;
@@ -76,12 +57,8 @@ cudaError_t launch_lif_scan(const T* cur, const T* beta, const T* thr, T* spk, T
   return cudaGetLastError();
 }
 
-// ---- lif_scan_backward: same layout, reverse time. spk (reset_mode 1
-// only) has element type S (T, or bool read as uint8_t), non-zero = spike.
-// The reference masks only for t + 1 < T; at t = T - 1 acc is +0 and
-// +0 * {0, 1} = +0, so the mask is applied at every step.
-// h may be g (lif_scan_backward_, in place), so neither is restrict: the
-// previous step's gradient is loaded explicitly before this step's store.
+// ---- lif_scan_backward: same layout, reverse time
+// (lif_scan_backward_column). h may be g (lif_scan_backward_, in place).
 template <typename T, typename S, bool ZERO>
 __global__ void __launch_bounds__(kScanThreads)
 lif_scan_backward_kernel(const T* g, const T* __restrict__ beta,
@@ -89,17 +66,7 @@ lif_scan_backward_kernel(const T* g, const T* __restrict__ beta,
                          int64_t N) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= BN) return;
-  const T b = beta[c % N];
-  T acc = T(0);
-  T g_next = Tn > 0 ? g[(Tn - 1) * BN + c] : T(0);
-  for (int64_t t = Tn - 1; t >= 0; --t) {
-    const int64_t o = t * BN + c;
-    const T gt = g_next;
-    if (t > 0) g_next = g[o - BN];
-    if (ZERO) acc = mul_rn(acc, spk[o] == S(0) ? T(1) : T(0));
-    acc = add_rn(gt, mul_rn(b, acc));
-    h[o] = acc;
-  }
+  lif_scan_backward_column<T, S, ZERO>(c, g, beta, spk, h, Tn, BN, N);
 }
 
 // spk: nullptr unless reset_mode == 1; S is T or uint8_t (bool storage).
@@ -107,7 +74,8 @@ template <typename T, typename S>
 cudaError_t launch_lif_scan_backward(const T* g, const T* beta, const S* spk, T* h, int64_t Tn,
                                      int64_t BN, int64_t N, int reset_mode, cudaStream_t stream) {
   if (Tn == 0 || BN == 0) return cudaSuccess;
-  const dim3 grid(blocks_for(BN, kScanThreads)), block(kScanThreads);
+  const int threads = scan_threads(BN);
+  const dim3 grid(blocks_for(BN, threads)), block(threads);
   if (reset_mode == 1)
     lif_scan_backward_kernel<T, S, true><<<grid, block, 0, stream>>>(g, beta, spk, h, Tn, BN, N);
   else

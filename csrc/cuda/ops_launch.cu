@@ -6,6 +6,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <limits>
+
 #include "../ops.h"
 #include "kernels.cuh"
 
@@ -110,7 +112,7 @@ void lif_scan_backward_inplace_cuda(at::Tensor& grad, const at::Tensor& beta_,
   scan_backward_into("lif_scan_backward_", grad, beta_, spk, reset_mode, grad);
 }
 
-// Sort the non-zeros by column (stable, on the device), build the column
+// Sort the non-zeros by column (stable, on the device, int32 keys), build the column
 // pointers with searchsorted (no host sync), then one CSC kernel.
 at::Tensor sparse_weight_grad_cuda(const at::Tensor& h_, const at::Tensor& x_index_,
                                    const std::optional<at::Tensor>& x_values_, int64_t in_features) {
@@ -129,8 +131,10 @@ at::Tensor sparse_weight_grad_cuda(const at::Tensor& h_, const at::Tensor& x_ind
   const auto h = h_.contiguous();
   const int64_t No = h.size(1), Ni = in_features;
   if (No == 0 || Ni == 0) return at::zeros({No, Ni}, h.options());
+  TORCH_CHECK(Ni <= std::numeric_limits<int32_t>::max(), "sparse_weight_grad: in_features must fit in int32, got ", Ni);
   const auto x_index = x_index_.contiguous();
-  const auto cols = x_index.remainder(Ni);
+  // int32 sort keys: the radix sort makes half the passes of an int64 sort
+  const auto cols = x_index.remainder(Ni).to(at::kInt);
   const auto sorted = at::sort(cols, /*stable=*/true, /*dim=*/0, /*descending=*/false);
   const auto& scols = std::get<0>(sorted);
   const auto& perm = std::get<1>(sorted);

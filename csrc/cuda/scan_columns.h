@@ -1,0 +1,166 @@
+// Per-column bodies of the CUDA scan kernels (kernels.cuh): one (b, n) column
+// of a contiguous [T, B, N] tensor walked through time by one thread.
+//
+// Host-compilable on purpose: under nvcc the functions are __host__ __device__
+// and the kernels call them; under a plain C++ compiler they are ordinary
+// inline functions, so tests/test_cuda_emulated.py runs exactly this code on
+// the CPU (one column after another) and compares it bit for bit with the
+// reference scans. Nothing here may depend on threads running together.
+//
+// Time is walked in chunks of kScanChunk steps, double-buffered: the loads of
+// the next chunk are issued before the current chunk's arithmetic and stores,
+// so kScanChunk loads per thread are in flight while it computes. With one
+// load in flight (the loop's natural form) every step waited a full memory
+// latency: T = 500 steps cost about 1 ms per scan on an H100 whatever the
+// layer size. The arithmetic and its order are unchanged by the chunking.
+//
+// In-place use (lif_scan_: mem = cur; lif_scan_backward_: h = g) is safe: a
+// thread reads only its own column, every step's input is loaded before that
+// step's output is stored, and a chunk's loads never touch a step already
+// stored. So cur/mem and g/h are not declared restrict.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define SNNTORCH_SPARSE_HD __host__ __device__ __forceinline__
+#define SNNTORCH_SPARSE_UNROLL _Pragma("unroll")
+#else
+#define SNNTORCH_SPARSE_HD inline
+#define SNNTORCH_SPARSE_UNROLL
+#endif
+
+namespace snntorch_sparse {
+namespace cuda {
+
+// Explicitly rounded arithmetic: on the device no multiply-add may be
+// contracted into an FMA (bit-identity with the reference); host builds of
+// this header use -ffp-contract=off for the same reason.
+SNNTORCH_SPARSE_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+SNNTORCH_SPARSE_HD double mul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+SNNTORCH_SPARSE_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+SNNTORCH_SPARSE_HD double add_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+SNNTORCH_SPARSE_HD float sub_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+SNNTORCH_SPARSE_HD double sub_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+
+// Time steps per chunk (loads in flight per thread).
+constexpr int kScanChunk = 16;
+
+// dst[k] = src[t(k) * BN + c] for t(k) = t0 + step * k inside [0, Tn), else 0.
+template <typename V>
+SNNTORCH_SPARSE_HD void load_chunk(V (&dst)[kScanChunk], const V* src, int64_t t0, int step, int64_t Tn,
+                                   int64_t BN, int64_t c) {
+  SNNTORCH_SPARSE_UNROLL
+  for (int k = 0; k < kScanChunk; ++k) {
+    const int64_t t = t0 + static_cast<int64_t>(step) * k;
+    dst[k] = (t >= 0 && t < Tn) ? src[t * BN + c] : V(0);
+  }
+}
+
+// Forward LIF scan of column c (c = b * N + n), snnTorch Leaky's order (see
+// ops/reference.py lif_scan). MODE 0 subtract, 1 zero, 2 none. spk may be
+// nullptr (membrane only); mem may be cur.
+template <typename T, int MODE>
+SNNTORCH_SPARSE_HD void lif_scan_column(int64_t c, const T* cur, const T* beta, const T* thr, T* spk, T* mem,
+                                        int64_t Tn, int64_t BN, int64_t N) {
+  const int64_t n = c % N;
+  const T b = beta[n];
+  const T th = thr[n];
+  T u = T(0);
+  T now[kScanChunk], next[kScanChunk];
+  load_chunk(now, cur, 0, 1, Tn, BN, c);
+  for (int64_t t0 = 0; t0 < Tn; t0 += kScanChunk) {
+    load_chunk(next, cur, t0 + kScanChunk, 1, Tn, BN, c);
+    SNNTORCH_SPARSE_UNROLL
+    for (int k = 0; k < kScanChunk; ++k) {
+      const int64_t t = t0 + k;
+      if (t < Tn) {
+        const T r = sub_rn(u, th) > T(0) ? T(1) : T(0);
+        if (MODE == 0) {
+          u = sub_rn(add_rn(mul_rn(b, u), now[k]), mul_rn(r, th));
+        } else if (MODE == 1) {
+          u = add_rn(mul_rn(b, mul_rn(sub_rn(T(1), r), u)), now[k]);
+        } else {
+          u = add_rn(mul_rn(b, u), now[k]);
+        }
+        mem[t * BN + c] = u;
+        if (spk != nullptr) spk[t * BN + c] = sub_rn(u, th) > T(0) ? T(1) : T(0);
+      }
+    }
+    SNNTORCH_SPARSE_UNROLL
+    for (int k = 0; k < kScanChunk; ++k) now[k] = next[k];
+  }
+}
+
+// Adjoint scan of column c, reverse time: h[t] = g[t] + beta * h[t+1], with
+// h[t+1] masked by the spike S[t] when ZERO (reset to zero). spk has element
+// type S (T, or bool read as uint8_t), non-zero = spike; nullptr unless ZERO.
+// The reference masks only for t + 1 < T; at t = T - 1 acc is +0 and
+// +0 * {0, 1} = +0, so masking every step gives the same bits. h may be g.
+template <typename T, typename S, bool ZERO>
+SNNTORCH_SPARSE_HD void lif_scan_backward_column(int64_t c, const T* g, const T* beta, const S* spk, T* h,
+                                                 int64_t Tn, int64_t BN, int64_t N) {
+  const T b = beta[c % N];
+  T acc = T(0);
+  T g_now[kScanChunk], g_next[kScanChunk];
+  S s_now[kScanChunk], s_next[kScanChunk];
+  load_chunk(g_now, g, Tn - 1, -1, Tn, BN, c);
+  if (ZERO) load_chunk(s_now, spk, Tn - 1, -1, Tn, BN, c);
+  for (int64_t t_hi = Tn - 1; t_hi >= 0; t_hi -= kScanChunk) {
+    load_chunk(g_next, g, t_hi - kScanChunk, -1, Tn, BN, c);
+    if (ZERO) load_chunk(s_next, spk, t_hi - kScanChunk, -1, Tn, BN, c);
+    SNNTORCH_SPARSE_UNROLL
+    for (int k = 0; k < kScanChunk; ++k) {
+      const int64_t t = t_hi - k;
+      if (t >= 0) {
+        if (ZERO) acc = mul_rn(acc, s_now[k] == S(0) ? T(1) : T(0));
+        acc = add_rn(g_now[k], mul_rn(b, acc));
+        h[t * BN + c] = acc;
+      }
+    }
+    SNNTORCH_SPARSE_UNROLL
+    for (int k = 0; k < kScanChunk; ++k) {
+      g_now[k] = g_next[k];
+      if (ZERO) s_now[k] = s_next[k];
+    }
+  }
+}
+
+}  // namespace cuda
+}  // namespace snntorch_sparse
