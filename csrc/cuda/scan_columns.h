@@ -10,9 +10,10 @@
 // Time is walked in chunks of kScanChunk steps, double-buffered: the loads of
 // the next chunk are issued before the current chunk's arithmetic and stores,
 // so kScanChunk loads per thread are in flight while it computes. With one
-// load in flight (the loop's natural form) every step waited a full memory
-// latency: T = 500 steps cost about 1 ms per scan on an H100 whatever the
-// layer size. The arithmetic and its order are unchanged by the chunking.
+// load in flight (the loop's natural form) every step waits a full memory
+// latency; an H100 backward with almost nothing active (T = 500) took 1.1 ms,
+// which this explains (not profiled per kernel). The arithmetic and its order
+// are unchanged by the chunking.
 //
 // In-place use (lif_scan_: mem = cur; lif_scan_backward_: h = g) is safe: a
 // thread reads only its own column, every step's input is loaded before that
