@@ -35,4 +35,7 @@ if want profile; then
   for v in sparse_event sparse_compiled fused_dense; do
     python3 benchmarks/profile_step.py --config shd --variant "$v" 2>&1 | tee "$OUTDIR/profile-$v.txt" | tail -n 40
   done
+  # The same step with the scans loading one step ahead (the form before chunked loads).
+  SNNTORCH_SPARSE_CUDA_SCAN_CHUNK=1 python3 benchmarks/profile_step.py --config shd --variant sparse_event 2>&1 \
+    | tee "$OUTDIR/profile-sparse_event-scan-chunk1.txt" | tail -n 40
 fi

@@ -40,12 +40,13 @@ _INSTANTIATIONS = """
 namespace k = snntorch_sparse::cuda;
 #define INST(T)                                                                               \\
   template cudaError_t k::launch_lif_scan<T>(const T*, const T*, const T*, T*, T*, int64_t,   \\
-                                             int64_t, int64_t, int, cudaStream_t);            \\
+                                             int64_t, int64_t, int, int, cudaStream_t);       \\
   template cudaError_t k::launch_lif_scan_backward<T, T>(const T*, const T*, const T*, T*,    \\
-                                                         int64_t, int64_t, int64_t, int,      \\
+                                                         int64_t, int64_t, int64_t, int, int, \\
                                                          cudaStream_t);                       \\
   template cudaError_t k::launch_lif_scan_backward<T, uint8_t>(                               \\
-      const T*, const T*, const uint8_t*, T*, int64_t, int64_t, int64_t, int, cudaStream_t);  \\
+      const T*, const T*, const uint8_t*, T*, int64_t, int64_t, int64_t, int, int,            \\
+      cudaStream_t);                                                                          \\
   template cudaError_t k::launch_weight_grad_csc<T>(const T*, const int64_t*, const T*,       \\
                                                     const int64_t*, T*, int64_t, int64_t,     \\
                                                     cudaStream_t);                            \\

@@ -33,38 +33,46 @@ _HARNESS = r"""
 #include "scan_columns.h"
 using namespace snntorch_sparse::cuda;
 
-template <typename T>
+template <typename T, int CHUNK>
 static void scan(const T* cur, const T* beta, const T* thr, T* spk, T* mem, int64_t Tn, int64_t BN,
                  int64_t N, int mode) {
   for (int64_t c = 0; c < BN; ++c) {  // every thread of the launch, one after another
-    if (mode == 0) lif_scan_column<T, 0>(c, cur, beta, thr, spk, mem, Tn, BN, N);
-    else if (mode == 1) lif_scan_column<T, 1>(c, cur, beta, thr, spk, mem, Tn, BN, N);
-    else lif_scan_column<T, 2>(c, cur, beta, thr, spk, mem, Tn, BN, N);
+    if (mode == 0) lif_scan_column<T, 0, CHUNK>(c, cur, beta, thr, spk, mem, Tn, BN, N);
+    else if (mode == 1) lif_scan_column<T, 1, CHUNK>(c, cur, beta, thr, spk, mem, Tn, BN, N);
+    else lif_scan_column<T, 2, CHUNK>(c, cur, beta, thr, spk, mem, Tn, BN, N);
   }
 }
 
-template <typename T, typename S>
+template <typename T, typename S, int CHUNK>
 static void scan_backward(const T* g, const T* beta, const S* spk, T* h, int64_t Tn, int64_t BN,
                           int64_t N, int mode) {
   for (int64_t c = 0; c < BN; ++c) {
-    if (mode == 1) lif_scan_backward_column<T, S, true>(c, g, beta, spk, h, Tn, BN, N);
-    else lif_scan_backward_column<T, S, false>(c, g, beta, nullptr, h, Tn, BN, N);
+    if (mode == 1) lif_scan_backward_column<T, S, true, CHUNK>(c, g, beta, spk, h, Tn, BN, N);
+    else lif_scan_backward_column<T, S, false, CHUNK>(c, g, beta, nullptr, h, Tn, BN, N);
   }
 }
 
+// chunk: 1 or kScanChunk, the two instantiations the CUDA launchers use
+#define SCAN(NAME, T)                                                                            \
+  void NAME(const T* a, const T* b, const T* c, T* d, T* e, int64_t t, int64_t bn, int64_t n,    \
+            int m, int chunk) {                                                                  \
+    if (chunk == 1) scan<T, 1>(a, b, c, d, e, t, bn, n, m);                                      \
+    else scan<T, kScanChunk>(a, b, c, d, e, t, bn, n, m);                                        \
+  }
+#define SCAN_BACKWARD(NAME, T, S)                                                                \
+  void NAME(const T* g, const T* b, const S* s, T* h, int64_t t, int64_t bn, int64_t n, int m,   \
+            int chunk) {                                                                         \
+    if (chunk == 1) scan_backward<T, S, 1>(g, b, s, h, t, bn, n, m);                             \
+    else scan_backward<T, S, kScanChunk>(g, b, s, h, t, bn, n, m);                               \
+  }
+
 extern "C" {
-void scan_f32(const float* a, const float* b, const float* c, float* d, float* e, int64_t t, int64_t bn,
-              int64_t n, int m) { scan<float>(a, b, c, d, e, t, bn, n, m); }
-void scan_f64(const double* a, const double* b, const double* c, double* d, double* e, int64_t t,
-              int64_t bn, int64_t n, int m) { scan<double>(a, b, c, d, e, t, bn, n, m); }
-void scan_backward_f32(const float* g, const float* b, const float* s, float* h, int64_t t, int64_t bn,
-                       int64_t n, int m) { scan_backward<float, float>(g, b, s, h, t, bn, n, m); }
-void scan_backward_f64(const double* g, const double* b, const double* s, double* h, int64_t t,
-                       int64_t bn, int64_t n, int m) { scan_backward<double, double>(g, b, s, h, t, bn, n, m); }
-void scan_backward_f32_u8(const float* g, const float* b, const uint8_t* s, float* h, int64_t t,
-                          int64_t bn, int64_t n, int m) { scan_backward<float, uint8_t>(g, b, s, h, t, bn, n, m); }
-void scan_backward_f64_u8(const double* g, const double* b, const uint8_t* s, double* h, int64_t t,
-                          int64_t bn, int64_t n, int m) { scan_backward<double, uint8_t>(g, b, s, h, t, bn, n, m); }
+SCAN(scan_f32, float)
+SCAN(scan_f64, double)
+SCAN_BACKWARD(scan_backward_f32, float, float)
+SCAN_BACKWARD(scan_backward_f64, double, double)
+SCAN_BACKWARD(scan_backward_f32_u8, float, uint8_t)
+SCAN_BACKWARD(scan_backward_f64_u8, double, uint8_t)
 }
 """
 
@@ -90,18 +98,18 @@ def _suffix(dtype):
     return "f32" if dtype == torch.float32 else "f64"
 
 
-def emulated_scan(lib, current, beta, thr, mode, in_place=False):
+def emulated_scan(lib, current, beta, thr, mode, in_place=False, chunk=16):
     T, B, N = current.shape
     cur = current.clone()
     mem = cur if in_place else torch.full_like(cur, float("nan"))  # an unwritten entry fails
     spk = None if in_place else torch.full_like(cur, float("nan"))
     getattr(lib, "scan_" + _suffix(cur.dtype))(_ptr(cur), _ptr(beta), _ptr(thr), _ptr(spk), _ptr(mem),
                                                ctypes.c_int64(T), ctypes.c_int64(B * N), ctypes.c_int64(N),
-                                               ctypes.c_int(mode))
+                                               ctypes.c_int(mode), ctypes.c_int(chunk))
     return spk, mem
 
 
-def emulated_scan_backward(lib, grad, beta, spk, mode, in_place=False):
+def emulated_scan_backward(lib, grad, beta, spk, mode, in_place=False, chunk=16):
     T, B, N = grad.shape
     g = grad.clone()
     h = g if in_place else torch.full_like(g, float("nan"))
@@ -110,13 +118,15 @@ def emulated_scan_backward(lib, grad, beta, spk, mode, in_place=False):
         spk = spk.view(torch.uint8)
         name += "_u8"
     getattr(lib, name)(_ptr(g), _ptr(beta), _ptr(spk if mode == 1 else None), _ptr(h), ctypes.c_int64(T),
-                       ctypes.c_int64(B * N), ctypes.c_int64(N), ctypes.c_int(mode))
+                       ctypes.c_int64(B * N), ctypes.c_int64(N), ctypes.c_int(mode), ctypes.c_int(chunk))
     return h
 
 
 # lengths around the chunk size (16): one partial chunk, exact chunks, a tail
 LENGTHS = [1, 5, 15, 16, 17, 32, 37, 100]
 DTYPES = [torch.float32, torch.float64]
+# 16: the default; 1: the one-load-ahead form kept for A/B timing on a GPU
+CHUNKS = [16, 1]
 
 
 def _inputs(T, dtype, seed, B=3, N=7):
@@ -127,38 +137,40 @@ def _inputs(T, dtype, seed, B=3, N=7):
     return current, beta, thr
 
 
+@pytest.mark.parametrize("chunk", CHUNKS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", [0, 1, 2])
 @pytest.mark.parametrize("T", LENGTHS)
-def test_scan_column_matches_reference_bitwise(lib, T, mode, dtype):
+def test_scan_column_matches_reference_bitwise(lib, T, mode, dtype, chunk):
     current, beta, thr = _inputs(T, dtype, seed=T * 10 + mode)
     spk_ref, mem_ref = ref.lif_scan(current, beta, thr, mode)
     assert 0 < spk_ref.sum() < spk_ref.numel() or T < 5  # the cases exercise the reset
-    spk, mem = emulated_scan(lib, current, beta, thr, mode)
+    spk, mem = emulated_scan(lib, current, beta, thr, mode, chunk=chunk)
     assert torch.equal(mem, mem_ref) and torch.equal(spk, spk_ref)
-    _, mem_in_place = emulated_scan(lib, current, beta, thr, mode, in_place=True)
+    _, mem_in_place = emulated_scan(lib, current, beta, thr, mode, in_place=True, chunk=chunk)
     assert torch.equal(mem_in_place, mem_ref)
 
 
+@pytest.mark.parametrize("chunk", CHUNKS)
 @pytest.mark.parametrize("spike_dtype", ["float", "bool"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", [0, 1, 2])
 @pytest.mark.parametrize("T", LENGTHS)
-def test_scan_backward_column_matches_reference_bitwise(lib, T, mode, dtype, spike_dtype):
+def test_scan_backward_column_matches_reference_bitwise(lib, T, mode, dtype, spike_dtype, chunk):
     current, beta, thr = _inputs(T, dtype, seed=T * 10 + mode + 1)
     spk, _ = ref.lif_scan(current, beta, thr, mode)
     grad = torch.randn(T, 3, 7, dtype=dtype, generator=torch.Generator().manual_seed(T))
     spikes = spk.bool() if spike_dtype == "bool" else spk
     h_ref = ref.lif_scan_backward(grad, beta, spk, mode)
-    assert torch.equal(emulated_scan_backward(lib, grad, beta, spikes, mode), h_ref)
-    assert torch.equal(emulated_scan_backward(lib, grad, beta, spikes, mode, in_place=True), h_ref)
+    assert torch.equal(emulated_scan_backward(lib, grad, beta, spikes, mode, chunk=chunk), h_ref)
+    assert torch.equal(emulated_scan_backward(lib, grad, beta, spikes, mode, in_place=True, chunk=chunk), h_ref)
 
 
 def test_emulation_catches_a_wrong_chunk_boundary(lib, tmp_path):
     """The comparison above can fail: a harness built with the chunk's last step
     skipped (t < Tn - 1 instead of t < Tn in the stores) disagrees."""
     src = (CSRC / "cuda" / "scan_columns.h").read_text()
-    broken = src.replace("mem[t * BN + c] = u;", "if (k != kScanChunk - 1) mem[t * BN + c] = u;")
+    broken = src.replace("mem[t * BN + c] = u;", "if (k != CHUNK - 1 || CHUNK == 1) mem[t * BN + c] = u;")
     assert broken != src
     (tmp_path / "scan_columns.h").write_text(broken)
     (tmp_path / "harness.cpp").write_text(_HARNESS)

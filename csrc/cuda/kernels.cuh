@@ -34,52 +34,69 @@ inline int scan_threads(int64_t BN) { return BN >= (int64_t{1} << 16) ? kScanThr
 // columns, so every load/store of a time step is coalesced; one launch for
 // the whole sequence. lif_scan_ (in place) passes mem = cur and spk = nullptr
 // (membrane only).
-template <typename T, int MODE>
+template <typename T, int MODE, int CHUNK>
 __global__ void __launch_bounds__(kScanThreads)
 lif_scan_kernel(const T* cur, const T* __restrict__ beta, const T* __restrict__ thr,
                 T* __restrict__ spk, T* mem, int64_t Tn, int64_t BN, int64_t N) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= BN) return;
-  lif_scan_column<T, MODE>(c, cur, beta, thr, spk, mem, Tn, BN, N);
+  lif_scan_column<T, MODE, CHUNK>(c, cur, beta, thr, spk, mem, Tn, BN, N);
 }
 
-template <typename T>
-cudaError_t launch_lif_scan(const T* cur, const T* beta, const T* thr, T* spk, T* mem, int64_t Tn,
-                            int64_t BN, int64_t N, int reset_mode, cudaStream_t stream) {
-  if (Tn == 0 || BN == 0) return cudaSuccess;
+template <typename T, int CHUNK>
+void launch_lif_scan_chunked(const T* cur, const T* beta, const T* thr, T* spk, T* mem, int64_t Tn,
+                             int64_t BN, int64_t N, int reset_mode, cudaStream_t stream) {
   const int threads = scan_threads(BN);
   const dim3 grid(blocks_for(BN, threads)), block(threads);
   switch (reset_mode) {
-    case 0: lif_scan_kernel<T, 0><<<grid, block, 0, stream>>>(cur, beta, thr, spk, mem, Tn, BN, N); break;
-    case 1: lif_scan_kernel<T, 1><<<grid, block, 0, stream>>>(cur, beta, thr, spk, mem, Tn, BN, N); break;
-    default: lif_scan_kernel<T, 2><<<grid, block, 0, stream>>>(cur, beta, thr, spk, mem, Tn, BN, N); break;
+    case 0: lif_scan_kernel<T, 0, CHUNK><<<grid, block, 0, stream>>>(cur, beta, thr, spk, mem, Tn, BN, N); break;
+    case 1: lif_scan_kernel<T, 1, CHUNK><<<grid, block, 0, stream>>>(cur, beta, thr, spk, mem, Tn, BN, N); break;
+    default: lif_scan_kernel<T, 2, CHUNK><<<grid, block, 0, stream>>>(cur, beta, thr, spk, mem, Tn, BN, N); break;
   }
+}
+
+// chunk: time steps loaded per chunk, kScanChunk (default) or 1 (for A/B timing).
+template <typename T>
+cudaError_t launch_lif_scan(const T* cur, const T* beta, const T* thr, T* spk, T* mem, int64_t Tn,
+                            int64_t BN, int64_t N, int reset_mode, int chunk, cudaStream_t stream) {
+  if (Tn == 0 || BN == 0) return cudaSuccess;
+  if (chunk == 1) launch_lif_scan_chunked<T, 1>(cur, beta, thr, spk, mem, Tn, BN, N, reset_mode, stream);
+  else launch_lif_scan_chunked<T, kScanChunk>(cur, beta, thr, spk, mem, Tn, BN, N, reset_mode, stream);
   return cudaGetLastError();
 }
 
 // ---- lif_scan_backward: same layout, reverse time
 // (lif_scan_backward_column). h may be g (lif_scan_backward_, in place).
-template <typename T, typename S, bool ZERO>
+template <typename T, typename S, bool ZERO, int CHUNK>
 __global__ void __launch_bounds__(kScanThreads)
 lif_scan_backward_kernel(const T* g, const T* __restrict__ beta,
                          const S* __restrict__ spk, T* h, int64_t Tn, int64_t BN,
                          int64_t N) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= BN) return;
-  lif_scan_backward_column<T, S, ZERO>(c, g, beta, spk, h, Tn, BN, N);
+  lif_scan_backward_column<T, S, ZERO, CHUNK>(c, g, beta, spk, h, Tn, BN, N);
 }
 
-// spk: nullptr unless reset_mode == 1; S is T or uint8_t (bool storage).
-template <typename T, typename S>
-cudaError_t launch_lif_scan_backward(const T* g, const T* beta, const S* spk, T* h, int64_t Tn,
-                                     int64_t BN, int64_t N, int reset_mode, cudaStream_t stream) {
-  if (Tn == 0 || BN == 0) return cudaSuccess;
+template <typename T, typename S, int CHUNK>
+void launch_lif_scan_backward_chunked(const T* g, const T* beta, const S* spk, T* h, int64_t Tn,
+                                      int64_t BN, int64_t N, int reset_mode, cudaStream_t stream) {
   const int threads = scan_threads(BN);
   const dim3 grid(blocks_for(BN, threads)), block(threads);
   if (reset_mode == 1)
-    lif_scan_backward_kernel<T, S, true><<<grid, block, 0, stream>>>(g, beta, spk, h, Tn, BN, N);
+    lif_scan_backward_kernel<T, S, true, CHUNK><<<grid, block, 0, stream>>>(g, beta, spk, h, Tn, BN, N);
   else
-    lif_scan_backward_kernel<T, S, false><<<grid, block, 0, stream>>>(g, beta, nullptr, h, Tn, BN, N);
+    lif_scan_backward_kernel<T, S, false, CHUNK><<<grid, block, 0, stream>>>(g, beta, nullptr, h, Tn, BN, N);
+}
+
+// spk: nullptr unless reset_mode == 1; S is T or uint8_t (bool storage).
+// chunk as for launch_lif_scan.
+template <typename T, typename S>
+cudaError_t launch_lif_scan_backward(const T* g, const T* beta, const S* spk, T* h, int64_t Tn,
+                                     int64_t BN, int64_t N, int reset_mode, int chunk,
+                                     cudaStream_t stream) {
+  if (Tn == 0 || BN == 0) return cudaSuccess;
+  if (chunk == 1) launch_lif_scan_backward_chunked<T, S, 1>(g, beta, spk, h, Tn, BN, N, reset_mode, stream);
+  else launch_lif_scan_backward_chunked<T, S, kScanChunk>(g, beta, spk, h, Tn, BN, N, reset_mode, stream);
   return cudaGetLastError();
 }
 

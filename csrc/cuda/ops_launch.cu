@@ -6,7 +6,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 #include "../ops.h"
 #include "kernels.cuh"
@@ -21,6 +23,20 @@ void check_launch(cudaError_t err, const char* op) {
 void check_same_device(const char* op, const at::Tensor& a, const at::Tensor& b, const char* name) {
   TORCH_CHECK(a.device() == b.device(), op, ": ", name, " is on ", b.device(), ", expected ",
               a.device());
+}
+
+// Time steps per load chunk of the scans: cuda::kScanChunk, or 1 (one load
+// ahead, the scans' form before chunking) when SNNTORCH_SPARSE_CUDA_SCAN_CHUNK=1,
+// so that one GPU run can time both. Read once per process.
+int scan_chunk() {
+  static const int chunk = [] {
+    const char* v = std::getenv("SNNTORCH_SPARSE_CUDA_SCAN_CHUNK");
+    const std::string s = v != nullptr ? v : "";
+    TORCH_CHECK(s.empty() || s == "1" || s == std::to_string(cuda::kScanChunk),
+                "SNNTORCH_SPARSE_CUDA_SCAN_CHUNK must be 1 or ", cuda::kScanChunk, ", got '", s, "'");
+    return s == "1" ? 1 : cuda::kScanChunk;
+  }();
+  return chunk;
 }
 
 // mem (which may be current itself) and spk (undefined: not written) are
@@ -38,7 +54,7 @@ void scan_into(const char* op, const at::Tensor& current, const at::Tensor& beta
                      threshold.const_data_ptr<scalar_t>(),
                      spk.defined() ? spk.mutable_data_ptr<scalar_t>() : nullptr,
                      mem.mutable_data_ptr<scalar_t>(), Tn, BN, N, static_cast<int>(reset_mode),
-                     stream),
+                     scan_chunk(), stream),
                  op);
   });
 }
@@ -81,12 +97,12 @@ void scan_backward_into(const char* op, const at::Tensor& grad, const at::Tensor
     cudaError_t err;
     if (zero && spk.scalar_type() == grad.scalar_type()) {
       err = cuda::launch_lif_scan_backward<scalar_t, scalar_t>(
-          g, b, spk.const_data_ptr<scalar_t>(), out, Tn, BN, N, mode, stream);
+          g, b, spk.const_data_ptr<scalar_t>(), out, Tn, BN, N, mode, scan_chunk(), stream);
     } else {
       const uint8_t* sb =
           zero ? reinterpret_cast<const uint8_t*>(spk.const_data_ptr<bool>()) : nullptr;
       err = cuda::launch_lif_scan_backward<scalar_t, uint8_t>(g, b, sb, out, Tn, BN, N, mode,
-                                                              stream);
+                                                              scan_chunk(), stream);
     }
     check_launch(err, op);
   });

@@ -80,15 +80,17 @@ SNNTORCH_SPARSE_HD double sub_rn(double a, double b) {
 #endif
 }
 
-// Time steps per chunk (loads in flight per thread).
+// Time steps per chunk (loads in flight per thread). The kernels are also
+// instantiated with a chunk of 1 -- the loop's natural form, one load ahead --
+// so a GPU run can time both (SNNTORCH_SPARSE_CUDA_SCAN_CHUNK=1).
 constexpr int kScanChunk = 16;
 
 // dst[k] = src[t(k) * BN + c] for t(k) = t0 + step * k inside [0, Tn), else 0.
-template <typename V>
-SNNTORCH_SPARSE_HD void load_chunk(V (&dst)[kScanChunk], const V* src, int64_t t0, int step, int64_t Tn,
+template <int CHUNK, typename V>
+SNNTORCH_SPARSE_HD void load_chunk(V (&dst)[CHUNK], const V* src, int64_t t0, int step, int64_t Tn,
                                    int64_t BN, int64_t c) {
   SNNTORCH_SPARSE_UNROLL
-  for (int k = 0; k < kScanChunk; ++k) {
+  for (int k = 0; k < CHUNK; ++k) {
     const int64_t t = t0 + static_cast<int64_t>(step) * k;
     dst[k] = (t >= 0 && t < Tn) ? src[t * BN + c] : V(0);
   }
@@ -97,19 +99,19 @@ SNNTORCH_SPARSE_HD void load_chunk(V (&dst)[kScanChunk], const V* src, int64_t t
 // Forward LIF scan of column c (c = b * N + n), snnTorch Leaky's order (see
 // ops/reference.py lif_scan). MODE 0 subtract, 1 zero, 2 none. spk may be
 // nullptr (membrane only); mem may be cur.
-template <typename T, int MODE>
+template <typename T, int MODE, int CHUNK = kScanChunk>
 SNNTORCH_SPARSE_HD void lif_scan_column(int64_t c, const T* cur, const T* beta, const T* thr, T* spk, T* mem,
                                         int64_t Tn, int64_t BN, int64_t N) {
   const int64_t n = c % N;
   const T b = beta[n];
   const T th = thr[n];
   T u = T(0);
-  T now[kScanChunk], next[kScanChunk];
-  load_chunk(now, cur, 0, 1, Tn, BN, c);
-  for (int64_t t0 = 0; t0 < Tn; t0 += kScanChunk) {
-    load_chunk(next, cur, t0 + kScanChunk, 1, Tn, BN, c);
+  T now[CHUNK], next[CHUNK];
+  load_chunk<CHUNK>(now, cur, 0, 1, Tn, BN, c);
+  for (int64_t t0 = 0; t0 < Tn; t0 += CHUNK) {
+    load_chunk<CHUNK>(next, cur, t0 + CHUNK, 1, Tn, BN, c);
     SNNTORCH_SPARSE_UNROLL
-    for (int k = 0; k < kScanChunk; ++k) {
+    for (int k = 0; k < CHUNK; ++k) {
       const int64_t t = t0 + k;
       if (t < Tn) {
         const T r = sub_rn(u, th) > T(0) ? T(1) : T(0);
@@ -125,7 +127,7 @@ SNNTORCH_SPARSE_HD void lif_scan_column(int64_t c, const T* cur, const T* beta, 
       }
     }
     SNNTORCH_SPARSE_UNROLL
-    for (int k = 0; k < kScanChunk; ++k) now[k] = next[k];
+    for (int k = 0; k < CHUNK; ++k) now[k] = next[k];
   }
 }
 
@@ -134,20 +136,20 @@ SNNTORCH_SPARSE_HD void lif_scan_column(int64_t c, const T* cur, const T* beta, 
 // type S (T, or bool read as uint8_t), non-zero = spike; nullptr unless ZERO.
 // The reference masks only for t + 1 < T; at t = T - 1 acc is +0 and
 // +0 * {0, 1} = +0, so masking every step gives the same bits. h may be g.
-template <typename T, typename S, bool ZERO>
+template <typename T, typename S, bool ZERO, int CHUNK = kScanChunk>
 SNNTORCH_SPARSE_HD void lif_scan_backward_column(int64_t c, const T* g, const T* beta, const S* spk, T* h,
                                                  int64_t Tn, int64_t BN, int64_t N) {
   const T b = beta[c % N];
   T acc = T(0);
-  T g_now[kScanChunk], g_next[kScanChunk];
-  S s_now[kScanChunk], s_next[kScanChunk];
-  load_chunk(g_now, g, Tn - 1, -1, Tn, BN, c);
-  if (ZERO) load_chunk(s_now, spk, Tn - 1, -1, Tn, BN, c);
-  for (int64_t t_hi = Tn - 1; t_hi >= 0; t_hi -= kScanChunk) {
-    load_chunk(g_next, g, t_hi - kScanChunk, -1, Tn, BN, c);
-    if (ZERO) load_chunk(s_next, spk, t_hi - kScanChunk, -1, Tn, BN, c);
+  T g_now[CHUNK], g_next[CHUNK];
+  S s_now[CHUNK], s_next[CHUNK];
+  load_chunk<CHUNK>(g_now, g, Tn - 1, -1, Tn, BN, c);
+  if (ZERO) load_chunk<CHUNK>(s_now, spk, Tn - 1, -1, Tn, BN, c);
+  for (int64_t t_hi = Tn - 1; t_hi >= 0; t_hi -= CHUNK) {
+    load_chunk<CHUNK>(g_next, g, t_hi - CHUNK, -1, Tn, BN, c);
+    if (ZERO) load_chunk<CHUNK>(s_next, spk, t_hi - CHUNK, -1, Tn, BN, c);
     SNNTORCH_SPARSE_UNROLL
-    for (int k = 0; k < kScanChunk; ++k) {
+    for (int k = 0; k < CHUNK; ++k) {
       const int64_t t = t_hi - k;
       if (t >= 0) {
         if (ZERO) acc = mul_rn(acc, s_now[k] == S(0) ? T(1) : T(0));
@@ -156,7 +158,7 @@ SNNTORCH_SPARSE_HD void lif_scan_backward_column(int64_t c, const T* g, const T*
       }
     }
     SNNTORCH_SPARSE_UNROLL
-    for (int k = 0; k < kScanChunk; ++k) {
+    for (int k = 0; k < CHUNK; ++k) {
       g_now[k] = g_next[k];
       if (ZERO) s_now[k] = s_next[k];
     }
