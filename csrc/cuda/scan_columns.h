@@ -37,48 +37,20 @@ namespace cuda {
 // Explicitly rounded arithmetic: on the device no multiply-add may be
 // contracted into an FMA (bit-identity with the reference); host builds of
 // this header use -ffp-contract=off for the same reason.
-SNNTORCH_SPARSE_HD float mul_rn(float a, float b) {
 #if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
+#define SNNTORCH_SPARSE_RN(NAME, T, INTRINSIC, OP) \
+  SNNTORCH_SPARSE_HD T NAME(T a, T b) { return INTRINSIC(a, b); }
 #else
-  return a * b;
+#define SNNTORCH_SPARSE_RN(NAME, T, INTRINSIC, OP) \
+  SNNTORCH_SPARSE_HD T NAME(T a, T b) { return a OP b; }
 #endif
-}
-SNNTORCH_SPARSE_HD double mul_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-SNNTORCH_SPARSE_HD float add_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-SNNTORCH_SPARSE_HD double add_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-SNNTORCH_SPARSE_HD float sub_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-SNNTORCH_SPARSE_HD double sub_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
+SNNTORCH_SPARSE_RN(mul_rn, float, __fmul_rn, *)
+SNNTORCH_SPARSE_RN(mul_rn, double, __dmul_rn, *)
+SNNTORCH_SPARSE_RN(add_rn, float, __fadd_rn, +)
+SNNTORCH_SPARSE_RN(add_rn, double, __dadd_rn, +)
+SNNTORCH_SPARSE_RN(sub_rn, float, __fsub_rn, -)
+SNNTORCH_SPARSE_RN(sub_rn, double, __dsub_rn, -)
+#undef SNNTORCH_SPARSE_RN
 
 // Time steps per chunk (loads in flight per thread). The kernels are also
 // instantiated with a chunk of 1 -- the loop's natural form, one load ahead --
