@@ -520,6 +520,17 @@ def main(argv=None) -> list:
     p.add_argument("--out", default="benchmarks/results", help="folder for JSON and plot")
     p.add_argument("--tag", default="", help="suffix for the results file name")
     args = p.parse_args(argv)
+    for name in ("repeats", "batch", "T"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        p.error(f"--warmup must be >= 0, got {args.warmup}")
+    all_variants = sorted({v for c in PRESETS.values() for v in c.variants})
+    if args.variants is not None:
+        bad = [v for v in args.variants if v not in all_variants]
+        if bad or not args.variants:
+            p.error(f"unknown variants {bad}; choose from {all_variants}" if bad else
+                    f"--variants needs at least one name; choose from {all_variants}")
     device = torch.device(args.device)
     if args.quick:
         names = args.configs or ["quick_shd"]
@@ -542,9 +553,13 @@ def main(argv=None) -> list:
     for n in names:
         cfg = PRESETS[n]
         if args.variants:
-            cfg = BenchConfig(**{**asdict(cfg), "variants": tuple(v for v in cfg.variants if v in args.variants)})
-        if args.batch or args.T:
-            cfg = BenchConfig(**{**asdict(cfg), "batch": args.batch or cfg.batch, "T": args.T or cfg.T})
+            chosen = tuple(v for v in cfg.variants if v in args.variants)
+            if not chosen:
+                p.error(f"none of --variants {args.variants} is run by config {n!r} (it runs {list(cfg.variants)})")
+            cfg = BenchConfig(**{**asdict(cfg), "variants": chosen})
+        if args.batch is not None or args.T is not None:
+            cfg = BenchConfig(**{**asdict(cfg), "batch": args.batch if args.batch is not None else cfg.batch,
+                                 "T": args.T if args.T is not None else cfg.T})
         results.append(run_config(cfg, device, args.repeats, args.warmup))
         # after every config: a run that dies later (e.g. out of memory) keeps what it measured
         (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))

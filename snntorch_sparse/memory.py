@@ -1,14 +1,19 @@
 """Counting the bytes autograd keeps for the backward pass.
 
-:func:`saved_tensor_bytes` counts, with
+:func:`saved_tensor_bytes` sees, with
 :func:`torch.autograd.graph.saved_tensors_hooks`, every tensor packed for
-backward inside its ``with`` block, each underlying storage once. Pass the
-model(s) to leave out their parameters and buffers (saved by reference, also
-through views such as ``weight.t()``): what remains is the activation memory
-of training, on any device.
+backward inside its ``with`` block, and counts at the end of the block those
+that a live autograd graph still holds, each underlying storage once. A
+tensor saved by a graph node that is freed before the block ends is not
+counted: e.g. snnTorch's ``Leaky`` runs its surrogate on the membrane to get
+the reset term and then detaches it, so the tensors that call saved are
+released during the forward. Pass the model(s) to leave out their parameters
+and buffers (saved by reference, also through views such as ``weight.t()``):
+what remains is the activation memory of training, on any device.
 """
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 
 import torch
@@ -17,12 +22,22 @@ __all__ = ["saved_tensor_bytes", "SavedBytes"]
 
 
 class SavedBytes:
-    """Result holder: ``.bytes`` total, ``.count`` distinct storages."""
+    """Result holder, filled when the ``with`` block ends: ``.bytes`` total,
+    ``.count`` distinct storages held for backward at that point."""
 
     def __init__(self):
         self.bytes = 0
         self.count = 0
-        self._seen = set()
+
+
+class _Packed:
+    """What the graph stores instead of the tensor: alive exactly as long as
+    the graph node that saved it, which a weak reference can observe."""
+
+    __slots__ = ("tensor", "__weakref__")
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
 
 
 def _storage_key(t: torch.Tensor):
@@ -32,6 +47,10 @@ def _storage_key(t: torch.Tensor):
 @contextmanager
 def saved_tensor_bytes(*exclude):
     """``with saved_tensor_bytes(model) as c: loss = f(model(x))`` then ``c.bytes``.
+
+    ``c.bytes`` is the size of the distinct storages that autograd holds for
+    backward when the block ends (a held tensor keeps its storage alive, so
+    two live storages never share an address).
 
     Args:
         exclude: modules (their parameters and buffers) or tensors whose
@@ -44,19 +63,28 @@ def saved_tensor_bytes(*exclude):
         for t in tensors:
             if t.device.type != "meta":
                 skip.add(_storage_key(t))
+    packed = []  # (weak reference to the _Packed, storage key, storage bytes)
 
-    def pack(t: torch.Tensor):
+    def pack(t):
         if not isinstance(t, torch.Tensor) or t.device.type == "meta":
             return t
         try:
             key, size = _storage_key(t), t.untyped_storage().nbytes()
-        except (RuntimeError, NotImplementedError):
-            key, size = id(t), t.numel() * t.element_size()
-        if key not in counter._seen and key not in skip:
-            counter._seen.add(key)
-            counter.bytes += size
-            counter.count += 1
-        return t
+        except (RuntimeError, NotImplementedError):  # e.g. sparse tensors: no single storage
+            key, size = ("tensor", id(t)), t.numel() * t.element_size()
+        if key in skip:
+            return t
+        box = _Packed(t)
+        packed.append((weakref.ref(box), key, size))
+        return box
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        yield counter
+    def unpack(box):
+        return box.tensor if isinstance(box, _Packed) else box
+
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            yield counter
+    finally:
+        held = {key: size for ref, key, size in packed if ref() is not None}
+        counter.bytes = sum(held.values())
+        counter.count = len(held)

@@ -20,6 +20,48 @@ def test_saved_tensor_bytes_hand_computed():
     del y
 
 
+
+def test_saved_tensor_bytes_counts_only_what_a_live_graph_holds():
+    """Tensors saved by graph nodes freed inside the block are not held for backward."""
+    w = torch.ones(256, requires_grad=True)
+    x = torch.rand(256)
+    with saved_tensor_bytes(w) as c:
+        for _ in range(5):  # each graph is dropped at once: nothing stays saved
+            (w * torch.rand(256)).sum().item()
+        loss = (w * x).sum()  # keeps x
+    assert (c.bytes, c.count) == (256 * 4, 1)
+    kept = []
+    with saved_tensor_bytes(w) as c:
+        for _ in range(5):
+            kept.append((w * torch.rand(256)).sum())
+    assert (c.bytes, c.count) == (5 * 256 * 4, 5)
+    loss.backward()  # the saved tensors unpack to the originals
+    assert torch.equal(w.grad, x)
+
+
+def test_saved_tensor_bytes_snntorch_leaky_step():
+    """snnTorch's Leaky runs its surrogate twice per step, once for the spike and once
+    for the reset term, which it detaches: only the spike's saved membrane shift
+    ([4, 8] floats, plus at most a scalar) stays held for backward."""
+    import snntorch as snn
+    lif = snn.Leaky(beta=0.9)
+    cur = torch.randn(4, 8, requires_grad=True)
+    mem = torch.randn(4, 8, requires_grad=True)
+    packed = []
+
+    def pack(t):
+        packed.append(t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        lif(cur, mem)
+    assert packed.count(4 * 8 * 4) == 2  # both surrogate calls saved a [4, 8] tensor
+    with saved_tensor_bytes(lif) as c:
+        spk, mem2 = lif(cur, mem)
+    assert c.bytes in (4 * 8 * 4, 4 * 8 * 4 + 4)
+    (spk.sum() + mem2.sum()).backward()
+
+
 def test_tiny_run_writes_results(tmp_path):
     cfg = bench.BenchConfig("tiny", 40, (24,), 5, 12, 8, density=0.1, calib_steps=2,
                             variants=("snntorch", "fused_dense", "sparse_reference", "sparse_compiled"))
@@ -107,3 +149,21 @@ def test_profile_step_script_profiles_a_calibrated_step(monkeypatch, capsys):
     assert len(calls) == 1
     assert "[quick_shd] sparse_reference on cpu" in out
     assert "phase:forward" in out and "phase:backward" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--variants", "foo"], "unknown variants ['foo']"),
+    (["--variants", "sparse_event", "typo"], "unknown variants ['typo']"),
+    (["--variants"], "--variants needs at least one name"),
+    (["--configs", "on16384", "--variants", "sparse_reference"], "none of --variants"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--batch", "0"], "--batch must be >= 1"),
+    (["--T", "-3"], "--T must be >= 1"),
+    (["--warmup", "-1"], "--warmup must be >= 0"),
+])
+def test_cli_rejects_bad_arguments(argv, message, capsys, tmp_path):
+    """Bad arguments stop before any run with a message naming the argument."""
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv + ["--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
