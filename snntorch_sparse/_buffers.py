@@ -10,13 +10,15 @@ never pays this: its small per-step tensors are recycled by ``malloc``.
 :class:`BufferPool` keeps the last buffer of each role and hands it out again
 once nothing else references its storage (the user dropped the spikes, autograd
 consumed the gradient), so its pages stay mapped. A buffer still referenced
-anywhere is never reused. CUDA tensors are not pooled (PyTorch's caching
-allocator already recycles them). Set ``SNNTORCH_SPARSE_REUSE_BUFFERS=0`` to
+anywhere is never reused: by a tensor (any view, ``numpy()`` array or autograd
+node holding one) or by a Python storage object (``out.untyped_storage()``).
+CUDA tensors are not pooled (PyTorch's caching allocator already recycles them). Set ``SNNTORCH_SPARSE_REUSE_BUFFERS=0`` to
 allocate fresh tensors every time; :meth:`BufferPool.clear` frees the buffers.
 """
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import Dict, Tuple
 
@@ -33,9 +35,24 @@ def _storage_refs(t: torch.Tensor) -> int:
     return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
 
 
+def _storage_py_refs(t: torch.Tensor) -> int:
+    # A Python storage object the user holds (``out.untyped_storage()``) is not
+    # counted by the C++ use count (PyTorch preserves it on the storage itself);
+    # its Python reference count shows it.
+    return sys.getrefcount(t.untyped_storage())
+
+
 # References to the storage of a tensor nothing else holds: measured once, since
 # the temporary storage object made to ask counts too.
 _ALONE = _storage_refs(torch.empty(1))
+_PY_ALONE = _storage_py_refs(torch.empty(1))
+
+
+def _free(t: torch.Tensor) -> bool:
+    """Nothing but the pool references ``t``'s storage (never assumed while tracing)."""
+    if torch.compiler.is_compiling():
+        return False
+    return _storage_refs(t) == _ALONE and _storage_py_refs(t) == _PY_ALONE
 
 
 class BufferPool:
@@ -63,7 +80,7 @@ class BufferPool:
         with self._lock:
             old = self._slots.get(role)
             if (old is not None and old.shape == shape and old.dtype == dtype and old.device == device
-                    and _storage_refs(old) == _ALONE):
+                    and _free(old)):
                 # Hand out a fresh tensor object on the same storage: the caller's
                 # references (and any autograd metadata) never touch the pooled one.
                 out = old.detach()
@@ -88,7 +105,7 @@ class BufferPool:
         with self._lock:
             old = self._slots.get(role)
             if (old is not None and old.numel() >= numel and old.dtype == dtype and old.device == device
-                    and _storage_refs(old) == _ALONE):
+                    and _free(old)):
                 return old.detach()[:numel]
         buf = torch.empty(max(numel + numel // 4, 1024), dtype=dtype, device=device)
         with self._lock:

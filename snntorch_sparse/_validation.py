@@ -1,6 +1,8 @@
 """Input checks shared by the layers: clear errors naming the argument."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 RESET_MODES = {"subtract": 0, "zero": 1, "none": 2}
@@ -51,16 +53,78 @@ def check_same_device(**tensors) -> None:
         raise ValueError(f"tensors must be on one device: {listing}")
 
 
+def _real_tensor(value, name: str) -> torch.Tensor:
+    """``value`` as a real floating tensor; int/bool values (valid in snnTorch) become the default float dtype."""
+    try:
+        t = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}") from None
+    if t.is_complex():
+        raise TypeError(f"{name} must be real, got {t.dtype}")
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    return t
+
+
+def as_float_param(value):
+    """An int/bool-valued ``beta``/``threshold`` (``1``, ``torch.tensor(1)``) as a default-dtype float.
+
+    snnTorch stores such values as int64 tensors; the sparse layers keep them as
+    floats (the membrane arithmetic is float anyway, and a learnable parameter
+    must be floating point). Floats and float tensors are returned as they are.
+    """
+    if isinstance(value, bool) or isinstance(value, int):
+        return float(value)
+    if isinstance(value, torch.Tensor) and not value.is_floating_point() and not value.is_complex():
+        return value.to(torch.get_default_dtype())
+    return value
+
+
 def check_beta(beta) -> None:
-    b = torch.as_tensor(beta).detach()
-    if not b.is_floating_point() or not torch.isfinite(b).all() or (b < 0).any() or (b > 1).any():
+    b = _real_tensor(beta, "beta")
+    if not torch.isfinite(b).all() or (b < 0).any() or (b > 1).any():
         raise ValueError(f"beta must be in [0, 1], got {b.tolist() if b.numel() < 8 else b}")
 
 
 def check_threshold(threshold) -> None:
-    t = torch.as_tensor(threshold).detach()
+    t = _real_tensor(threshold, "threshold")
     if not torch.isfinite(t).all():
-        raise ValueError("threshold must be finite")
+        raise ValueError(f"threshold must be finite, got {t.tolist() if t.numel() < 8 else t}")
+
+
+def check_features(n, name: str) -> None:
+    """A layer size: an int >= 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} must be a positive int, got {n!r}")
+
+
+def check_call_tensors(x, weight, bias) -> None:
+    """Shapes, dtypes and devices of a :func:`~snntorch_sparse.functional.sparse_lif` call."""
+    if weight is None:
+        if bias is not None:
+            raise ValueError("bias given without weight: a neuron-only call (weight=None) takes no bias")
+        check_sequence(x, "x", min_dim=2, check_values=False)
+        if x.dim() > 2 and not math.prod(x.shape[2:]):
+            raise ValueError(f"x has no features (shape {tuple(x.shape)}); need at least one neuron")
+        return
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        raise ValueError("weight must be a 2-D [N_out, N_in] tensor, got "
+                         + (f"shape {tuple(weight.shape)}" if isinstance(weight, torch.Tensor)
+                            else type(weight).__name__))
+    n_out, n_in = weight.shape
+    if not n_out or not n_in:
+        raise ValueError(f"weight has shape {tuple(weight.shape)}: need N_out >= 1 and N_in >= 1")
+    check_sequence(x, "x", min_dim=3, features=n_in, check_values=False)
+    if x.dtype != weight.dtype:
+        raise TypeError(f"x has dtype {x.dtype} but weight is {weight.dtype}; they must match")
+    check_same_device(x=x, weight=weight, bias=bias)
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (n_out,):
+            raise ValueError(f"bias must be None or a [{n_out}] tensor (N_out of weight), got "
+                             + (f"shape {tuple(bias.shape)}" if isinstance(bias, torch.Tensor)
+                                else type(bias).__name__))
+        if bias.dtype != weight.dtype:
+            raise TypeError(f"bias has dtype {bias.dtype} but weight is {weight.dtype}; they must match")
 
 
 def check_reset(reset_mechanism: str) -> int:

@@ -34,8 +34,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_finite, per_feature
-from .fused_cpu import SpikeSets, fused_sparse_lif, usable as _fused_usable, values_on_active_set
+from ._validation import check_call_tensors, check_finite, per_feature
+from .fused_cpu import (DOUBLE_BACKWARD_MESSAGE, SpikeSets, first_order_only, fused_sparse_lif,  # noqa: F401
+                        usable as _fused_usable, values_on_active_set)
 from .ops import get_backend
 
 __all__ = ["LIFConfig", "sparse_lif", "ACTIVE_INDEX_ATTR"]
@@ -51,7 +52,14 @@ _DENSE_INPUT_DENSITY = 1.0 / 3.0
 
 @dataclass
 class LIFConfig:
-    """Non-tensor settings of one fused call."""
+    """Non-tensor settings of one fused call.
+
+    A config may be reused for any number of calls: :func:`sparse_lif` never
+    writes to it except for ``stats`` (the last call's activity counts). The
+    upstream layer's sets are taken from the input tensor itself on every call;
+    ``upstream`` / ``upstream_index``, when set explicitly, are checked against
+    the input on every call.
+    """
 
     surrogate: object = None        # SparseSurrogate (None in readout mode)
     reset_mode: int = 0             # 0 subtract, 1 zero, 2 none
@@ -210,6 +218,7 @@ class _SparseLIF(torch.autograd.Function):
         return spk, mem
 
     @staticmethod
+    @first_order_only
     def backward(ctx, d_spk, d_mem):
         (weight, act_idx, act_sg, x_idx, x_val, x_dense, spk_bool, mem_kept,
          beta, threshold, beta_v, thr_v, up_idx) = ctx.saved_tensors
@@ -270,34 +279,112 @@ class _SparseLIF(torch.autograd.Function):
         return dx, dw, db, dbeta, dthr, None
 
 
+def _call_config(x: torch.Tensor, rows: int, cfg: LIFConfig) -> LIFConfig:
+    """This call's own copy of ``cfg``, with the upstream sets that belong to ``x``.
+
+    The caller's config is never modified (only its ``stats`` dict is shared), so
+    one config can serve any number of calls: the upstream layer's sets come from
+    the input tensor itself, every call. Explicit ``upstream`` /
+    ``upstream_index`` are checked against ``x``'s shape and, when ``x`` carries
+    sets of its own, must be those sets.
+    """
+    call = LIFConfig(surrogate=cfg.surrogate, reset_mode=cfg.reset_mode, readout=cfg.readout,
+                     backend=cfg.backend, event_forward=cfg.event_forward,
+                     upstream_index=cfg.upstream_index, upstream=cfg.upstream, pool=cfg.pool,
+                     check_finite=cfg.check_finite, need_mem=cfg.need_mem, stats=cfg.stats)
+    carried = getattr(x, ACTIVE_INDEX_ATTR, None)
+    if not isinstance(carried, SpikeSets) or carried.rows != rows or carried.n != x.shape[-1]:
+        carried = None
+    if call.upstream is not None:
+        up = call.upstream
+        if not isinstance(up, SpikeSets):
+            raise TypeError(f"cfg.upstream must be a SpikeSets or None, got {type(up).__name__}")
+        if up.rows != rows or up.n != x.shape[-1]:
+            raise ValueError(f"cfg.upstream describes a [{up.rows} rows, {up.n} features] input, "
+                             f"but x has shape {tuple(x.shape)}; leave cfg.upstream as None "
+                             "(the sets travel with the input spikes)")
+        if carried is not None and carried is not up:
+            raise ValueError("cfg.upstream is not the set of spikes x carries (a stale upstream "
+                             "from another call?); leave cfg.upstream as None")
+    elif call.upstream_index is not None:
+        idx = call.upstream_index
+        if (not isinstance(idx, torch.Tensor) or idx.dim() != 1 or idx.dtype != torch.long
+                or idx.device != x.device or idx.numel() > x.numel()):
+            raise ValueError("cfg.upstream_index must be a 1-D int64 tensor of sorted flat indices "
+                             f"into x (at most {x.numel()}, on {x.device}), got "
+                             + (f"shape {tuple(idx.shape)} {idx.dtype} on {idx.device}"
+                                if isinstance(idx, torch.Tensor) else type(idx).__name__))
+        if (idx.numel() and x.device.type != "meta" and not torch.compiler.is_compiling()
+                and (int(idx.min()) < 0 or int(idx.max()) >= x.numel())):
+            raise ValueError(f"cfg.upstream_index has entries outside [0, {x.numel()})")
+        call.upstream = SpikeSets(x.shape[-1], rows, active_flat=idx)
+    else:
+        call.upstream = carried
+    return call
+
+
+def _check_call(x, weight, bias, beta, threshold, cfg: LIFConfig):
+    """Clear errors for a bad ``sparse_lif`` call; returns ``beta``, ``threshold`` as tensors."""
+    if not isinstance(cfg, LIFConfig):
+        raise TypeError(f"cfg must be a LIFConfig, got {type(cfg).__name__}")
+    check_call_tensors(x, weight, bias)
+    if cfg.reset_mode not in (0, 1, 2):
+        raise ValueError(f"cfg.reset_mode must be 0 (subtract), 1 (zero) or 2 (none), got {cfg.reset_mode!r}")
+    if not cfg.readout and (cfg.surrogate is None or not hasattr(cfg.surrogate, "bth")
+                            or not hasattr(cfg.surrogate, "derivative")):
+        raise ValueError("cfg.surrogate must be a sparse surrogate (e.g. "
+                         "snntorch_sparse.sparse_fast_sigmoid()) for a spiking call, got "
+                         f"{cfg.surrogate!r}; only readout=True calls take none")
+    like = weight if weight is not None else x
+    out = []
+    for name, v in (("beta", beta), ("threshold", threshold)):
+        if isinstance(v, torch.Tensor):
+            if v.device != x.device:
+                raise ValueError(f"tensors must be on one device: x on {x.device}, {name} on {v.device}")
+            if v.is_complex():
+                raise TypeError(f"{name} must be real, got {v.dtype}")
+            if not v.is_floating_point():  # int / bool valued, as snnTorch allows
+                v = v.to(like.dtype)
+        elif isinstance(v, (bool, int, float)):
+            v = torch.tensor(float(v), dtype=like.dtype, device=x.device)
+        else:
+            raise TypeError(f"{name} must be a float or a tensor, got {type(v).__name__}")
+        out.append(v)
+    return out
+
+
 def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
                beta: torch.Tensor, threshold: torch.Tensor, cfg: LIFConfig):
     """Fused (Linear +) LIF over a whole sequence with the sparse backward.
 
     Args:
-        x: ``[T, B, ..., N_in]`` input spikes (linear) or ``[T, B, ...]`` current.
-        weight, bias: ``nn.Linear`` parameters, or ``None`` for a neuron-only call.
-        beta, threshold: scalar or per-neuron tensors (``beta`` is clamped to [0, 1]).
-        cfg: :class:`LIFConfig`.
+        x: ``[T, B, ..., N_in]`` input spikes (linear; float32/float64, the
+            weight's dtype) or ``[T, B, ...]`` current (neuron only).
+        weight, bias: ``nn.Linear`` parameters (``[N_out, N_in]``, ``[N_out]``),
+            or ``None`` for a neuron-only call.
+        beta, threshold: floats, scalar or per-neuron tensors (``beta`` is
+            clamped to [0, 1]).
+        cfg: :class:`LIFConfig`; it is not modified (except ``cfg.stats``) and
+            may be reused across calls.
 
     Returns:
         ``(spk, mem)`` with the input's leading shape and ``N_out`` features
         (``mem`` is an empty tensor when ``cfg.need_mem`` is ``False``).
         ``spk`` carries the active set for the next sparse layer.
+
+    The backward is first-order only: a backward through it with
+    ``create_graph=True`` (for double backward) raises a ``RuntimeError``.
     """
-    rows = x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
-    if cfg.upstream is None and cfg.upstream_index is None and weight is not None:
-        sets = getattr(x, ACTIVE_INDEX_ATTR, None)
-        if isinstance(sets, SpikeSets) and sets.rows == rows and sets.n == x.shape[-1]:
-            cfg.upstream = sets
+    beta, threshold = _check_call(x, weight, bias, beta, threshold, cfg)
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    cfg = _call_config(x, rows, cfg)  # this call's copy: the caller's cfg is left as it is
+    if weight is None:  # neuron only: ∂L/∂X = h, not restricted to an upstream set
+        cfg.upstream = cfg.upstream_index = None
     fused = _fused_usable(x, weight, cfg)
     if cfg.upstream is not None:
         cfg.check_finite = False  # spikes of a sparse layer: binary by construction
         if not fused:
             cfg.upstream_index = cfg.upstream.active_flat()
-    elif cfg.upstream_index is not None:
-        cfg.check_finite = False
-        cfg.upstream = SpikeSets(x.shape[-1], rows, active_flat=cfg.upstream_index)
     fn = fused_sparse_lif if fused else _SparseLIF.apply
     if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
         # Opt out of autocast: a half-precision GEMM would move membranes across

@@ -27,6 +27,7 @@ values only if not binary).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -48,6 +49,31 @@ _DENSE_DX_FRACTION = 0.25
 # Per-thread dWᵀ copies above this size: the backward stores h and uses the
 # column-sorted weight-gradient op instead.
 _MAX_DW_COPIES_BYTES = 256 << 20
+
+
+DOUBLE_BACKWARD_MESSAGE = (
+    "snntorch_sparse: create_graph=True (double backward / second-order gradients) is not "
+    "supported through the sparse LIF layers or sparse_lif: their backward is first-order only. "
+    "Use snnTorch's dense layers (snntorch_sparse.desparsify) for higher-order gradients.")
+
+
+def first_order_only(backward):
+    """Decorator for a custom ``backward``: refuse ``create_graph=True``.
+
+    The backward is a hand-written first-order formula; differentiating it again
+    would silently give a wrong (partial or zero) second derivative. Autograd runs
+    a custom backward with grad mode on exactly when ``create_graph=True``, so that
+    is refused up front with a ``RuntimeError``. (``once_differentiable`` is not
+    enough: it only errors when the incoming gradient itself requires grad, and
+    then only if the later backward happens to reach its error node.)
+    """
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            raise RuntimeError(DOUBLE_BACKWARD_MESSAGE)
+        with torch.no_grad():
+            return backward(ctx, *grads)
+    return wrapper
 
 
 class SpikeSets:
@@ -228,6 +254,7 @@ class _FusedSparseLIF(torch.autograd.Function):
         return spk.view(out_shape), mem
 
     @staticmethod
+    @first_order_only
     def backward(ctx, d_spk, d_mem):
         (weight, act_rowptr, act_col, act_sg, x_rowptr, x_col, x_val, x_dense, up_rowptr, up_col, spk_bool,
          mem_kept, beta, threshold, beta_v, thr_v) = ctx.saved_tensors

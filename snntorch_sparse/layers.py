@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ._buffers import BufferPool
-from ._validation import autocast_input, check_beta, check_reset, check_same_device, check_sequence, check_threshold
+from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
+                          check_sequence, check_threshold)
 from .functional import LIFConfig, sparse_lif
 from .neurons import resolve_surrogate
 
@@ -66,8 +67,11 @@ class SparseLinearLeaky(nn.Module):
                  reset_mechanism: str = "subtract", output: bool = False, readout: bool = False,
                  backend=None, event_forward=None, device=None, dtype=None):
         super().__init__()
+        check_features(in_features, "in_features")
+        check_features(out_features, "out_features")
         check_beta(beta)
         check_threshold(threshold)
+        beta, threshold = as_float_param(beta), as_float_param(threshold)  # 1 -> 1.0, as snnTorch accepts
         self.reset_mode = check_reset("none" if readout else reset_mechanism)
         self.reset_mechanism = "none" if readout else reset_mechanism
         self.fc = nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)

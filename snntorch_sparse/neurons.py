@@ -20,7 +20,8 @@ from __future__ import annotations
 import snntorch as snn
 import torch
 
-from ._validation import autocast_input, check_beta, check_same_device, check_sequence, check_threshold, check_reset
+from ._validation import (as_float_param, autocast_input, check_beta, check_reset, check_same_device, check_sequence,
+                          check_threshold)
 from .functional import LIFConfig, sparse_lif
 from .surrogate import DEFAULT_BTH, SparseSurrogate, sparse_fast_sigmoid, sparsify_surrogate
 
@@ -72,6 +73,9 @@ class SparseLeaky(snn.Leaky):
         check_beta(beta)
         check_threshold(threshold)
         check_reset(reset_mechanism)
+        # snnTorch keeps an int beta (beta=1: integrate-and-fire) as int64; here it is a float
+        # (default dtype), so it can also be learned and moved with .to(dtype)
+        beta, threshold = as_float_param(beta), as_float_param(threshold)
         surrogate = resolve_surrogate(spike_grad, bth)
         super().__init__(beta, threshold=threshold, spike_grad=surrogate,
                          surrogate_disable=surrogate_disable, init_hidden=init_hidden,
@@ -123,7 +127,10 @@ class SparseLeaky(snn.Leaky):
                         backend=self.backend)
         spk, mem_seq = sparse_lif(input_, None, None, self.beta, self.threshold, cfg)
         self._stats = cfg.stats
-        self.mem = mem_seq[-1]
+        # The last membrane, for inspection as in snnTorch -- detached and copied: the
+        # next call starts from zero anyway, so it must keep neither the autograd graph
+        # nor the whole [T, B, ...] membrane alive (deepcopy / pickling a trained model).
+        self.mem = mem_seq[-1].detach().clone() if mem_seq.numel() else mem_seq.detach()
         if self.output:
             return spk, mem_seq
         if self.init_hidden:
