@@ -62,29 +62,38 @@ def dense_key_map(sparse_model: nn.Module) -> Tuple[Dict[str, str], Dict[str, to
         return {k: k for k in keys}, {}
     mapping: Dict[str, str] = {}
     extras: Dict[str, torch.Tensor] = {}
+    _map_sequential(sparse_model, "", "", keys, mapping, extras)
+    return mapping, extras
+
+
+def _map_sequential(seq: nn.Sequential, sparse_pre: str, dense_pre: str, keys, mapping: Dict[str, str],
+                    extras: Dict[str, torch.Tensor]) -> None:
+    """Fill ``mapping``/``extras`` for the modules of ``seq`` (keys under ``sparse_pre``,
+    dense keys under ``dense_pre``); nested Sequentials keep their nesting in both."""
     j = 0
-    for i, m in enumerate(sparse_model):
-        pre = f"{i}."
+    for i, m in enumerate(seq):
+        pre = f"{sparse_pre}{i}."
         own = [k for k in keys if k.startswith(pre)]
-        if isinstance(m, SparseLinearLeaky):
+        if isinstance(m, SparseLinearLeaky):  # -> nn.Linear, snn.Leaky
             for k in own:
                 rest = k[len(pre):]
                 if rest.startswith("fc."):
-                    mapping[k] = f"{j}.{rest[3:]}"
+                    mapping[k] = f"{dense_pre}{j}.{rest[3:]}"
                 else:
-                    mapping[k] = f"{j + 1}.{rest}"
+                    mapping[k] = f"{dense_pre}{j + 1}.{rest}"
             for name, v in _leaky_extras(m.reset_mechanism).items():
-                extras[f"{j + 1}.{name}"] = v
+                extras[f"{dense_pre}{j + 1}.{name}"] = v
             j += 2
             continue
         if isinstance(m, TimeDistributed):
             for k in own:
-                mapping[k] = f"{j}.{k[len(pre) + len('module.'):]}"
+                mapping[k] = f"{dense_pre}{j}.{k[len(pre) + len('module.'):]}"
+        elif isinstance(m, nn.Sequential):
+            _map_sequential(m, pre, f"{dense_pre}{j}.", keys, mapping, extras)
         else:  # SparseLeaky (same keys as snn.Leaky) and any other module
             for k in own:
-                mapping[k] = f"{j}.{k[len(pre):]}"
+                mapping[k] = f"{dense_pre}{j}.{k[len(pre):]}"
         j += 1
-    return mapping, extras
 
 
 def to_dense_state_dict(sparse_model: nn.Module,

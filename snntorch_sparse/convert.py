@@ -8,6 +8,9 @@ snnTorch models come in two styles, and :func:`sparsify` keeps each working:
   :class:`~snntorch_sparse.SparseLinearLeaky`, other ``snn.Leaky`` neurons into
   multi-step :class:`~snntorch_sparse.SparseLeaky`, and stateless layers
   (conv, flatten, pooling, ...) are wrapped in :class:`TimeDistributed`.
+  Nested ``nn.Sequential`` blocks are converted the same way, in place; any
+  other module that holds a spiking neuron raises ``TypeError`` (folding time
+  into the batch would give its neuron one step over the whole sequence).
   The one-line change to a training loop::
 
       # before: for t in range(T): spk, mem = net(x[t]); ...   (after utils.reset(net))
@@ -18,7 +21,10 @@ snnTorch models come in two styles, and :func:`sparsify` keeps each working:
   ``snn.Leaky`` becomes a single-step :class:`~snntorch_sparse.SparseLeaky`;
   the loop is unchanged and the gradients are the sparse ones (no fused speed-up).
 
-Weights, betas and thresholds are copied; the result is a new model.
+Weights, betas (unclamped: like snnTorch, the layers clamp beta to [0, 1] in
+their forward), thresholds and train/eval modes are copied; the result is a new
+model, and ``model`` may have run before (graph-attached hidden state is copied
+detached).
 """
 from __future__ import annotations
 
@@ -59,46 +65,133 @@ def _is_param(t) -> bool:
     return isinstance(t, nn.Parameter)
 
 
-def _leaky_kwargs(leaky: snn.Leaky) -> dict:
-    return dict(beta=leaky.beta.detach().clone(), threshold=leaky.threshold.detach().clone(),
-                learn_beta=_is_param(leaky.beta), learn_threshold=_is_param(leaky.threshold),
-                reset_mechanism=leaky.reset_mechanism)
+def _copy(module: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also works after a forward pass.
+
+    snnTorch neurons keep their last membrane (``mem``, ``reset``, ...) attached to
+    the autograd graph, which ``copy.deepcopy`` refuses. Such non-leaf tensors are
+    copied detached; ``module`` itself is not changed.
+    """
+    memo = {}
+    for m in module.modules():
+        for v in list(vars(m).values()) + list(m._buffers.values()):
+            if isinstance(v, torch.Tensor) and not v.is_leaf:
+                memo[id(v)] = v.detach().clone()
+    return copy.deepcopy(module, memo)
 
 
-def _check_supported(leaky: snn.Leaky, where: str) -> None:
-    bad = [name for name, on in (("inhibition", leaky.inhibition), ("state_quant", bool(leaky.state_quant)),
-                                 ("reset_delay=False", not leaky.reset_delay),
-                                 ("graded_spikes_factor != 1", float(leaky.graded_spikes_factor) != 1.0))
-           if on]
+def _beta_threshold(leaky, where: str):
+    """Detached copies of ``beta`` and ``threshold`` (``beta`` as a float tensor).
+
+    ``beta`` is not checked against [0, 1]: snnTorch clamps it in its forward
+    (a learnable beta may drift past 1) and so do the sparse layers.
+    """
+    beta = leaky.beta.detach().clone()
+    if not beta.is_floating_point():
+        beta = beta.to(torch.get_default_dtype())
+    threshold = leaky.threshold.detach().clone()
+    for name, t in (("beta", beta), ("threshold", threshold)):
+        if not torch.isfinite(t).all():
+            raise ValueError(f"sparsify: {name} of the {type(leaky).__name__} at {where} contains NaN or inf")
+    return beta, threshold
+
+
+def _check_shape(t: torch.Tensor, name: str, where: str, n: int | None) -> None:
+    """``beta``/``threshold`` must be a scalar or one value per neuron (no broadcasting over features)."""
+    if t.numel() == 1:
+        return
+    shape = list(t.shape)
+    while shape and shape[0] == 1:
+        shape.pop(0)
+    if n is not None:
+        ok, expected = shape == [n], f"a scalar or shape [{n}] (one per output neuron)"
+    else:
+        ok, expected = 1 not in shape, "a scalar or one value per neuron (the full feature shape, e.g. [C, H, W])"
+    if not ok:
+        raise ValueError(
+            f"sparsify: {name} of the snn.Leaky at {where} has shape {tuple(t.shape)}, which snnTorch "
+            f"broadcasts over the neurons (e.g. per channel); the sparse layers need {expected}. "
+            f"Expand it first (e.g. {name}.expand(C, H, W); a learnable {name} then becomes per-neuron) "
+            "or keep this neuron in snnTorch")
+
+
+def _check_multi_step(leaky: snn.Leaky, where: str) -> None:
+    """Options of ``snn.Leaky`` that the multi-step (fused) sparse layers lack."""
+    g = leaky.graded_spikes_factor
+    bad = [name for name, on in (
+        ("inhibition=True", leaky.inhibition),
+        ("state_quant", bool(leaky.state_quant)),
+        ("reset_delay=False", not leaky.reset_delay),
+        ("surrogate_disable=True", getattr(leaky, "surrogate_disable", False)),
+        ("learn_graded_spikes_factor=True", _is_param(g)),
+        ("graded_spikes_factor != 1", bool((torch.as_tensor(g).detach() != 1).any())))
+        if on]
     if bad:
-        raise ValueError(f"sparsify: the snn.Leaky at {where} uses {', '.join(bad)}, "
-                         "which the fused sparse layers do not support")
+        raise ValueError(f"sparsify: the snn.Leaky at {where} uses {', '.join(bad)}, which the multi-step "
+                         "sparse layers (SparseLinearLeaky, SparseLeaky(step_mode='multi')) do not "
+                         "support; remove the option or keep this neuron in snnTorch")
 
 
-def _sparse_neuron(leaky: snn.Leaky, step_mode: str, bth, spike_grad, backend) -> SparseLeaky:
+def _single_step_options(leaky) -> dict:
+    """snnTorch options a single-step SparseLeaky (or snn.Leaky) carries over unchanged."""
+    g = getattr(leaky, "graded_spikes_factor", None)
+    return dict(surrogate_disable=getattr(leaky, "surrogate_disable", False),
+                inhibition=getattr(leaky, "inhibition", False),
+                state_quant=getattr(leaky, "state_quant", False),
+                reset_delay=getattr(leaky, "reset_delay", True),
+                graded_spikes_factor=1.0 if g is None else g.detach().clone(),
+                learn_graded_spikes_factor=_is_param(g))
+
+
+def _sparse_neuron(leaky: snn.Leaky, step_mode: str, bth, spike_grad, backend, where: str) -> SparseLeaky:
+    beta, threshold = _beta_threshold(leaky, where)
+    if step_mode == "multi":
+        _check_multi_step(leaky, where)
+        _check_shape(beta, "beta", where, None)
+        _check_shape(threshold, "threshold", where, None)
+        extra = {}
+    else:
+        extra = _single_step_options(leaky)
     sg = resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth)
-    new = SparseLeaky(spike_grad=sg, init_hidden=leaky.init_hidden, output=leaky.output,
-                      step_mode=step_mode, backend=backend, **_leaky_kwargs(leaky))
+    new = SparseLeaky(beta=beta.clamp(0, 1), threshold=threshold, learn_beta=_is_param(leaky.beta),
+                      learn_threshold=_is_param(leaky.threshold), reset_mechanism=leaky.reset_mechanism,
+                      spike_grad=sg, init_hidden=leaky.init_hidden, output=leaky.output,
+                      step_mode=step_mode, backend=backend, **extra)
+    with torch.no_grad():
+        new.beta.copy_(beta)  # unclamped, as in snnTorch; the forward clamps
+    new.train(leaky.training)
     return new.to(leaky.beta.device)
 
 
-def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend,
-          event_forward=None) -> SparseLinearLeaky:
+def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend, event_forward, where: str) -> SparseLinearLeaky:
+    _check_multi_step(leaky, where)
+    beta, threshold = _beta_threshold(leaky, where)
+    _check_shape(beta, "beta", where, linear.out_features)
+    _check_shape(threshold, "threshold", where, linear.out_features)
     sg = resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth)
-    kw = _leaky_kwargs(leaky)
-    layer = SparseLinearLeaky(linear.in_features, linear.out_features, spike_grad=sg,
-                              bias=linear.bias is not None, output=leaky.output, backend=backend,
-                              event_forward=event_forward, device=linear.weight.device, dtype=linear.weight.dtype, **kw)
+    layer = SparseLinearLeaky(linear.in_features, linear.out_features, beta=beta.clamp(0, 1), threshold=threshold,
+                              spike_grad=sg, bias=linear.bias is not None, learn_beta=_is_param(leaky.beta),
+                              learn_threshold=_is_param(leaky.threshold), reset_mechanism=leaky.reset_mechanism,
+                              output=leaky.output, backend=backend, event_forward=event_forward,
+                              device=linear.weight.device, dtype=linear.weight.dtype)
     with torch.no_grad():
         layer.fc.weight.copy_(linear.weight)
         if linear.bias is not None:
             layer.fc.bias.copy_(linear.bias)
+        layer.beta.copy_(beta)  # unclamped, as in snnTorch; the forward clamps
+    layer.train(leaky.training)
     return layer
 
 
 def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backend=None,
              event_forward=None) -> nn.Module:
     """Return a copy of ``model`` with sparse layers (see module docs).
+
+    Nested ``nn.Sequential`` blocks are converted in place (same structure).
+    A module of another kind inside an ``nn.Sequential`` that holds a spiking
+    neuron raises ``TypeError`` (it would otherwise see one time step over the
+    whole sequence). The hidden state of ``model`` is not needed: it can be
+    converted after a forward pass. Train/eval modes are kept.
 
     Args:
         model: an snnTorch model.
@@ -114,53 +207,75 @@ def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backen
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(model, nn.Sequential):
         return _sparsify_sequential(model, bth, spike_grad, backend, event_forward)
-    model = copy.deepcopy(model)
+    model = _copy(model)
     _swap_neurons(model, bth, spike_grad, backend)
     return model
 
 
-def _swap_neurons(module: nn.Module, bth, spike_grad, backend) -> None:
+def _swap_neurons(module: nn.Module, bth, spike_grad, backend, prefix: str = "") -> None:
     for name, child in module.named_children():
         if type(child) is snn.Leaky:
-            _check_supported(child, name)
-            new = _sparse_neuron(child, "single", bth, spike_grad, backend)
+            new = _sparse_neuron(child, "single", bth, spike_grad, backend, f"'{prefix}{name}'")
             new.mem = child.mem
             setattr(module, name, new)
         else:
-            _swap_neurons(child, bth, spike_grad, backend)
+            _swap_neurons(child, bth, spike_grad, backend, f"{prefix}{name}.")
 
 
-def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_forward=None) -> nn.Sequential:
-    mods = list(seq)
+def _stateful_inside(module: nn.Module):
+    """Path and module of the first spiking neuron / multi-step layer below ``module``."""
+    for name, sub in module.named_modules():
+        if name and (isinstance(sub, snn.SpikingNeuron) or getattr(sub, "multi_step", False)):
+            return name, sub
+    return None, None
+
+
+def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_forward=None,
+                         prefix: str = "") -> nn.Sequential:
+    items = list(seq.named_children())
     out = []
     i = 0
-    while i < len(mods):
-        m = mods[i]
-        nxt = mods[i + 1] if i + 1 < len(mods) else None
-        if isinstance(m, nn.Linear) and isinstance(nxt, snn.Leaky) and not isinstance(nxt, SparseLeaky):
-            _require_hidden(nxt, i + 1)
-            _check_supported(nxt, f"index {i + 1}")
-            out.append(_fuse(m, nxt, bth, spike_grad, backend, event_forward))
+    while i < len(items):
+        name, m = items[i]
+        where = f"'{prefix}{name}'"
+        nxt = items[i + 1][1] if i + 1 < len(items) else None
+        if type(m) is nn.Sequential:  # a block: converted in place, it maps [T, B, ...] to [T, B, ...]
+            out.append(_sparsify_sequential(m, bth, spike_grad, backend, event_forward, f"{prefix}{name}."))
+        elif isinstance(m, nn.Linear) and isinstance(nxt, snn.Leaky) and not isinstance(nxt, SparseLeaky):
+            nxt_where = f"'{prefix}{items[i + 1][0]}'"
+            _require_hidden(nxt, nxt_where)
+            out.append(_fuse(m, nxt, bth, spike_grad, backend, event_forward, nxt_where))
             i += 2
             continue
-        if isinstance(m, snn.Leaky):
-            _require_hidden(m, i)
-            _check_supported(m, f"index {i}")
-            out.append(_sparse_neuron(m, "multi", bth, spike_grad, backend))
-        elif isinstance(m, snn.SpikingNeuron):
-            raise TypeError(f"sparsify: {type(m).__name__} at index {i} is not supported; "
-                            "only snn.Leaky neurons have sparse counterparts")
         elif getattr(m, "multi_step", False):
-            out.append(copy.deepcopy(m))
+            out.append(_copy(m))
+        elif isinstance(m, snn.Leaky):
+            _require_hidden(m, where)
+            out.append(_sparse_neuron(m, "multi", bth, spike_grad, backend, where))
+        elif isinstance(m, snn.SpikingNeuron):
+            raise TypeError(f"sparsify: {type(m).__name__} at {where} is not supported; "
+                            "only snn.Leaky neurons have sparse counterparts")
         else:
-            out.append(TimeDistributed(copy.deepcopy(m)))
+            sub_name, sub = _stateful_inside(m)
+            if sub is not None:
+                raise TypeError(
+                    f"sparsify: {type(m).__name__} at {where} holds the stateful {type(sub).__name__} at "
+                    f"'{prefix}{name}.{sub_name}'. Inside an nn.Sequential, sparsify applies modules other "
+                    "than neurons and nested nn.Sequential to all T·B rows at once, which would run this "
+                    "neuron as one time step over the whole sequence. Put its layers in an nn.Sequential, "
+                    "or sparsify a model whose own forward loops over time")
+            td = TimeDistributed(_copy(m))
+            td.training = m.training
+            out.append(td)
         i += 1
-    return nn.Sequential(*out)
+    res = nn.Sequential(*out)
+    res.training = seq.training
+    return res
 
 
-def _require_hidden(leaky: snn.Leaky, index: int) -> None:
+def _require_hidden(leaky: snn.Leaky, where: str) -> None:
     if not leaky.init_hidden:
-        raise ValueError(f"sparsify: the snn.Leaky at index {index} of the nn.Sequential must have "
+        raise ValueError(f"sparsify: the snn.Leaky at {where} of the nn.Sequential must have "
                          "init_hidden=True (snnTorch's convention for layers inside nn.Sequential)")
 
 
@@ -170,39 +285,50 @@ def desparsify(model: nn.Module) -> nn.Module:
     Fused layers become ``nn.Linear`` + ``snn.Leaky(init_hidden=True)``, multi-step
     neurons become ``snn.Leaky``; the clamped surrogate is kept so gradients
     stay those of the sparse model. A readout layer becomes a non-resetting
-    ``snn.Leaky(output=True)`` whose membrane is the readout.
+    ``snn.Leaky(output=True)`` whose membrane is the readout. Nested
+    ``nn.Sequential`` blocks are converted in place; train/eval modes are kept.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(model, nn.Sequential):
-        model = copy.deepcopy(model)
+        model = _copy(model)
         _unswap_neurons(model)
         return model
+    return _desparsify_sequential(model)
+
+
+def _desparsify_sequential(seq: nn.Sequential) -> nn.Sequential:
     out = []
-    for m in model:
-        if isinstance(m, SparseLinearLeaky):
+    for m in seq:
+        if type(m) is nn.Sequential:
+            out.append(_desparsify_sequential(m))
+        elif isinstance(m, SparseLinearLeaky):
             lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
                             device=m.weight.device, dtype=m.weight.dtype)
             with torch.no_grad():
                 lin.weight.copy_(m.weight)
                 if m.bias is not None:
                     lin.bias.copy_(m.bias)
+            lin.train(m.training)
             out += [lin, _dense_leaky(m, init_hidden=True, output=m.output or m.readout)]
         elif isinstance(m, SparseLeaky):
             out.append(_dense_leaky(m, init_hidden=m.init_hidden, output=m.output))
         elif isinstance(m, TimeDistributed):
-            out.append(copy.deepcopy(m.module))
+            out.append(_copy(m.module))
         else:
-            out.append(copy.deepcopy(m))
-    return nn.Sequential(*out)
+            out.append(_copy(m))
+    res = nn.Sequential(*out)
+    res.training = seq.training
+    return res
 
 
 def _dense_leaky(m, init_hidden: bool, output: bool) -> snn.Leaky:
     kw = dict(beta=m.beta.detach().clone(), threshold=m.threshold.detach().clone(),
               learn_beta=_is_param(m.beta), learn_threshold=_is_param(m.threshold),
-              reset_mechanism=m.reset_mechanism)
+              reset_mechanism=m.reset_mechanism, **_single_step_options(m))
     sg = m.surrogate
     leaky = snn.Leaky(spike_grad=sg, init_hidden=init_hidden, output=output, **kw)
+    leaky.train(m.training)
     return leaky.to(m.beta.device)
 
 

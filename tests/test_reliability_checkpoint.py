@@ -140,3 +140,18 @@ def test_resume_from_checkpoint_continues_identically(resume_as):
         assert got == expected
     else:
         torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), rtol=1e-10, atol=1e-12)
+
+
+def test_nested_sequential_state_dict_maps_to_desparsify_layout():
+    """A nested Sequential keeps its nesting: its fused layers map to Linear + Leaky inside it."""
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Sequential(nn.Linear(6, 8), snn.Leaky(beta=0.9, init_hidden=True)),
+                          nn.Linear(8, 4), snn.Leaky(beta=0.9, init_hidden=True, output=True))
+    sparse = sparsify(dense)
+    mapping, extras = dense_key_map(sparse)
+    assert set(mapping) == set(sparse.state_dict())
+    assert set(mapping.values()) | set(extras) == set(desparsify(sparse).state_dict())
+    back = desparsify(sparse)
+    back.load_state_dict(to_dense_state_dict(sparse))
+    for k, v in dense.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
