@@ -1,10 +1,21 @@
 r"""Counting synaptic operations and MACs of linear and convolutional layers.
 
-For a layer with fan-out :math:`F` (``out_features`` for a linear layer,
-``out_channels · k_h · k_w / (s_h · s_w)`` for a convolution) an input with
-:math:`\mathrm{nnz}` non-zero entries costs :math:`\mathrm{nnz} \cdot F`
-synaptic operations (an event-driven accelerator touches only spiking inputs),
-while a dense implementation costs :math:`\mathrm{numel} \cdot F` MACs.
+A dense implementation costs one MAC per (output, connected input) pair; an
+event-driven accelerator touches only the synapses of spiking (non-zero)
+inputs, one synaptic operation each:
+
+* linear layer (``nn.Linear``, :class:`~snntorch_sparse.layers.SparseLinearLeaky`):
+  :math:`\mathrm{nnz} \cdot F_\text{out}` synaptic operations and
+  :math:`\mathrm{numel} \cdot F_\text{out}` MACs;
+* convolution (``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d``, any ``groups``, stride,
+  padding or dilation): an output connects to :math:`C_\text{in} / g \cdot \prod k`
+  inputs (:math:`g` groups, kernel volume :math:`\prod k`), so the MACs are
+  :math:`\mathrm{numel}(\text{output}) \cdot C_\text{in} / g \cdot \prod k`; the
+  synaptic operations are the connections that start at a non-zero input,
+  counted exactly (an input spike reaches :math:`C_\text{out} / g \cdot \prod k`
+  outputs inside the feature map, fewer at its borders and with strides).
+
+Transposed convolutions are not counted.
 """
 from __future__ import annotations
 
@@ -15,17 +26,30 @@ from torch import nn
 
 __all__ = ["OpCounter", "count_ops"]
 
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
-def _fan_out(m: nn.Module) -> float:
+
+def _counted_types() -> tuple:
     from ..layers import SparseLinearLeaky
 
-    if isinstance(m, (nn.Linear, SparseLinearLeaky)):
-        return float(m.out_features)
-    if isinstance(m, nn.Conv2d):
-        kh, kw = m.kernel_size
-        sh, sw = m.stride
-        return m.out_channels * kh * kw / (sh * sw)
-    return 0.0
+    return (nn.Linear, SparseLinearLeaky, *_CONVS)
+
+
+@torch.no_grad()
+def _ops(m: nn.Module, x: torch.Tensor, out) -> tuple:
+    """``(synops, macs)`` of one call of ``m`` on input ``x`` giving ``out``."""
+    if isinstance(m, _CONVS):
+        kernel_volume = m.weight[0, 0].numel()
+        out = out[0] if isinstance(out, tuple) else out
+        macs = float(out.numel()) * (m.in_channels // m.groups) * kernel_volume
+        # every output sums its receptive field: the same convolution of the
+        # non-zero indicator with an all-ones kernel counts, per output, the
+        # connections that carry a spike (float64: exact for any realistic count)
+        nz = (x != 0).to(torch.float64)
+        synops = float(m._conv_forward(nz, torch.ones_like(m.weight, dtype=torch.float64), None).sum())
+        return synops, macs
+    f = float(m.out_features)
+    return float((x != 0).sum()) * f, float(x.numel()) * f
 
 
 class OpCounter:
@@ -39,21 +63,19 @@ class OpCounter:
 @contextmanager
 def count_ops(*modules: nn.Module):
     """``with count_ops(net) as c: net(x)``: ``c.synops``, ``c.macs`` summed over calls."""
-    from ..layers import SparseLinearLeaky
-
     counter = OpCounter()
     handles = []
     seen = set()
+    types = _counted_types()
 
-    def hook(m, inputs, _out):
-        x = inputs[0]
-        f = _fan_out(m)
-        counter.synops += float((x != 0).sum()) * f
-        counter.macs += float(x.numel()) * f
+    def hook(m, inputs, out):
+        synops, macs = _ops(m, inputs[0], out)
+        counter.synops += synops
+        counter.macs += macs
 
     for root in modules:
         for m in root.modules():
-            if id(m) in seen or not isinstance(m, (nn.Linear, nn.Conv2d, SparseLinearLeaky)):
+            if id(m) in seen or not isinstance(m, types):
                 continue
             seen.add(id(m))
             handles.append(m.register_forward_hook(hook))

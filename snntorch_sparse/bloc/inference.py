@@ -1,8 +1,10 @@
 """Early-exit inference and its report (accuracy, exits, synaptic operations).
 
-A sample leaves after block ``k`` when HCD ``k`` says its class is easy (and,
-if ``confidence`` is given, head ``k``'s softmax confidence is at least that);
-the last block always exits. Only the remaining samples run the next block.
+A sample leaves after block ``k`` when HCD ``k`` says its class is easy *and*,
+if ``confidence`` is given, the combined posterior of heads ``0..k`` has a top
+probability of at least ``confidence`` (the confidence test can only keep a
+sample longer, never make it leave earlier); the last block always exits. Only
+the remaining samples run the next block.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import torch
 
 from .counting import count_ops
 from .heads import logits_of
+from .sequence import check_time_major
 from .split import BlocNet
 
 __all__ = ["predict", "report", "combine"]
@@ -19,10 +22,12 @@ __all__ = ["predict", "report", "combine"]
 
 @torch.no_grad()
 def predict(net: BlocNet, x: torch.Tensor, confidence: Optional[float] = None):
-    """Early-exit predictions: ``(pred [B], exit_block [B])``."""
+    """Early-exit predictions for ``x [T, B, ...]``: ``(pred [B], exit_block [B])``."""
+    check_time_major(x, "x")
     if confidence is not None and not 0.0 <= confidence <= 1.0:
         raise ValueError(f"confidence must be in [0, 1], got {confidence}")
     net.eval()
+    hard = net.hard_classes
     B = x.shape[1]
     pred = torch.full((B,), -1, dtype=torch.long, device=x.device)
     exit_block = torch.full((B,), -1, dtype=torch.long, device=x.device)
@@ -30,7 +35,7 @@ def predict(net: BlocNet, x: torch.Tensor, confidence: Optional[float] = None):
     z, prob = x, None
     for k in range(len(net)):
         z = net.run_block(k, z)
-        prob = combine(prob, logits_of(net.heads[k](z)), net.hard_classes[k], net.num_classes)
+        prob = combine(prob, logits_of(net.heads[k](z)), hard[k], net.num_classes)
         if k == len(net) - 1:
             leave = torch.ones(len(alive), dtype=torch.bool, device=x.device)
         else:
@@ -65,10 +70,10 @@ def combine(prob: Optional[torch.Tensor], logits: torch.Tensor, hard: set, num_c
 
 def _all_blocks(net: BlocNet, x: torch.Tensor) -> torch.Tensor:
     """Every block for every sample; prediction from all heads combined (no early exit)."""
-    prob = None
+    prob, hard = None, net.hard_classes
     for k in range(len(net)):
         x = net.run_block(k, x)
-        prob = combine(prob, logits_of(net.heads[k](x)), net.hard_classes[k], net.num_classes)
+        prob = combine(prob, logits_of(net.heads[k](x)), hard[k], net.num_classes)
     return prob.argmax(1)
 
 
@@ -81,6 +86,14 @@ def report(net: BlocNet, x: torch.Tensor, y: torch.Tensor, confidence: Optional[
     (:func:`combine`); synaptic operations count the blocks only there and
     blocks, heads and HCDs for early exit.
     """
+    check_time_major(x, "x")
+    if not isinstance(y, torch.Tensor) or y.dim() != 1 or len(y) != x.shape[1]:
+        raise ValueError(f"y must be a 1-D tensor of x.shape[1] = {x.shape[1]} labels, got "
+                         f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+    if not x.shape[1]:
+        raise ValueError(f"x holds no samples (shape {tuple(x.shape)}); report needs B >= 1")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     net.eval()
     n = x.shape[1]
     correct_ee = correct_all = 0

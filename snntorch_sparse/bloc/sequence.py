@@ -5,7 +5,7 @@ import snntorch as snn
 import torch
 from torch import nn
 
-__all__ = ["run_sequence", "is_multi_step"]
+__all__ = ["run_sequence", "is_multi_step", "check_time_major"]
 
 
 def is_multi_step(module: nn.Module) -> bool:
@@ -18,6 +18,25 @@ def is_multi_step(module: nn.Module) -> bool:
     single = any(isinstance(m, snn.SpikingNeuron) and not getattr(m, "multi_step", False) for m in mods)
     multi = any(getattr(m, "multi_step", False) for m in mods)
     return multi and not single
+
+
+def check_time_major(x, name: str, batch: int | None = None, batch_name: str = "") -> None:
+    """Raise a clear error unless ``x`` is a time-major tensor ``[T, B, ...]`` (``B == batch`` if given).
+
+    Every BlocTrain entry point indexes samples along dim 1, so a batch-major
+    ``[B, T, ...]`` tensor or a label vector of another length would otherwise
+    fail deep inside with an unrelated ``IndexError``.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor [T, B, ...], got {type(x).__name__}")
+    if x.dim() < 3:
+        raise ValueError(f"{name} must be time-major with shape [T, B, ...] (3 or more dims), "
+                         f"got shape {tuple(x.shape)}")
+    if batch is not None and x.shape[1] != batch:
+        hint = ("; it looks batch-major [B, T, ...]: swap the first two dims with .transpose(0, 1)"
+                if x.shape[0] == batch else "")
+        raise ValueError(f"{name} must be time-major [T, B, ...] with B = len({batch_name}) = {batch} samples "
+                         f"in dim 1, got shape {tuple(x.shape)}{hint}")
 
 
 def _first(out):

@@ -28,17 +28,39 @@ from tqdm.auto import tqdm
 
 from ..memory import saved_tensor_bytes
 from .heads import logits_of
+from .sequence import check_time_major
 from .split import BlocNet
 
 __all__ = ["BlocTrainer"]
 
 
-def _check_labels(y: torch.Tensor, num_classes: int, name: str) -> None:
-    if y.dtype in (torch.float16, torch.float32, torch.float64) or y.dim() != 1:
-        raise TypeError(f"{name} must be a 1-D integer tensor of class indices, got {y.dtype} {tuple(y.shape)}")
+def _check_labels(y: torch.Tensor, num_classes: int, name: str) -> torch.Tensor:
+    """Class indices ``y [N]`` as int64 (what ``cross_entropy`` takes), or a clear error.
+
+    Any integer dtype is accepted (int32 labels are common from numpy); bool and
+    floating-point labels are refused rather than guessed at.
+    """
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}")
+    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex() or y.dim() != 1:
+        raise TypeError(f"{name} must be a 1-D integer tensor of class indices (any integer dtype; "
+                        f"not bool or float), got {y.dtype} {tuple(y.shape)}")
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise ValueError(f"{name} holds labels outside 0..{num_classes - 1} "
                          f"(min {int(y.min())}, max {int(y.max())})")
+    return y.long()
+
+
+def _check_split(data, num_classes: int, name: str):
+    """``(x [T, N, ...], y [N])`` of ``fit``, checked; labels as int64."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{name} must be a pair (x [T, N, ...], y [N]), got {type(data).__name__}")
+    x, y = data
+    y = _check_labels(y, num_classes, f"{name} labels")
+    check_time_major(x, f"{name} x", batch=len(y), batch_name=f"{name} labels")
+    if not len(y):
+        raise ValueError(f"{name} set is empty (x shape {tuple(x.shape)}); it needs at least one sample")
+    return x, y
 
 
 def _distributed() -> bool:
@@ -68,9 +90,18 @@ class BlocTrainer:
         epochs: epochs per block; ``hcd_epochs``: epochs per HCD.
         easy_threshold: per-class validation accuracy in [0, 1] at or above which a
             class is easy for the block.
-        batch_size: mini-batch size; ``device``: where to train.
+        batch_size: mini-batch size (an int >= 1); ``device``: where to train.
         checkpoint_dir: save after every block (``bloc_k.pt``); ``fit(resume=...)`` continues.
         progress: show progress bars.
+        seed: seed of the trainer's own shuffling generator (checkpointed with the
+            weights, so a resumed run shuffles as the uninterrupted one would).
+
+    With a head returning ``[B, C]`` logits, block ``k > 0`` trains on logits masked to
+    its hard classes (``-1e9`` added to the others), so ``loss_fn`` must be a
+    softmax-type loss there. Heads returning a ``[T, B, C]`` sequence are not masked:
+    snnTorch's losses take spikes or membranes, where an additive mask would break
+    MSE-type losses; those heads see only hard-class samples, and per-class accuracy
+    and inference restrict their scores to the hard classes all the same.
 
     Distributed data-parallel training (``torchrun``, ``torch.distributed`` initialised):
     give every process its shard of the training set (equal sizes) and the whole
@@ -84,10 +115,15 @@ class BlocTrainer:
                  device=None, checkpoint_dir=None, progress: bool = True, seed: int = 0):
         if not isinstance(net, BlocNet):
             raise TypeError(f"net must be a BlocNet (see bloc.split), got {type(net).__name__}")
-        if not 0.0 <= float(easy_threshold) <= 1.0:
-            raise ValueError(f"easy_threshold must be in [0, 1], got {easy_threshold}")
-        if epochs < 1 or hcd_epochs < 0:
-            raise ValueError(f"epochs must be >= 1 and hcd_epochs >= 0, got {epochs}, {hcd_epochs}")
+        try:
+            ok = 0.0 <= float(easy_threshold) <= 1.0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"easy_threshold must be a number in [0, 1], got {easy_threshold!r}")
+        for name, value, low in (("epochs", epochs, 1), ("hcd_epochs", hcd_epochs, 0), ("batch_size", batch_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         self.net = net
         self.loss_fn = loss_fn or (lambda out, y: F.cross_entropy(logits_of(out), y))
         self.optimizer = optimizer or (lambda params: torch.optim.Adam(params, lr=2e-3))
@@ -108,6 +144,11 @@ class BlocTrainer:
 
     def _train_module(self, modules, forward, x, y, epochs, desc, gen):
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        if not params:
+            # e.g. a block that is only a neuron, with the parameter-free TimeMean head
+            warnings.warn(f"BlocTrain: nothing to train in {desc} (no trainable parameters); "
+                          "it is used as it is", stacklevel=3)
+            return
         opt = self.optimizer(params)
         for m in modules:
             m.train()
@@ -160,16 +201,31 @@ class BlocTrainer:
 
     # ------------------------------------------------------------------ training
     def fit(self, train, val, resume=None) -> list:
-        """Train all blocks. ``train``/``val``: ``(x [T, N, ...], y [N])`` time-major tensors."""
-        (xtr, ytr), (xva, yva) = train, val
+        """Train all blocks. ``train``/``val``: ``(x [T, N, ...], y [N])`` time-major tensors.
+
+        ``fit`` trains a net once: every block is frozen after its turn, so a
+        second call would skip them all and append a duplicate history. It
+        therefore raises ``RuntimeError`` on a trainer that has already fitted;
+        build a fresh net (:func:`~snntorch_sparse.bloc.split`) and trainer to
+        train again. ``resume``: a checkpoint ``bloc_k.pt`` of ``checkpoint_dir``;
+        blocks ``0..k-1``, the hard sets, the history and the shuffling generator
+        are restored, so the resumed run ends as the uninterrupted one would.
+        A block whose parameters were all frozen beforehand is not trained (its
+        head is), with a warning.
+        """
+        if self.history and resume is None:
+            raise RuntimeError(f"BlocTrainer.fit was already called: blocks 0..{self.history[-1]['block']} are "
+                               "trained and frozen, so fitting again would skip them; build a fresh net with "
+                               "bloc.split and a new BlocTrainer to train again, or pass resume=<checkpoint> "
+                               "to continue an interrupted run")
         n_cls = self.net.num_classes
-        _check_labels(ytr, n_cls, "train labels")
-        _check_labels(yva, n_cls, "val labels")
+        xtr, ytr = _check_split(train, n_cls, "train")
+        xva, yva = _check_split(val, n_cls, "val")
         gen = torch.Generator().manual_seed(self.seed)
         net = self.net.to(self.device)
         start, hard = 0, set(range(n_cls))
         if resume is not None:
-            start, hard = self._load(resume)
+            start, hard = self._load(resume, gen)
             for k in range(start):
                 xtr, xva = self._outputs(k, xtr), self._outputs(k, xva)
         for k in range(start, len(net)):
@@ -177,10 +233,14 @@ class BlocTrainer:
                 warnings.warn(f"BlocTrain: every class is easy after block {k - 1}; blocks {k}.. are "
                               "skipped (early exit always happens before them)", stacklevel=2)
                 break
-            net.hard_classes[k] = set(hard)
+            net.set_hard_classes(k, hard)
             keep = torch.tensor([int(c) in hard for c in ytr.tolist()])
             xk, yk = xtr[:, keep], ytr[keep]
             block, head = net.blocks[k], net.heads[k]
+            block_params = list(block.parameters())
+            if block_params and not any(p.requires_grad for p in block_params):
+                warnings.warn(f"BlocTrain: block {k}'s parameters are all frozen (requires_grad=False); "
+                              "only its head is trained", stacklevel=2)
 
             mask = self._class_mask(hard)
 
@@ -211,21 +271,30 @@ class BlocTrainer:
             hard = new_hard
             xtr, xva = ztr, zva
             if self.checkpoint_dir and (not _distributed() or dist.get_rank() == 0):
-                self._save(k + 1, hard)
+                self._save(k + 1, hard, gen)
         return self.history
 
-    def _save(self, done: int, hard: set) -> Path:
+    def _save(self, done: int, hard: set, gen: torch.Generator) -> Path:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_dir / f"bloc_{done}.pt"
         torch.save({"state_dict": self.net.state_dict(), "done": done, "hard": sorted(hard),
-                    "hard_classes": [sorted(h) for h in self.net.hard_classes], "history": self.history}, path)
+                    "hard_classes": [sorted(h) for h in self.net.hard_classes], "history": self.history,
+                    "generator": gen.get_state()}, path)
         return path
 
-    def _load(self, path):
+    def _load(self, path, gen: torch.Generator):
         ck = torch.load(path, weights_only=False)
-        self.net.load_state_dict(ck["state_dict"])
-        self.net.hard_classes = [set(h) for h in ck["hard_classes"]]
+        with warnings.catch_warnings():
+            # checkpoints older than BlocNet.hard_mask: the hard sets come from "hard_classes" below
+            warnings.filterwarnings("ignore", message="BlocNet state dict without 'hard_mask'")
+            self.net.load_state_dict(ck["state_dict"])
+        self.net.hard_classes = ck["hard_classes"]
         self.history = list(ck["history"])
+        if "generator" in ck:
+            gen.set_state(ck["generator"])
+        else:
+            warnings.warn(f"checkpoint {path} has no shuffling-generator state (older snntorch-sparse): "
+                          "the resumed run shuffles differently from an uninterrupted one", stacklevel=3)
         for k in range(ck["done"]):
             for p in self.net.blocks[k].parameters():
                 p.requires_grad_(False)
