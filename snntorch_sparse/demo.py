@@ -201,10 +201,12 @@ def load_fsdd_spikes():
 def main(argv=None) -> dict:
 
     p = argparse.ArgumentParser(prog="python -m snntorch_sparse.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, nargs="*", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=int, help="override epochs for every dataset")
     p.add_argument("--no-fsdd", action="store_true", help="skip the spoken digits")
     args = p.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"--epochs must be >= 1, got {args.epochs}")
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     out = {}
     t0 = time.perf_counter()

@@ -27,6 +27,8 @@ def test_bad_arguments():
         encode_audio(np.zeros(800), num_steps=0)
     with pytest.raises(ValueError, match="mono"):
         encode_audio(np.zeros((800, 2)))
+    with pytest.raises(ValueError, match="signal is empty"):
+        encode_audio(np.zeros(0))
     with pytest.raises(ValueError, match="root"):
         FSDD(root="/nonexistent")
 

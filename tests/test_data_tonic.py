@@ -183,3 +183,13 @@ def test_idx_and_tonic_bad_input(tmp_path):
         IDXLatency(tmp_path / "img", tmp_path / "lab")
     with pytest.raises(ValueError, match="images_path"):
         IDXLatency(tmp_path / "lab", tmp_path / "lab")
+
+
+def test_idx_empty_and_truncated_files_are_named(tmp_path):
+    _write_idx(tmp_path / "img", np.zeros((0, 4, 4), dtype=np.uint8), 0x08)
+    _write_idx(tmp_path / "lab", np.zeros(0, dtype=np.uint8), 0x08)
+    with pytest.raises(ValueError, match="images_path holds no images"):
+        IDXLatency(tmp_path / "img", tmp_path / "lab")
+    (tmp_path / "short").write_bytes(bytes([0, 0, 8, 3, 0, 0]))  # 3 dimensions, 2 header bytes of 12
+    with pytest.raises(ValueError, match="truncated IDX header"):
+        read_idx(tmp_path / "short")

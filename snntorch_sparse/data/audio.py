@@ -91,6 +91,8 @@ def encode_audio(signal: np.ndarray, num_steps: int = 100, channels: int = 32, d
     a = np.asarray(signal, dtype=np.float32)
     if a.ndim != 1:
         raise ValueError(f"signal must be mono (1-D), got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError("signal is empty (0 samples); expected a 1-D recording with at least one sample")
     a = a / (np.abs(a).max() + 1e-9)
     if len(a) < nfft:
         a = np.pad(a, (0, nfft - len(a)))

@@ -163,6 +163,9 @@ def read_idx(path) -> np.ndarray:
     if data[2] not in dtypes:
         raise ValueError(f"{path}: unknown IDX element type 0x{data[2]:02x}")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes; {ndim} dimensions need "
+                         f"{4 + 4 * ndim})")
     shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     arr = np.frombuffer(data, dtype=dtypes[data[2]], offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
@@ -190,6 +193,8 @@ class IDXLatency(Dataset):
             raise ValueError(f"labels_path must be an IDX label file (magic 2049, [N]), got shape {labels.shape}")
         if len(images) != len(labels):
             raise ValueError(f"images_path holds {len(images)} images but labels_path {len(labels)} labels")
+        if len(images) == 0:
+            raise ValueError(f"images_path holds no images (shape {images.shape}); expected [N >= 1, H, W]")
         scale = 255.0 if images.dtype == np.uint8 else max(float(images.max()), 1e-12)
         x = torch.tensor(images.reshape(len(images), -1).astype(np.float32)) / scale
         self.data = spikegen.latency(x, num_steps=num_steps, tau=tau, threshold=threshold, normalize=True,
