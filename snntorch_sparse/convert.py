@@ -34,6 +34,7 @@ import snntorch as snn
 import torch
 from torch import nn
 
+from ._validation import as_float_param
 from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky, resolve_surrogate
 
@@ -86,9 +87,7 @@ def _beta_threshold(leaky, where: str):
     ``beta`` is not checked against [0, 1]: snnTorch clamps it in its forward
     (a learnable beta may drift past 1) and so do the sparse layers.
     """
-    beta = leaky.beta.detach().clone()
-    if not beta.is_floating_point():
-        beta = beta.to(torch.get_default_dtype())
+    beta = as_float_param(leaky.beta.detach().clone())
     threshold = leaky.threshold.detach().clone()
     for name, t in (("beta", beta), ("threshold", threshold)):
         if not torch.isfinite(t).all():

@@ -28,15 +28,14 @@ configuration.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from ._validation import check_call_tensors, check_finite, per_feature
-from .fused_cpu import (DOUBLE_BACKWARD_MESSAGE, SpikeSets, first_order_only, fused_sparse_lif,  # noqa: F401
-                        usable as _fused_usable, values_on_active_set)
+from .fused_cpu import SpikeSets, first_order_only, fused_sparse_lif, usable as _fused_usable, values_on_active_set
 from .ops import get_backend
 
 __all__ = ["LIFConfig", "sparse_lif", "ACTIVE_INDEX_ATTR"]
@@ -288,10 +287,7 @@ def _call_config(x: torch.Tensor, rows: int, cfg: LIFConfig) -> LIFConfig:
     ``upstream_index`` are checked against ``x``'s shape and, when ``x`` carries
     sets of its own, must be those sets.
     """
-    call = LIFConfig(surrogate=cfg.surrogate, reset_mode=cfg.reset_mode, readout=cfg.readout,
-                     backend=cfg.backend, event_forward=cfg.event_forward,
-                     upstream_index=cfg.upstream_index, upstream=cfg.upstream, pool=cfg.pool,
-                     check_finite=cfg.check_finite, need_mem=cfg.need_mem, stats=cfg.stats)
+    call = replace(cfg)  # shallow: the stats dict is the caller's
     carried = getattr(x, ACTIVE_INDEX_ATTR, None)
     if not isinstance(carried, SpikeSets) or carried.rows != rows or carried.n != x.shape[-1]:
         carried = None
