@@ -25,7 +25,6 @@ TORCH_LIBRARY(snntorch_sparse, m) {
         "Tensor? x_val, Tensor? weight, Tensor? up_rowptr, Tensor? up_col, Tensor(a!)? dx_out, "
         "Tensor(b!)? h_out, int T, int B, int in_features, bool need_dw, bool need_db, "
         "bool d_spk_compact, bool dx_compact) -> (Tensor, Tensor)");
-  m.def("csr_to_coo_(Tensor rowptr, Tensor col, int B, Tensor(a!) out) -> ()");
   m.def("csr_to_flat_(Tensor rowptr, Tensor col, int n_cols, Tensor(a!) out) -> ()");
 }
 
@@ -39,6 +38,5 @@ TORCH_LIBRARY_IMPL(snntorch_sparse, CPU, m) {
   m.impl("dense_to_csr", &snntorch_sparse::dense_to_csr_cpu);
   m.impl("lif_fused_forward", &snntorch_sparse::lif_fused_forward_cpu);
   m.impl("lif_fused_backward", &snntorch_sparse::lif_fused_backward_cpu);
-  m.impl("csr_to_coo_", &snntorch_sparse::csr_to_coo_cpu);
   m.impl("csr_to_flat_", &snntorch_sparse::csr_to_flat_cpu);
 }

@@ -8,7 +8,7 @@
 //   sparse_weight_grad(h[R,No], x_index[nnz], x_values?[nnz], in_features) -> dW[No,Ni]
 //   sparse_input_grad(h[R,No], weight[No,Ni], index[k]) -> out[k]
 // and, CPU only, the fused Linear+LIF forward/backward over CSR sets
-// (dense_to_csr, lif_fused_forward, lif_fused_backward, csr_to_coo_, csr_to_flat_), see
+// (dense_to_csr, lif_fused_forward, lif_fused_backward, csr_to_flat_), see
 // csrc/cpu/fused_lif.cpp and snntorch_sparse/ops/fused.py.
 #pragma once
 
@@ -52,7 +52,6 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     const std::optional<at::Tensor>& dx_out, const std::optional<at::Tensor>& h_out,
     int64_t T, int64_t B, int64_t in_features, bool need_dw, bool need_db, bool d_spk_compact,
     bool dx_compact);
-void csr_to_coo_cpu(const at::Tensor& rowptr, const at::Tensor& col, int64_t B, at::Tensor& out);
 void csr_to_flat_cpu(const at::Tensor& rowptr, const at::Tensor& col, int64_t n_cols, at::Tensor& out);
 
 // ---- argument checks shared by the CPU and CUDA implementations ------------

@@ -33,6 +33,7 @@ CORE = [
     "snntorch_sparse.ops.compiled",
     "snntorch_sparse.ops.fused",
     "snntorch_sparse.fused_cpu",
+    "snntorch_sparse.active_grad",
 ]
 # Optional subpackages / tools: documented with their public submodules when they import.
 OPTIONAL = ["snntorch_sparse.data", "snntorch_sparse.bloc", "snntorch_sparse.bench",
@@ -44,12 +45,13 @@ TITLES = {
     "snntorch_sparse.layers": "Fused layers",
     "snntorch_sparse.functional": "Functional interface (autograd)",
     "snntorch_sparse.convert": "Converting snnTorch models",
-    "snntorch_sparse.memory": "Measuring saved-for-backward memory",
+    "snntorch_sparse.memory": "Measuring training memory",
     "snntorch_sparse.ops": "Backends",
     "snntorch_sparse.ops.reference": "Reference backend (pure PyTorch)",
     "snntorch_sparse.ops.compiled": "Compiled backend (C++ / CUDA)",
     "snntorch_sparse.ops.fused": "Fused CPU kernels",
     "snntorch_sparse.fused_cpu": "Fused CPU path (autograd)",
+    "snntorch_sparse.active_grad": "Spike gradients between sparse layers",
     "snntorch_sparse.data": "Datasets and spike encodings",
     "snntorch_sparse.bloc": "BlocTrain",
     "snntorch_sparse.bench": "Benchmark CLI",

@@ -15,8 +15,9 @@ Backward, given ``∂L/∂S`` (and ``∂L/∂U`` when the membrane is an output)
     ∂L/∂W = hᵀ X                  over X's non-zeros only (X is sparse spikes)
     ∂L/∂b = Σ_{t,r} h
     ∂L/∂X = h W                   only on the upstream layer's active set when
-                                  X came from a sparse layer (handed over as a
-                                  COO tensor on that set), else dense
+                                  X came from a sparse layer (handed over as an
+                                  ActiveSetGrad: one value per entry of that
+                                  set), else dense
 
 What is saved for the backward: ``W``, the active set (int64 index + σ' per
 active entry), the input's non-zero indices (values too if not binary; the

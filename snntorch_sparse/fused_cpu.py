@@ -34,6 +34,7 @@ from typing import Optional
 import torch
 
 from ._validation import check_finite, per_feature
+from .active_grad import ActiveSetGrad
 from .ops import fused
 
 __all__ = ["SpikeSets", "fused_sparse_lif", "values_on_active_set"]
@@ -86,10 +87,10 @@ class SpikeSets:
     demand.
 
     A producer with ``accepts_sparse_grad`` (a sparse layer with a ``[T, B, N]``
-    output, fused or not) takes ``∂L/∂S`` as a sparse COO tensor on its active
-    set: the next layer returns its input gradient that way (values only where
-    they can be non-zero, no dense ``[T, B, N]`` zero-fill and gather), built on
-    :meth:`coo_indices`.
+    output, fused or not) takes ``∂L/∂S`` as an :class:`~snntorch_sparse.active_grad.ActiveSetGrad`
+    on its active set: the next layer returns its input gradient that way
+    (values only where they can be non-zero, no dense ``[T, B, N]`` zero-fill
+    and gather, no index tensor), built by :meth:`sparse_grad`.
     """
 
     def __init__(self, n: int, rows: int, active_flat=None, active_csr=None, spikes_csr=None,
@@ -97,7 +98,6 @@ class SpikeSets:
         self.n, self.rows, self.shape = n, rows, shape
         self._active_flat, self._active_csr, self.spikes_csr = active_flat, active_csr, spikes_csr
         self.accepts_sparse_grad = accepts_sparse_grad
-        self.coo = None
 
     def active_flat(self) -> Optional[torch.Tensor]:
         if self._active_flat is None and self._active_csr is not None:
@@ -109,57 +109,44 @@ class SpikeSets:
             self._active_csr = fused.flat_to_csr(self._active_flat, self.rows, self.n)
         return self._active_csr
 
-    def coo_indices(self, pool=None) -> torch.Tensor:
-        """int64 ``[3, K]`` ``(t, b, n)`` indices of the active set (coalesced order), built once."""
-        if self.coo is None:
-            if self._active_csr is not None and fused.supported_index(self._active_csr[1]):
-                rowptr, col = self._active_csr
-                K = col.numel()
-                buf = pool.take_flat("coo", 3 * K, torch.long, col.device) if pool is not None else \
-                    torch.empty(3 * K, dtype=torch.long, device=col.device)
-                self.coo = fused.csr_to_coo(rowptr, col, self.shape[1], buf.view(3, K))
-            else:  # any device: from the sorted flat indices
-                self.coo = torch.stack(torch.unravel_index(self.active_flat(), self.shape))
-        return self.coo
-
     def takes_sparse_grad(self, shape) -> bool:
         """A consumer whose input has ``shape`` may hand ``∂L/∂S`` back via :meth:`sparse_grad`."""
         return self.accepts_sparse_grad and tuple(shape) == tuple(self.shape)
 
-    def sparse_grad(self, values: torch.Tensor, pool=None) -> torch.Tensor:
-        """``∂L/∂S`` that is zero off the active set: a coalesced COO tensor on its indices.
+    def sparse_grad(self, values: torch.Tensor) -> ActiveSetGrad:
+        """``∂L/∂S`` that is zero off the active set, from one value per active entry.
 
-        ``values`` holds one entry per active entry, in the set's order; the
-        producing layer reads them back as they are (:func:`values_on_active_set`).
+        ``values`` is in the set's order; the producing layer reads them back as
+        they are (:func:`values_on_active_set`), anything else sees the dense tensor.
         """
-        return torch.sparse_coo_tensor(self.coo_indices(pool), values, tuple(self.shape),
-                                       is_coalesced=True, check_invariants=False)
+        return ActiveSetGrad(values, self, self.shape)
 
 
 def values_on_active_set(d_spk: torch.Tensor, act_flat: torch.Tensor, sets: Optional[SpikeSets]) -> torch.Tensor:
     """``∂L/∂S`` at the sorted flat indices ``act_flat`` (the layer's active set ``sets``).
 
-    ``d_spk`` is dense, or a COO tensor: its values are taken as they are when it
-    is built on ``sets``' own indices (:meth:`SpikeSets.coo_indices`), else it is
-    densified first (e.g. the sum of several consumers' sparse gradients).
+    ``d_spk`` is dense, sparse COO, or an :class:`ActiveSetGrad`: its values are
+    taken as they are when it lives on ``sets`` (:meth:`SpikeSets.sparse_grad`),
+    else it is densified first (e.g. the sum of several consumers' gradients).
     """
-    if d_spk.is_sparse:
-        vals = _sparse_grad_values(d_spk, sets) if sets is not None else None
-        if vals is not None:
-            return vals
-        d_spk = d_spk.to_dense()
-    return d_spk.reshape(-1).index_select(0, act_flat)
+    vals = compact_grad_values(d_spk, sets)
+    if vals is not None:
+        return vals
+    return dense_grad(d_spk).reshape(-1).index_select(0, act_flat)
 
 
-def _sparse_grad_values(d_spk: torch.Tensor, sets: SpikeSets) -> Optional[torch.Tensor]:
-    """The values of a COO ``∂L/∂S`` built on ``sets``' own indices (``None`` if it is not)."""
-    coo = sets.coo
-    if coo is None or d_spk._nnz() != coo.shape[1]:
-        return None
-    idx = d_spk._indices()
-    if idx.data_ptr() != coo.data_ptr() or idx.stride() != coo.stride():
-        return None
-    return d_spk._values()
+def compact_grad_values(d_spk: torch.Tensor, sets: Optional[SpikeSets]) -> Optional[torch.Tensor]:
+    """The values of ``d_spk`` per active entry of ``sets`` if it was handed over on that set, else ``None``."""
+    if isinstance(d_spk, ActiveSetGrad) and sets is not None:
+        return d_spk.values_on(sets)
+    return None
+
+
+def dense_grad(d_spk: torch.Tensor) -> torch.Tensor:
+    """``d_spk`` as a plain strided tensor."""
+    if isinstance(d_spk, ActiveSetGrad):
+        return d_spk.dense()
+    return d_spk.to_dense() if d_spk.is_sparse else d_spk
 
 
 def usable(x: torch.Tensor, weight: Optional[torch.Tensor], cfg) -> bool:
@@ -264,12 +251,12 @@ class _FusedSparseLIF(torch.autograd.Function):
         if cfg.readout:
             d_spk = None
         d_spk_compact = False
-        if d_spk is not None and d_spk.is_sparse:
-            vals = _sparse_grad_values(d_spk, ctx.sets) if ctx.sets is not None else None
+        if d_spk is not None:
+            vals = compact_grad_values(d_spk, ctx.sets)
             if vals is not None:
                 d_spk, d_spk_compact = vals.contiguous(), True
-            else:  # e.g. the sum of several consumers' sparse gradients
-                d_spk = d_spk.to_dense()
+            else:  # dense, or e.g. the sum of several consumers' gradients
+                d_spk = dense_grad(d_spk)
         if d_mem is not None and not d_mem.numel():
             d_mem = None
         need_dx = ctx.needs_input_grad[0]
@@ -301,7 +288,7 @@ class _FusedSparseLIF(torch.autograd.Function):
             need_dw=dw_in_kernel, need_db=ctx.needs_input_grad[2], d_spk_compact=d_spk_compact,
             dx_compact=dx_compact)
         if dx_compact:  # ∂L/∂X is zero off the upstream active set
-            dx = ctx.up.sparse_grad(dx, cfg.pool)
+            dx = ctx.up.sparse_grad(dx)
 
         dbias = db if ctx.needs_input_grad[2] else None
         if need_dx and not sparse_dx:

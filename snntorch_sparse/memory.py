@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["saved_tensor_bytes", "SavedBytes"]
+__all__ = ["saved_tensor_bytes", "SavedBytes", "cpu_peak_bytes"]
 
 
 class SavedBytes:
@@ -88,3 +88,24 @@ def saved_tensor_bytes(*exclude):
         held = {key: size for ref, key, size in packed if ref() is not None}
         counter.bytes = sum(held.values())
         counter.count = len(held)
+
+
+def cpu_peak_bytes(fn) -> int:
+    """Highest number of CPU bytes allocated by torch while ``fn()`` runs.
+
+    From the profiler's memory events: the running sum of allocations minus
+    frees, maximised over time, relative to the start of the call (memory
+    held before is not counted). The device-generic sparse path (what CUDA
+    runs) allocates the same buffers on any device, so on CPU this tracks its
+    GPU peak without a GPU.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    live = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak

@@ -11,6 +11,7 @@ from torch import nn
 
 from helpers import dense_params, make_pair, rel_err, run_dense, run_sparse, sparse_params
 from snntorch_sparse import SparseLinearLeaky, fused_cpu
+from snntorch_sparse.active_grad import ActiveSetGrad
 from snntorch_sparse.ops import compiled, fused
 
 pytestmark = pytest.mark.skipif(not compiled.available(), reason="compiled backend not built")
@@ -35,31 +36,33 @@ def _assert_grads_close(gs, gd, dtype, tol=None):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_hidden_gradient_is_a_coo_tensor_on_the_active_set(dtype):
-    """Between two sparse layers ∂L/∂S travels as COO on the upstream active set.
+def test_hidden_gradient_is_handed_over_on_the_active_set(dtype):
+    """Between two sparse layers ∂L/∂S travels as one value per upstream active entry.
 
-    The fused CPU path's values equal the reference backend's (same indices;
-    zero elsewhere, where σ' = 0 makes ∂L/∂S irrelevant), and parameter
-    gradients equal snnTorch's.
+    The fused CPU path and the device-generic path (reference backend here,
+    CUDA's path) both hand the hidden layer an ActiveSetGrad on its own set,
+    which its backward reads without densifying; the values agree, and
+    parameter gradients equal snnTorch's.
     """
     dense, sparse = make_pair([12, 16, 6], 0.875, 1.0, 0.4, dtype=dtype)
     _, ref = make_pair([12, 16, 6], 0.875, 1.0, 0.4, dtype=dtype, backend="reference")
     x = _spikes(20, 5, 12, 0.3, dtype)
     rd, rs, rr = run_dense(dense, x), run_sparse(sparse, x), run_sparse(ref, x)
-    rs[0][0].retain_grad()
-    rr[0][0].retain_grad()
+    seen = {}
+    rs[0][0].register_hook(lambda g: seen.__setitem__("fused", g))
+    rr[0][0].register_hook(lambda g: seen.__setitem__("generic", g))
     w = torch.randn(rd[-1][0].shape, dtype=dtype, generator=torch.Generator().manual_seed(3))
     for r in (rd, rs, rr):
         (r[-1][1] * w).sum().backward()
-    g = rs[0][0].grad
-    assert g.is_sparse and g.is_coalesced()
-    sets = getattr(rs[0][0], "_snntorch_sparse_active")
-    assert isinstance(sets, fused_cpu.SpikeSets) and g._nnz() == sets.active_csr()[1].numel()
-    # the device-generic path (reference backend here, CUDA's path) hands over COO too
-    g_ref = rr[0][0].grad
-    assert g_ref.is_sparse and g_ref.is_coalesced()
-    assert torch.equal(g_ref._indices(), g._indices())
-    assert rel_err(g.to_dense(), g_ref.to_dense()) < TOL[dtype]
+    for name, r in (("fused", rs), ("generic", rr)):
+        g = seen[name]
+        sets = getattr(r[0][0], "_snntorch_sparse_active")
+        assert isinstance(g, ActiveSetGrad) and g.sets is sets, name
+        assert g.values.numel() == sets.active_flat().numel() and g.shape == r[0][0].shape
+        assert g._dense is None, f"{name}: the producing layer densified its own hand-over"
+    a, b = seen["fused"], seen["generic"]
+    assert torch.equal(a.sets.active_flat(), b.sets.active_flat())
+    assert rel_err(a.dense(), b.dense()) < TOL[dtype]
     _assert_grads_close([p.grad for p in sparse_params(sparse)], [p.grad for p in dense_params(dense)], dtype)
 
 
@@ -89,8 +92,9 @@ def test_gradient_routes_match_snntorch(case):
         lr = (rr[-1][1] * w).sum()
         (gr,) = torch.autograd.grad(lr, [rr[0][0]])
         (gs,) = torch.autograd.grad(ls, [rs[0][0]], retain_graph=True)
-        assert gs.is_sparse and gr.is_sparse  # both paths hand the hidden layer a COO gradient
-        assert rel_err(gs.to_dense(), gr.to_dense()) < TOL[dtype]
+        # the user gets the hand-over itself: it behaves as the dense gradient under any op
+        assert isinstance(gs, ActiveSetGrad) and isinstance(gr, ActiveSetGrad)
+        assert rel_err(gs * 1, gr * 1) < TOL[dtype]
         _assert_grads_close(_grads(ls, ps), _grads(ld, pd), dtype)
     else:
         _assert_grads_close(_grads(ls, ps), _grads(ld, pd), dtype)
@@ -283,14 +287,6 @@ def test_fused_forward_equals_reference_scan(event):
     torch.testing.assert_close(a_shift, shift[act])
 
 
-def test_csr_to_coo_gives_coalesced_indices():
-    flat = torch.tensor([0, 3, 4, 11, 12, 23])
-    rowptr, col = fused.flat_to_csr(flat, 6, 4)  # T=3, B=2, N=4
-    out = fused.csr_to_coo(rowptr, col, 2, torch.empty(3, 6, dtype=torch.long))
-    expect = torch.stack(torch.unravel_index(flat, (3, 2, 4)))
-    assert torch.equal(out, expect)
-
-
 def test_csr_to_flat_matches_the_row_expansion():
     flat = (torch.rand(40 * 9) < 0.3).nonzero().squeeze(1)
     rowptr, col = fused.flat_to_csr(flat, 40, 9)
@@ -300,22 +296,20 @@ def test_csr_to_flat_matches_the_row_expansion():
     assert fused.csr_to_flat(empty, torch.empty(0, dtype=torch.int32), 9).numel() == 0
 
 
-@pytest.mark.parametrize("op", ["csr_to_flat_", "csr_to_coo_"])
-def test_index_ops_reject_malformed_csr(op):
+def test_index_op_rejects_malformed_csr():
     rowptr, col = fused.flat_to_csr(torch.tensor([0, 3, 4, 11]), 4, 4)
-    fn = getattr(torch.ops.snntorch_sparse, op)
-    out = torch.empty((4,) if op == "csr_to_flat_" else (3, 4), dtype=torch.long)
+    fn = torch.ops.snntorch_sparse.csr_to_flat_
+    out = torch.empty(4, dtype=torch.long)
     bad = rowptr.clone()
     bad[1], bad[2] = 3, 1  # decreasing: would index past the entries
     with pytest.raises(RuntimeError, match="non-decreasing"):
-        fn(bad, col, 4 if op == "csr_to_flat_" else 1, out)
+        fn(bad, col, 4, out)
     short = rowptr.clone()
     short[-1] = 3  # ends before the last entry
     with pytest.raises(RuntimeError, match="start at 0 and end at 4"):
-        fn(short, col, 4 if op == "csr_to_flat_" else 1, out)
-    if op == "csr_to_flat_":
-        with pytest.raises(RuntimeError, match="out of range|col entry"):
-            fn(rowptr, col, 2, out)
+        fn(short, col, 4, out)
+    with pytest.raises(RuntimeError, match="out of range|col entry"):
+        fn(rowptr, col, 2, out)
 
 
 def test_ops_reject_bad_arguments():
@@ -356,8 +350,6 @@ def test_opcheck_fused_ops():
     torch.library.opcheck(ops.lif_fused_backward.default,
                           (a_rp, a_col, sg, d_spk, None, beta, None, 0, csr[0], csr[1], None, w, up_rp, up_col,
                            dx, None, T, B, 7, True, True, False, True))
-    out = torch.empty(3, a_col.numel(), dtype=torch.long)
-    torch.library.opcheck(ops.csr_to_coo_.default, (a_rp, a_col, B, out))
     torch.library.opcheck(ops.csr_to_flat_.default, (a_rp, a_col, n, torch.empty(a_col.numel(), dtype=torch.long)))
 
 

@@ -3,39 +3,33 @@
 The device-generic autograd function (``functional._SparseLIF``) is what CUDA
 runs; its buffers are allocated the same way on any device, so the CPU
 allocator's high-water mark (from the profiler's memory events) tracks its GPU
-peak without a GPU. Before in-place scans and the COO gradient hand-over it
+peak without a GPU. Before in-place scans and the sparse gradient hand-over it
 held up to four ``[T, B, N]`` buffers at once (above snnTorch's own peak);
 now at most about two.
 """
 from unittest import mock
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 import snntorch_sparse.functional as functional
 from snntorch_sparse import bench
+from snntorch_sparse.memory import cpu_peak_bytes
 
 
 def _peak_bytes(net, x, labels, cfg) -> int:
     """Highest live-byte count during one forward + backward (after a warm-up step)."""
-    for profiled in (False, True):
-        net.zero_grad(set_to_none=True)
-        if not profiled:
-            out, hs = net(x)
-            bench.loss_fn(out, labels, hs, cfg).backward()
-            continue
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            out, hs = net(x)
-            loss = bench.loss_fn(out, labels, hs, cfg)
-            del out, hs
-            loss.backward()
-            del loss
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    live = peak = 0
-    for e in sorted(events, key=lambda e: e.start_ns()):
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak
+    net.zero_grad(set_to_none=True)
+    out, hs = net(x)
+    bench.loss_fn(out, labels, hs, cfg).backward()
+    net.zero_grad(set_to_none=True)
+
+    def step():
+        out, hs = net(x)
+        loss = bench.loss_fn(out, labels, hs, cfg)
+        del out, hs
+        loss.backward()
+
+    return cpu_peak_bytes(step)
 
 
 def test_generic_path_peak_below_snntorch():

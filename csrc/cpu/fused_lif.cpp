@@ -28,7 +28,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "../ops.h"
@@ -685,38 +684,6 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     }
   });
   return {dw, db};
-}
-
-// ----------------------------------------------------------------- csr_to_coo_
-
-// out[0, k], out[1, k], out[2, k] = t, b, n of the k-th entry of a CSR set over
-// the T*B rows of a [T, B, N] tensor: the indices of a coalesced COO tensor.
-void csr_to_coo_cpu(const at::Tensor& rowptr_, const at::Tensor& col_, int64_t B, at::Tensor& out) {
-  TORCH_CHECK(B > 0 || rowptr_.numel() <= 1, "csr_to_coo_: B must be > 0 for a non-empty set, got ", B);
-  const auto rowptr = rowptr_.contiguous();
-  const auto col = col_.contiguous();
-  TORCH_CHECK(rowptr.dim() == 1 && rowptr.scalar_type() == at::kLong && col.scalar_type() == at::kInt,
-              "csr_to_coo_: rowptr must be int64 and col int32");
-  const int64_t K = col.numel(), R = rowptr.numel() - 1;
-  TORCH_CHECK(out.dim() == 2 && out.size(0) == 3 && out.size(1) == K && out.scalar_type() == at::kLong &&
-                  out.stride(1) == 1, "csr_to_coo_: out must be int64 [3, ", K, "] with unit column stride, got ",
-              out.sizes());
-  TORCH_CHECK(R >= 0, "csr_to_coo_: rowptr must have at least one element");
-  check_csr("csr_to_coo_", "", rowptr, col, R, std::numeric_limits<int32_t>::max());
-  const int64_t* rp = rowptr.const_data_ptr<int64_t>();
-  const int32_t* cp = col.const_data_ptr<int32_t>();
-  int64_t* o = out.mutable_data_ptr<int64_t>();
-  const int64_t s0 = out.stride(0);
-  at::parallel_for(0, R, 4096, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t t = r / B, b = r - t * B;
-      for (int64_t k = rp[r]; k < rp[r + 1]; ++k) {
-        o[k] = t;
-        o[s0 + k] = b;
-        o[2 * s0 + k] = cp[k];
-      }
-    }
-  });
 }
 
 // ---------------------------------------------------------------- csr_to_flat_

@@ -24,7 +24,7 @@ import torch
 
 from . import compiled
 
-__all__ = ["supported", "dense_to_csr", "lif_fused_forward", "lif_fused_backward", "csr_to_coo", "csr_rows",
+__all__ = ["supported", "dense_to_csr", "lif_fused_forward", "lif_fused_backward", "csr_rows",
            "csr_to_flat", "flat_to_csr"]
 
 _registered = {"fakes": False}
@@ -75,7 +75,7 @@ def supported(x: torch.Tensor) -> bool:
 
 
 def supported_index(t: torch.Tensor) -> bool:
-    """The compiled CPU index ops (:func:`csr_to_coo`, ``csr_to_flat_``) run for this tensor."""
+    """The compiled CPU index ops (``csr_to_flat_``) run for this tensor."""
     return t.device.type == "cpu" and compiled.available()
 
 
@@ -127,12 +127,6 @@ def lif_fused_backward(act, act_sg, d_spk, d_mem, beta, spk, reset_mode, x_csr, 
         act[0], act[1], act_sg, d_spk, d_mem, beta, spk, int(reset_mode), x_rowptr, x_col, x_val, weight,
         up_rowptr, up_col, dx_out, h_out, int(T), int(B), int(in_features), bool(need_dw), bool(need_db),
         bool(d_spk_compact), bool(dx_compact))
-
-
-def csr_to_coo(rowptr: torch.Tensor, col: torch.Tensor, B: int, out: torch.Tensor) -> torch.Tensor:
-    """Fill ``out`` (int64 ``[3, K]``) with the ``(t, b, n)`` COO indices of a CSR set; return it."""
-    torch.ops.snntorch_sparse.csr_to_coo_(rowptr, col, int(B), out)
-    return out
 
 
 # ----------------------------------------------------------------------------- CSR helpers

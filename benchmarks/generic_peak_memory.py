@@ -1,0 +1,42 @@
+"""Peak memory of one training step on the device-generic path (what CUDA runs), measured on CPU.
+
+    python benchmarks/generic_peak_memory.py --configs shd
+
+The device-generic autograd function allocates the same buffers on any
+device, so the CPU allocator's high-water mark during one forward + backward
+(:func:`snntorch_sparse.memory.cpu_peak_bytes`, after a warm-up step) tracks
+its GPU peak without a GPU. Same data and calibrated weights as
+``python -m snntorch_sparse.bench``; the fused CPU kernels are switched off.
+"""
+import argparse
+from unittest import mock
+
+import torch
+
+import snntorch_sparse.functional as functional
+from snntorch_sparse import bench
+from snntorch_sparse.memory import cpu_peak_bytes
+
+p = argparse.ArgumentParser()
+p.add_argument("--configs", nargs="+", default=["shd"], choices=sorted(bench.PRESETS))
+p.add_argument("--variants", nargs="+", default=["snntorch", "sparse_compiled"])
+args = p.parse_args()
+cpu = torch.device("cpu")
+for name in args.configs:
+    cfg = bench.PRESETS[name]
+    x, labels, ref, compiled_ok = bench.calibrated_setup(cfg, cpu)
+    for v in args.variants:
+        net = bench.build_variant(v, cfg, cpu, compiled_ok)
+        bench._copy_weights(ref, net)
+
+        def step():
+            out, hs = net(x)
+            loss = bench.loss_fn(out, labels, hs, cfg)
+            del out, hs
+            loss.backward()
+
+        with mock.patch.object(functional, "_fused_usable", lambda *a, **k: False):
+            step()  # warm-up
+            net.zero_grad(set_to_none=True)
+            peak = cpu_peak_bytes(step)
+        print(f"{name:10s} {v:18s} peak {peak / 2**20:8.1f} MiB")
