@@ -4,7 +4,7 @@
 
 The device-generic autograd function allocates the same buffers on any
 device, so the CPU allocator's high-water mark during one forward + backward
-(:func:`snntorch_sparse.memory.cpu_peak_bytes`, after a warm-up step) tracks
+(:func:`snntorch_sparse.bench.step_peak_bytes`) tracks
 its GPU peak without a GPU. Same data and calibrated weights as
 ``python -m snntorch_sparse.bench``; the fused CPU kernels are switched off.
 """
@@ -15,7 +15,6 @@ import torch
 
 import snntorch_sparse.functional as functional
 from snntorch_sparse import bench
-from snntorch_sparse.memory import cpu_peak_bytes
 
 p = argparse.ArgumentParser()
 p.add_argument("--configs", nargs="+", default=["shd"], choices=sorted(bench.PRESETS))
@@ -29,14 +28,6 @@ for name in args.configs:
         net = bench.build_variant(v, cfg, cpu, compiled_ok)
         bench._copy_weights(ref, net)
 
-        def step():
-            out, hs = net(x)
-            loss = bench.loss_fn(out, labels, hs, cfg)
-            del out, hs
-            loss.backward()
-
         with mock.patch.object(functional, "_fused_usable", lambda *a, **k: False):
-            step()  # warm-up
-            net.zero_grad(set_to_none=True)
-            peak = cpu_peak_bytes(step)
+            peak = bench.step_peak_bytes(net, x, labels, cfg)
         print(f"{name:10s} {v:18s} peak {peak / 2**20:8.1f} MiB")

@@ -33,14 +33,15 @@ class ActiveSetGrad(torch.Tensor):
 
     ``values[k]`` is the gradient at the ``k``-th active entry of ``sets``
     (a :class:`~snntorch_sparse.fused_cpu.SpikeSets`, entries in row-major
-    order). Any torch operation sees the dense tensor (built once, on first use).
+    order; its ``shape`` is the gradient's). Any torch operation sees the
+    dense tensor (built once, on first use).
     """
 
     @staticmethod
-    def __new__(cls, values: torch.Tensor, sets, shape):
-        return torch.Tensor._make_wrapper_subclass(cls, tuple(shape), dtype=values.dtype, device=values.device)
+    def __new__(cls, values: torch.Tensor, sets):
+        return torch.Tensor._make_wrapper_subclass(cls, tuple(sets.shape), dtype=values.dtype, device=values.device)
 
-    def __init__(self, values: torch.Tensor, sets, shape):
+    def __init__(self, values: torch.Tensor, sets):
         if values.dim() != 1:
             raise ValueError(f"ActiveSetGrad: values must be 1-D (one per active entry), got {tuple(values.shape)}")
         self.values = values

@@ -54,10 +54,10 @@ from snntorch import surrogate as snn_surrogate
 from torch import nn
 
 from .layers import SparseLinearLeaky
-from .memory import saved_tensor_bytes
+from .memory import cpu_peak_bytes, saved_tensor_bytes
 from .surrogate import sparse_fast_sigmoid
 
-__all__ = ["BenchConfig", "PRESETS", "run_config", "main"]
+__all__ = ["BenchConfig", "PRESETS", "run_config", "step_peak_bytes", "main"]
 
 
 @dataclass
@@ -336,6 +336,21 @@ def measure_memory(net: nn.Module, opt, x, labels, cfg: BenchConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------- driver
+
+def step_peak_bytes(net: nn.Module, x, labels, cfg: BenchConfig) -> int:
+    """CPU peak bytes of one forward + backward (:func:`~snntorch_sparse.memory.cpu_peak_bytes`), after a warm-up step."""
+    def step():
+        out, hs = net(x)
+        loss = loss_fn(out, labels, hs, cfg)
+        del out, hs
+        loss.backward()
+
+    step()
+    net.zero_grad(set_to_none=True)
+    peak = cpu_peak_bytes(step)
+    net.zero_grad(set_to_none=True)
+    return peak
+
 
 def _copy_weights(src: FusedNet, dst: nn.Module) -> None:
     with torch.no_grad():

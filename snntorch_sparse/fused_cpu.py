@@ -119,7 +119,7 @@ class SpikeSets:
         ``values`` is in the set's order; the producing layer reads them back as
         they are (:func:`values_on_active_set`), anything else sees the dense tensor.
         """
-        return ActiveSetGrad(values, self, self.shape)
+        return ActiveSetGrad(values, self)
 
 
 def values_on_active_set(d_spk: torch.Tensor, act_flat: torch.Tensor, sets: Optional[SpikeSets]) -> torch.Tensor:

@@ -10,8 +10,8 @@ from snntorch_sparse.active_grad import ActiveSetGrad
 
 
 class _Sets:
-    def __init__(self, flat):
-        self.flat = flat
+    def __init__(self, flat, shape):
+        self.flat, self.shape = flat, shape
 
     def active_flat(self):
         return self.flat
@@ -19,17 +19,17 @@ class _Sets:
 
 def _grad():
     vals = torch.tensor([1.5, -2.0, 3.0], dtype=torch.float64)
-    sets = _Sets(torch.tensor([1, 4, 10]))
+    sets = _Sets(torch.tensor([1, 4, 10]), (2, 3, 2))
     want = torch.zeros(2, 3, 2, dtype=torch.float64)
     want.view(-1)[torch.tensor([1, 4, 10])] = vals
-    return ActiveSetGrad(vals, sets, (2, 3, 2)), sets, want
+    return ActiveSetGrad(vals, sets), sets, want
 
 
 def test_dense_places_values_on_the_active_set():
     g, sets, want = _grad()
     assert g.shape == (2, 3, 2) and g.dtype == torch.float64 and g.device.type == "cpu"
     assert g.values_on(sets) is g.values
-    assert g.values_on(_Sets(sets.flat)) is None  # another set: not its values
+    assert g.values_on(_Sets(sets.flat, sets.shape)) is None  # another set: not its values
     assert torch.equal(g.dense(), want)
 
 
@@ -67,7 +67,7 @@ def test_python_conversions_use_the_dense_tensor():
 
 def test_values_must_be_one_dimensional():
     with pytest.raises(ValueError, match="values must be 1-D"):
-        ActiveSetGrad(torch.zeros(2, 2), _Sets(torch.tensor([0, 1])), (2, 2))
+        ActiveSetGrad(torch.zeros(2, 2), _Sets(torch.tensor([0, 1]), (2, 2)))
 
 
 @pytest.mark.parametrize("backend", ["compiled", "reference"])
