@@ -196,7 +196,8 @@ struct DwBlock {
   std::vector<T> ev_val;
 
   void flush(T* dwt, const T* h_blk, int64_t ld, int64_t t_block, const int64_t* xr, const int32_t* xc,
-             const T* xv, int64_t t_hi, int64_t t_lo, int64_t b0, int64_t b1, int64_t B, int64_t N, int64_t Ni) {
+             const T* xv, int64_t t_hi, int64_t t_lo, int64_t b0, int64_t b1, int64_t B, int64_t N, int64_t Ni,
+             int64_t ldw) {
     if (static_cast<int64_t>(count.size()) != Ni) {
       count.assign(Ni, 0);
       ev_row.resize(Ni * kBucket);
@@ -210,7 +211,7 @@ struct DwBlock {
           const int32_t j = xc[k];
           int32_t q = count[j];
           if (q == kBucket) {
-            add_bucket(dwt, h_blk, ld, xv, j, q, N);
+            add_bucket(dwt, h_blk, ld, xv, j, q, N, ldw);
             q = 0;
           }
           ev_row[static_cast<int64_t>(j) * kBucket + q] = l;
@@ -220,14 +221,15 @@ struct DwBlock {
       }
     for (int64_t j = 0; j < Ni; ++j)
       if (count[j] > 0) {
-        add_bucket(dwt, h_blk, ld, xv, j, count[j], N);
+        add_bucket(dwt, h_blk, ld, xv, j, count[j], N, ldw);
         count[j] = 0;
       }
   }
 
  private:
-  void add_bucket(T* dwt, const T* h_blk, int64_t ld, const T* xv, int64_t j, int64_t n, int64_t N) {
-    gather_add_rows<T>(dwt + j * N, h_blk, ev_row.data() + j * kBucket,
+  void add_bucket(T* dwt, const T* h_blk, int64_t ld, const T* xv, int64_t j, int64_t n, int64_t N,
+                  int64_t ldw) {
+    gather_add_rows<T>(dwt + j * ldw, h_blk, ev_row.data() + j * kBucket,
                        xv != nullptr ? ev_val.data() + j * kBucket : nullptr, n, N, ld);
   }
 };
@@ -558,7 +560,8 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     const int32_t* uc = up_col.defined() ? up_col.const_data_ptr<int32_t>() : nullptr;
     T* dxp = dx_out.defined() ? dx_out.mutable_data_ptr<T>() : nullptr;
     T* hp = h_out.defined() ? h_out.mutable_data_ptr<T>() : nullptr;
-    std::vector<std::vector<T>> dwt(nch), dbs(nch);
+    std::vector<AlignedRows<T>> dwt(nch);
+    std::vector<std::vector<T>> dbs(nch);
 
     // dW in blocks of rows grouped by input column (DwBlock) when a column has
     // on average at least one event per block; else one scatter per event.
@@ -568,6 +571,9 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     const int64_t block_rows = std::max<int64_t>(1, (int64_t(256) << 10) / std::max<int64_t>(1, N * int64_t(sizeof(T))));
     const double events_per_row = need_dw && R > 0 ? double(xr[R]) / double(R) : 0.0;
     const bool grouped_dw = need_dw && N >= 64 && block_rows * events_per_row >= double(Ni);
+    // dW^T copy rows: padded to whole cache lines for the per-event scatter
+    // (aligned, unmasked row updates), as they are for the grouped update.
+    const int64_t ldw = grouped_dw ? N : padded_row_length(N, dtype);
 
     at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
       std::vector<T> g(N);
@@ -577,9 +583,9 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
       DwBlock<T> blk;
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t b0 = edges[c], b1 = edges[c + 1], nb = b1 - b0;
-        if (need_dw) dwt[c].assign(Ni * N, T(0));
+        if (need_dw) dwt[c].assign(Ni, ldw, T(0));
         if (need_db) dbs[c].assign(N, T(0));
-        T* __restrict__ dwl = need_dw ? dwt[c].data() : nullptr;
+        T* __restrict__ dwl = need_dw ? dwt[c].data : nullptr;
         T* __restrict__ dbl = need_db ? dbs[c].data() : nullptr;
         const int64_t t_block = grouped_dw ? std::max<int64_t>(1, block_rows / std::max<int64_t>(1, nb)) : Tn;
         // h row of (t, b) in time slot t % t_block: a block's t_block steps take
@@ -656,7 +662,7 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
               if (hp != nullptr) std::copy(acc, acc + N, hp + r * N);
               if (dbl != nullptr && !db_done) add_row<T>(dbl, acc, N);
               if (dwl != nullptr && !grouped_dw && xr[r + 1] > xr[r])
-                scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N);
+                scatter_add_rows<T>(dwl, acc, xc, xv, xr[r], xr[r + 1], N, ldw);
               if (dxp != nullptr) {
                 if (dx_compact) {
                   dot_rows<T>(acc, wtp, uc, ur[r], ur[r + 1], N, wt_ld, dxp);
@@ -668,12 +674,16 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
               }
             }
           }
-          if (grouped_dw) blk.flush(dwl, h_blk.data, ld, t_block, xr, xc, xv, t_hi, t_lo, b0, b1, B, N, Ni);
+          if (grouped_dw) blk.flush(dwl, h_blk.data, ld, t_block, xr, xc, xv, t_hi, t_lo, b0, b1, B, N, Ni, ldw);
         }
       }
     });
 
-    if (need_dw) merge_transposed_copies<T>(dwt, N, Ni, dw.mutable_data_ptr<T>());
+    if (need_dw) {
+      std::vector<const T*> copies;
+      for (const auto& c : dwt) copies.push_back(c.data);
+      merge_transposed_copies<T>(copies, N, Ni, ldw, dw.mutable_data_ptr<T>());
+    }
     if (need_db) {
       T* out = db.mutable_data_ptr<T>();
       for (int64_t i = 0; i < N; ++i) {

@@ -327,16 +327,21 @@ inline void dot_rows(const T* h, const T* wt, const int32_t* col, int64_t k0, in
 
 #if defined(__AVX512F__)
 // scatter_add_rows for N <= 16 * NV floats: src held in NV zmm registers (the
-// last one masked), one pass over each event's row.
+// last one masked), one pass over each event's row. When the destination rows
+// are padded to whole vectors (ld >= 16 * NV) the last vector is loaded and
+// stored whole: src is zero past N, so the padding lanes only get + 0, and
+// a full store forwards to the next event's load of the same row where a
+// masked one does not.
 template <int NV>
 inline void scatter_add_rows_avx512(float* base, const float* src, const int32_t* col, const float* val,
-                                    int64_t k0, int64_t k1, int64_t N) {
+                                    int64_t k0, int64_t k1, int64_t N, int64_t ld) {
   const __mmask16 last = tail_mask(N, NV - 1);  // only the last vector is partial
+  const __mmask16 io = ld >= 16 * NV ? __mmask16(0xFFFF) : last;
   __m512 a[NV];
   for (int v = 0; v < NV - 1; ++v) a[v] = _mm512_loadu_ps(src + 16 * v);
   a[NV - 1] = _mm512_maskz_loadu_ps(last, src + 16 * (NV - 1));
   for (int64_t k = k0; k < k1; ++k) {
-    float* d = base + static_cast<int64_t>(col[k]) * N;
+    float* d = base + static_cast<int64_t>(col[k]) * ld;
     const __m512 x = _mm512_set1_ps(val != nullptr ? val[k] : 1.0f);
     for (int v = 0; v < NV - 1; ++v) {
       const __m512 y = val != nullptr ? _mm512_mul_ps(x, a[v]) : a[v];
@@ -344,18 +349,22 @@ inline void scatter_add_rows_avx512(float* base, const float* src, const int32_t
     }
     const __m512 y = val != nullptr ? _mm512_mul_ps(x, a[NV - 1]) : a[NV - 1];
     float* dl = d + 16 * (NV - 1);
-    _mm512_mask_storeu_ps(dl, last, _mm512_add_ps(_mm512_maskz_loadu_ps(last, dl), y));
+    if (io == __mmask16(0xFFFF))
+      _mm512_storeu_ps(dl, _mm512_add_ps(_mm512_loadu_ps(dl), y));
+    else
+      _mm512_mask_storeu_ps(dl, io, _mm512_add_ps(_mm512_maskz_loadu_ps(io, dl), y));
   }
 }
 
 #endif
 
-// dst_k[0:N] += (val_k or 1) * src[0:N] for every event k (dst_k = base + col_k * N):
+// dst_k[0:N] += (val_k or 1) * src[0:N] for every event k (dst_k = base + col_k * ld,
+// ld >= N; rows padded to whole cache lines when ld is a multiple of 64 bytes):
 // src is held in registers while the events' rows are updated: the whole row
 // (up to 256 floats) under AVX-512, else tile by tile under AVX2.
 template <typename T>
 inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, const int32_t* __restrict__ col,
-                             const T* __restrict__ val, int64_t k0, int64_t k1, int64_t N) {
+                             const T* __restrict__ val, int64_t k0, int64_t k1, int64_t N, int64_t ld) {
 #if defined(__AVX512F__)
   if constexpr (sizeof(T) == 4) {
     float* fb = reinterpret_cast<float*>(base);
@@ -363,7 +372,7 @@ inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, co
     const float* fv = reinterpret_cast<const float*>(val);
     switch ((N + 15) / 16) {
 #define SNNTORCH_SPARSE_NV(NV) \
-  case NV: scatter_add_rows_avx512<NV>(fb, fs, col, fv, k0, k1, N); return;
+  case NV: scatter_add_rows_avx512<NV>(fb, fs, col, fv, k0, k1, N, ld); return;
       SNNTORCH_SPARSE_NV_CASES(SNNTORCH_SPARSE_NV)
 #undef SNNTORCH_SPARSE_NV
       default: break;  // N > 256 or N == 0: the AVX2 tiles below
@@ -379,7 +388,7 @@ inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, co
       __m256 a[R];
       for (int r = 0; r < R; ++r) a[r] = _mm256_loadu_ps(reinterpret_cast<const float*>(src) + i0 + W * r);
       for (int64_t k = k0; k < k1; ++k) {
-        float* d = reinterpret_cast<float*>(base) + static_cast<int64_t>(col[k]) * N + i0;
+        float* d = reinterpret_cast<float*>(base) + static_cast<int64_t>(col[k]) * ld + i0;
         const __m256 x = _mm256_set1_ps(fv ? fv[k] : 1.0f);
         for (int r = 0; r < R; ++r)
           _mm256_storeu_ps(d + W * r, _mm256_add_ps(_mm256_loadu_ps(d + W * r), fv ? _mm256_mul_ps(x, a[r]) : a[r]));
@@ -389,14 +398,14 @@ inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, co
     for (; i0 + 8 <= N; i0 += 8) {
       const __m256 a = _mm256_loadu_ps(reinterpret_cast<const float*>(src) + i0);
       for (int64_t k = k0; k < k1; ++k) {
-        float* d = reinterpret_cast<float*>(base) + static_cast<int64_t>(col[k]) * N + i0;
+        float* d = reinterpret_cast<float*>(base) + static_cast<int64_t>(col[k]) * ld + i0;
         _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), fv ? _mm256_mul_ps(_mm256_set1_ps(fv[k]), a) : a));
       }
     }
     if (i0 + 4 <= N) {
       const __m128 a = _mm_loadu_ps(reinterpret_cast<const float*>(src) + i0);
       for (int64_t k = k0; k < k1; ++k) {
-        float* d = reinterpret_cast<float*>(base) + static_cast<int64_t>(col[k]) * N + i0;
+        float* d = reinterpret_cast<float*>(base) + static_cast<int64_t>(col[k]) * ld + i0;
         _mm_storeu_ps(d, _mm_add_ps(_mm_loadu_ps(d), fv ? _mm_mul_ps(_mm_set1_ps(fv[k]), a) : a));
       }
       i0 += 4;
@@ -405,7 +414,7 @@ inline void scatter_add_rows(T* __restrict__ base, const T* __restrict__ src, co
 #endif
   if (i0 == N) return;
   for (int64_t k = k0; k < k1; ++k) {
-    T* __restrict__ d = base + static_cast<int64_t>(col[k]) * N;
+    T* __restrict__ d = base + static_cast<int64_t>(col[k]) * ld;
     const T x = val ? val[k] : T(1);
     for (int64_t i = i0; i < N; ++i) d[i] += val ? x * src[i] : src[i];
   }
