@@ -22,7 +22,9 @@ on the *same* input batch, in one process:
 Activity is made realistic first: the weight scale is calibrated to a target
 hidden firing rate and the sparse model trains a few steps (with a
 spike-count regulariser) on class-structured spike data before timing; the
-trained weights are then copied into every variant.
+trained weights are then copied into every variant. The ``fsdd_shd`` config
+does the same on real recordings instead (256 spoken digits at the SHD
+config's shape, :func:`fsdd_batch`).
 
 Reported per variant: forward, backward and whole training-step time (median
 of ``--repeats`` after ``--warmup``; the variants take their steps round by
@@ -77,6 +79,7 @@ class BenchConfig:
     readout: bool = True          # non-spiking readout, logits = max over time
     rate: float = 0.02            # target hidden firing rate for calibration
     calib_steps: int = 10
+    data: str = "synthetic"        # or "fsdd": real spoken digits, SHD-style encoding (fsdd_batch)
     variants: tuple = ("snntorch", "fused_dense", "sparse_reference", "sparse_compiled", "sparse_event",
                        "spikingjelly")
 
@@ -99,6 +102,9 @@ PRESETS = {
 }
 for _h in (100, 200, 500, 1000):
     PRESETS[f"shd_h{_h}"] = BenchConfig(f"shd_h{_h}", 700, (_h, _h), 20, 500, 256, density=0.02)
+# The SHD config's shape on real recordings (the offline stand-in for SHD): 256 spoken
+# digits, 350 mel bands x up/down = 700 inputs, 1 ms steps, ~2 % input density.
+PRESETS["fsdd_shd"] = BenchConfig("fsdd_shd", 700, (200, 200), 10, 500, 256, data="fsdd")
 
 
 # ----------------------------------------------------------------------------- models
@@ -203,6 +209,32 @@ def class_spike_data(cfg: BenchConfig, n_classes: int, device, seed: int = 0):
     probs = templates[labels].transpose(0, 1).clamp(max=1.0)  # [T, B, n_in]
     x = (torch.rand(probs.shape, generator=g) < probs).float()
     return x.to(device), labels.to(device)
+
+
+def fsdd_batch(cfg: BenchConfig, device, cache_dir=None):
+    """One batch of real spoken digits (FSDD training split) at the config's shape.
+
+    ``cfg.batch`` recordings taken round-robin over the digits, encoded by
+    :class:`~snntorch_sparse.data.audio.FSDD` into ``cfg.n_in / 2`` mel bands
+    (up and down spikes), one step per 1 ms (hop 8 samples at 8 kHz, 128 ms
+    window), ``delta = 0.5``: about 2 % of the entries are spikes, as in SHD.
+    Returns ``x [T, B, n_in]`` and the digit labels. ``cache_dir`` is
+    :class:`~snntorch_sparse.data.audio.FSDD`'s (encoded once, then cached).
+    """
+    from .data.audio import FSDD, fsdd_root
+
+    if cfg.n_in % 2 or cfg.n_out != 10:
+        raise ValueError(f"config {cfg.name!r}: FSDD data needs an even n_in (up/down bands) and n_out=10, "
+                         f"got n_in={cfg.n_in}, n_out={cfg.n_out}")
+    if fsdd_root() is None:
+        raise RuntimeError(f"config {cfg.name!r} needs the FSDD recordings: set SNNTORCH_SPARSE_FSDD to the "
+                           "folder holding recordings/*.wav (see snntorch_sparse.data.audio)")
+    ds = FSDD(train=True, num_steps=cfg.T, channels=cfg.n_in // 2, delta=0.5, hop=8, nfft=1024,
+              max_files=cfg.batch, cache_dir=cache_dir)
+    if len(ds) < cfg.batch:
+        raise ValueError(f"config {cfg.name!r}: batch {cfg.batch} is larger than the {len(ds)} FSDD training "
+                         "recordings")
+    return ds.data.transpose(0, 1).contiguous().to(device), ds.targets.to(device)
 
 
 def loss_fn(out, labels, hidden_spikes, cfg: BenchConfig, reg: float = 0.0):
@@ -403,7 +435,12 @@ def calibrated_setup(cfg: BenchConfig, device):
     """
     torch.manual_seed(0)
     n_classes = cfg.n_out if cfg.readout else 1
-    x, labels = class_spike_data(cfg, n_classes, device)
+    if cfg.data == "fsdd":
+        x, labels = fsdd_batch(cfg, device)
+    elif cfg.data == "synthetic":
+        x, labels = class_spike_data(cfg, n_classes, device)
+    else:
+        raise ValueError(f"config {cfg.name!r}: data must be 'synthetic' or 'fsdd', got {cfg.data!r}")
     compiled_ok = _compiled_ok(device)
     ref = FusedNet(cfg, bth=cfg.bth, backend="compiled" if compiled_ok else "reference").to(device)
     calibrate(ref, x, labels, cfg)

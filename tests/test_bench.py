@@ -167,3 +167,24 @@ def test_cli_rejects_bad_arguments(argv, message, capsys, tmp_path):
         bench.main(argv + ["--out", str(tmp_path)])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_fsdd_config_errors():
+    with pytest.raises(ValueError, match="even n_in"):
+        bench.fsdd_batch(bench.BenchConfig("odd", 701, (8,), 10, 5, 4, data="fsdd"), torch.device("cpu"))
+    cfg = bench.BenchConfig("bad", 16, (8,), 10, 5, 4, data="mnist", calib_steps=0)
+    with pytest.raises(ValueError, match="data must be"):
+        bench.calibrated_setup(cfg, torch.device("cpu"))
+
+
+@pytest.mark.skipif(__import__("snntorch_sparse.data.audio", fromlist=["fsdd_root"]).fsdd_root() is None,
+                    reason="FSDD not present")
+def test_fsdd_batch_real_recordings(tmp_path):
+    """The fsdd_shd preset's data: real digits, every class, SHD-like density."""
+    assert bench.PRESETS["fsdd_shd"].data == "fsdd" and bench.PRESETS["fsdd_shd"].n_in == 700
+    cfg = bench.BenchConfig("fsdd_small", 120, (8,), 10, 200, 20, data="fsdd")
+    x, y = bench.fsdd_batch(cfg, torch.device("cpu"), cache_dir=tmp_path)
+    assert x.shape == (200, 20, 120) and x.dtype == torch.float32
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+    assert torch.bincount(y, minlength=10).tolist() == [2] * 10
+    assert 0.003 < x.mean().item() < 0.1

@@ -115,6 +115,10 @@ def test_bad_arguments(tmp_path):
         FSDD(root=tmp_path, num_steps=0)
     with pytest.raises(ValueError, match="max_files"):
         FSDD(root=tmp_path, max_files=0)
+    with pytest.raises(ValueError, match="hop"):
+        FSDD(root=tmp_path, hop=0)
+    with pytest.raises(ValueError, match="nfft"):
+        FSDD(root=tmp_path, nfft=1)
     (tmp_path / "recordings").mkdir()
     with pytest.raises(ValueError, match="no recordings"):
         FSDD(root=tmp_path, cache_dir=False)
@@ -132,3 +136,17 @@ def test_real_fsdd_subset():
     assert 0.01 < density < 0.3
     assert dt < 10  # the full 3,000 files take ~5 s
     print(f"FSDD: 60 files in {dt:.2f} s, input density {density:.4f}")
+
+
+def test_hop_and_nfft_reach_the_encoder(tmp_path):
+    """Non-default frames (the benchmark's SHD-shaped encoding) are what encode_audio gives, cached apart."""
+    _write_fsdd(tmp_path)
+    cache = tmp_path / "cache"
+    default = FSDD(tmp_path, train=True, num_steps=40, channels=8, cache_dir=cache)
+    fine = FSDD(tmp_path, train=True, num_steps=40, channels=8, hop=20, nfft=512, cache_dir=cache)
+    from snntorch_sparse.data.audio import _read_wav
+    want = np.stack([encode_audio(_read_wav(f), num_steps=40, channels=8, hop=20, nfft=512) for f in fine.files])
+    assert torch.equal(fine.data, torch.from_numpy(want))
+    assert not torch.equal(fine.data, default.data)
+    assert len(list(cache.glob("fsdd-*.pt"))) == 2
+    assert "hop" not in default.settings  # default encodings keep their cache names

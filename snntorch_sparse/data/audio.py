@@ -135,7 +135,10 @@ class FSDD(Dataset):
     Args:
         root: folder holding ``recordings/`` (default :func:`fsdd_root`).
         train: training split (index 5-49) or test split (index 0-4).
-        num_steps, channels, delta: encoding settings (see :func:`encode_audio`).
+        num_steps, channels, delta, hop, nfft: encoding settings (see :func:`encode_audio`;
+            the defaults give 10 ms frames; ``channels=350, hop=8, nfft=1024,
+            delta=0.5, num_steps=500`` gives SHD's shape, 700 inputs at 1 ms, with
+            about 2 % of the entries spikes).
         cache_dir: where encoded tensors are cached as ``fsdd-<hash>.pt`` (``None``:
             ``~/.cache/snntorch_sparse``; ``False``: no cache). The hash covers the file
             list and the encoding settings.
@@ -144,13 +147,18 @@ class FSDD(Dataset):
     """
 
     def __init__(self, root=None, train: bool = True, num_steps: int = 100, channels: int = 32,
-                 delta: float = 0.6, cache_dir=None, max_files: Optional[int] = None):
+                 delta: float = 0.6, cache_dir=None, max_files: Optional[int] = None, hop: int = 80,
+                 nfft: int = 256):
         if not isinstance(num_steps, int) or num_steps <= 0:
             raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
         if not isinstance(channels, int) or channels <= 0:
             raise ValueError(f"channels must be a positive int, got {channels!r}")
         if not delta > 0:
             raise ValueError(f"delta must be > 0, got {delta!r}")
+        if not isinstance(hop, int) or hop <= 0:
+            raise ValueError(f"hop must be a positive int (samples between frames), got {hop!r}")
+        if not isinstance(nfft, int) or nfft < 2:
+            raise ValueError(f"nfft must be an int >= 2 (samples per frame), got {nfft!r}")
         if max_files is not None and max_files <= 0:
             raise ValueError(f"max_files must be a positive int or None, got {max_files!r}")
         root = Path(root) if root is not None else fsdd_root()
@@ -170,6 +178,8 @@ class FSDD(Dataset):
             raise ValueError(f"no recordings of the {'train' if train else 'test'} split under {root}")
         self.files = files
         self.settings = dict(num_steps=num_steps, channels=channels, delta=delta)
+        if (hop, nfft) != (80, 256):  # so that caches of the default encoding keep their names
+            self.settings.update(hop=hop, nfft=nfft)
         self.data, self.targets = self._load(cache_dir)
 
     def _load(self, cache_dir):
@@ -196,7 +206,7 @@ class FSDD(Dataset):
 
 
 def fsdd_spikes(num_steps: int = 100, channels: int = 32, delta: float = 0.6, root=None, cache_dir=None,
-                max_files: Optional[int] = None):
+                max_files: Optional[int] = None, hop: int = 80, nfft: int = 256):
     """Both splits, time-major: ``((x_train [T, N, 2·channels], y_train), (x_test, y_test))``.
 
     Same arguments as :class:`FSDD` (``max_files`` limits each split).
@@ -204,7 +214,7 @@ def fsdd_spikes(num_steps: int = 100, channels: int = 32, delta: float = 0.6, ro
     out = []
     for train in (True, False):
         ds = FSDD(root, train=train, num_steps=num_steps, channels=channels, delta=delta, cache_dir=cache_dir,
-                  max_files=max_files)
+                  max_files=max_files, hop=hop, nfft=nfft)
         out.append((ds.data.transpose(0, 1).contiguous(), ds.targets))
     return tuple(out)
 
