@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m snntorch_sparse.bench                 # paper configs + sweeps
+    python -m snntorch_sparse.bench                 # CUDA: paper configs + sweeps; CPU: quick_shd, shd, fsdd_shd
     python -m snntorch_sparse.bench --quick         # small preset for a 2-core CPU
     python -m snntorch_sparse.bench --configs shd --repeats 7
 
@@ -59,7 +59,7 @@ from .layers import SparseLinearLeaky
 from .memory import cpu_peak_bytes, saved_tensor_bytes
 from .surrogate import sparse_fast_sigmoid
 
-__all__ = ["BenchConfig", "PRESETS", "run_config", "step_peak_bytes", "main"]
+__all__ = ["BenchConfig", "PRESETS", "default_configs", "run_config", "step_peak_bytes", "main"]
 
 
 @dataclass
@@ -559,6 +559,16 @@ def plot(results: list, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def default_configs(device) -> list:
+    """Configs run without ``--configs``: the paper's and the sweeps on CUDA; on CPU the quick
+    preset and SHD, plus SHD's shape on real recordings (``fsdd_shd``) when the FSDD is present."""
+    if torch.device(device).type == "cuda":
+        return ["fmnist", "nmnist", "shd", "shd_h100", "shd_h500", "shd_h1000", "on512", "on16384"]
+    from .data.audio import fsdd_root
+
+    return ["quick_shd", "shd"] + (["fsdd_shd"] if fsdd_root() is not None else [])
+
+
 def main(argv=None) -> list:
     p = argparse.ArgumentParser(prog="python -m snntorch_sparse.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", nargs="*", help=f"presets to run (default depends on device); choices: {sorted(PRESETS)}")
@@ -588,10 +598,8 @@ def main(argv=None) -> list:
         names = args.configs or ["quick_shd"]
     elif args.configs:
         names = args.configs
-    elif device.type == "cuda":
-        names = ["fmnist", "nmnist", "shd", "shd_h100", "shd_h500", "shd_h1000", "on512", "on16384"]
     else:
-        names = ["quick_shd", "shd"]
+        names = default_configs(device)
     unknown = [n for n in names if n not in PRESETS]
     if unknown:
         p.error(f"unknown configs {unknown}; choose from {sorted(PRESETS)}")

@@ -209,3 +209,13 @@ def test_fsdd_batch_real_recordings(tmp_path):
     assert set(x.unique().tolist()) <= {0.0, 1.0}
     assert torch.bincount(y, minlength=10).tolist() == [2] * 10
     assert 0.003 < x.mean().item() < 0.1
+
+
+def test_default_configs_add_real_digits_when_present(monkeypatch, tmp_path):
+    import snntorch_sparse.data.audio as audio
+    monkeypatch.setattr(audio, "fsdd_root", lambda: None)
+    assert bench.default_configs("cpu") == ["quick_shd", "shd"]
+    monkeypatch.setattr(audio, "fsdd_root", lambda: tmp_path)
+    assert bench.default_configs("cpu") == ["quick_shd", "shd", "fsdd_shd"]
+    assert "fsdd_shd" not in bench.default_configs("cuda") and "on16384" in bench.default_configs("cuda")
+    assert all(n in bench.PRESETS for n in bench.default_configs("cuda"))
