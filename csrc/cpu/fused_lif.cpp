@@ -571,9 +571,9 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     const int64_t block_rows = std::max<int64_t>(1, (int64_t(256) << 10) / std::max<int64_t>(1, N * int64_t(sizeof(T))));
     const double events_per_row = need_dw && R > 0 ? double(xr[R]) / double(R) : 0.0;
     const bool grouped_dw = need_dw && N >= 64 && block_rows * events_per_row >= double(Ni);
-    // dW^T copy rows: padded to whole cache lines for the per-event scatter
-    // (aligned, unmasked row updates), as they are for the grouped update.
-    const int64_t ldw = grouped_dw ? N : padded_row_length(N, dtype);
+    // dW^T copy rows padded to whole cache lines: aligned row updates, and the
+    // per-event scatter's last vector is stored unmasked (see scatter_add_rows).
+    const int64_t ldw = padded_row_length(N, dtype);
 
     at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
       std::vector<T> g(N);
