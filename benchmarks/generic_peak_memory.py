@@ -1,12 +1,19 @@
 """Peak memory of one training step on the device-generic path (what CUDA runs), measured on CPU.
 
     python benchmarks/generic_peak_memory.py --configs shd
+    python benchmarks/generic_peak_memory.py --configs shd --variants sparse_compiled --timeline
 
 The device-generic autograd function allocates the same buffers on any
 device, so the CPU allocator's high-water mark during one forward + backward
 (:func:`snntorch_sparse.bench.step_peak_bytes`) tracks
 its GPU peak without a GPU. Same data and calibrated weights as
 ``python -m snntorch_sparse.bench``; the fused CPU kernels are switched off.
+
+``--timeline`` also lists where that peak comes from: every allocation or
+free of at least ``--min-mib`` (and the one at the peak) with the running
+total after it and the innermost op it happened in
+(:func:`snntorch_sparse.memory.cpu_allocation_timeline`), so a change aimed at
+the GPU peak can be checked here first.
 """
 import argparse
 from unittest import mock
@@ -15,10 +22,29 @@ import torch
 
 import snntorch_sparse.functional as functional
 from snntorch_sparse import bench
+from snntorch_sparse.memory import cpu_allocation_timeline
+
+
+def print_timeline(allocations, ops, peak, min_mib):
+    t_peak = next((t for t, _, live in allocations if live == peak), None)
+
+    def innermost(t):
+        around = [(end - start, name) for name, start, end in ops if start <= t <= end]
+        return min(around)[1] if around else "?"
+
+    print("  running at the peak: " + " > ".join(
+        name for name, start, end in sorted(ops, key=lambda o: o[1]) if start <= t_peak <= end))
+    for t, n, live in allocations:
+        if abs(n) >= min_mib * 2**20 or t == t_peak:
+            print(f"  {'peak' if t == t_peak else '    '} {n / 2**20:+8.1f} MiB -> {live / 2**20:7.1f} MiB  "
+                  f"{innermost(t)}")
+
 
 p = argparse.ArgumentParser()
 p.add_argument("--configs", nargs="+", default=["shd"], choices=sorted(bench.PRESETS))
 p.add_argument("--variants", nargs="+", default=["snntorch", "sparse_compiled"])
+p.add_argument("--timeline", action="store_true", help="list the step's large allocations in order")
+p.add_argument("--min-mib", type=float, default=8.0, help="with --timeline: list allocations and frees above this")
 args = p.parse_args()
 cpu = torch.device("cpu")
 for name in args.configs:
@@ -29,5 +55,8 @@ for name in args.configs:
         bench._copy_weights(ref, net)
 
         with mock.patch.object(functional, "_fused_usable", lambda *a, **k: False):
-            peak = bench.step_peak_bytes(net, x, labels, cfg)
+            allocations, ops = bench.step_peak_bytes(net, x, labels, cfg, measure=cpu_allocation_timeline)
+        peak = max([0] + [live for _, _, live in allocations])
         print(f"{name:10s} {v:18s} peak {peak / 2**20:8.1f} MiB")
+        if args.timeline:
+            print_timeline(allocations, ops, peak, args.min_mib)

@@ -369,8 +369,12 @@ def measure_memory(net: nn.Module, opt, x, labels, cfg: BenchConfig) -> dict:
 
 # ----------------------------------------------------------------------------- driver
 
-def step_peak_bytes(net: nn.Module, x, labels, cfg: BenchConfig) -> int:
-    """CPU peak bytes of one forward + backward (:func:`~snntorch_sparse.memory.cpu_peak_bytes`), after a warm-up step."""
+def step_peak_bytes(net: nn.Module, x, labels, cfg: BenchConfig, measure=cpu_peak_bytes):
+    """CPU peak bytes of one forward + backward (:func:`~snntorch_sparse.memory.cpu_peak_bytes`), after a warm-up step.
+
+    ``measure`` runs the step: e.g. :func:`~snntorch_sparse.memory.cpu_allocation_timeline`
+    gives the allocations behind that peak instead.
+    """
     def step():
         out, hs = net(x)
         loss = loss_fn(out, labels, hs, cfg)
@@ -379,9 +383,9 @@ def step_peak_bytes(net: nn.Module, x, labels, cfg: BenchConfig) -> int:
 
     step()
     net.zero_grad(set_to_none=True)
-    peak = cpu_peak_bytes(step)
+    result = measure(step)
     net.zero_grad(set_to_none=True)
-    return peak
+    return result
 
 
 def _copy_weights(src: FusedNet, dst: nn.Module) -> None:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["saved_tensor_bytes", "SavedBytes", "cpu_peak_bytes"]
+__all__ = ["saved_tensor_bytes", "SavedBytes", "cpu_allocation_timeline", "cpu_peak_bytes"]
 
 
 class SavedBytes:
@@ -90,22 +90,35 @@ def saved_tensor_bytes(*exclude):
         counter.count = len(held)
 
 
-def cpu_peak_bytes(fn) -> int:
-    """Highest number of CPU bytes allocated by torch while ``fn()`` runs.
+def cpu_allocation_timeline(fn):
+    """Run ``fn()`` under the profiler's memory events: ``(allocations, ops)``.
 
-    From the profiler's memory events: the running sum of allocations minus
-    frees, maximised over time, relative to the start of the call (memory
-    held before is not counted). The device-generic sparse path (what CUDA
-    runs) allocates the same buffers on any device, so on CPU this tracks its
-    GPU peak without a GPU.
+    ``allocations`` lists ``(t_ns, nbytes, live)`` in time order: each CPU
+    allocation (``nbytes > 0``) or free (``< 0``) by torch and the running
+    total after it, relative to the start of the call (memory held before is
+    not counted). ``ops`` lists ``(name, start_ns, end_ns)`` of the operators
+    that ran, so an allocation can be traced to the op it happened in.
     """
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    live = peak = 0
-    for e in sorted(events, key=lambda e: e.start_ns()):
+    events = prof.profiler.kineto_results.events()
+    allocations, live = [], 0
+    for e in sorted((e for e in events if e.name() == "[memory]"), key=lambda e: e.start_ns()):
         live += e.nbytes()
-        peak = max(peak, live)
-    return peak
+        allocations.append((e.start_ns(), e.nbytes(), live))
+    ops = [(e.name(), e.start_ns(), e.end_ns()) for e in events if e.name() != "[memory]"]
+    return allocations, ops
+
+
+def cpu_peak_bytes(fn) -> int:
+    """Highest number of CPU bytes allocated by torch while ``fn()`` runs.
+
+    The running total of :func:`cpu_allocation_timeline`, maximised over
+    time (0 if ``fn`` frees more than it allocates). The device-generic
+    sparse path (what CUDA runs) allocates the same buffers on any device, so
+    on CPU this tracks its GPU peak without a GPU.
+    """
+    allocations, _ = cpu_allocation_timeline(fn)
+    return max([0] + [live for _, _, live in allocations])

@@ -151,8 +151,8 @@ def test_profile_step_script_profiles_a_calibrated_step(monkeypatch, capsys):
     assert "phase:forward" in out and "phase:backward" in out
 
 
-def test_generic_peak_timeline_script_lists_the_step(monkeypatch, capsys):
-    """benchmarks/generic_peak_timeline.py: the listed allocations add up to the peak it reports."""
+def test_generic_peak_timeline_lists_the_step(monkeypatch, capsys):
+    """benchmarks/generic_peak_memory.py --timeline: the listed allocations add up to the peak it reports."""
     import re
     import runpy
     import sys
@@ -160,11 +160,12 @@ def test_generic_peak_timeline_script_lists_the_step(monkeypatch, capsys):
 
     monkeypatch.setitem(bench.PRESETS, "quick_shd",
                         bench.BenchConfig("quick_shd", 30, (64, 64), 4, 100, 32, calib_steps=1))
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "generic_peak_timeline.py"
-    monkeypatch.setattr(sys, "argv", [str(script), "--configs", "quick_shd", "--min-mib", "0.1"])
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "generic_peak_memory.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--configs", "quick_shd", "--variants", "sparse_compiled",
+                                      "--timeline", "--min-mib", "0.1"])
     runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
-    peak = float(re.search(r"step peak ([0-9.]+) MiB", out).group(1))
+    peak = float(re.search(r"sparse_compiled\s+peak\s+([0-9.]+) MiB", out).group(1))
     rows = re.findall(r"^\s+(peak)?\s+([+-][0-9.]+) MiB ->\s+([0-9.]+) MiB", out, re.M)
     assert rows and peak > 0
     assert [float(r[2]) for r in rows if r[0]] == [peak]  # the marked row is the maximum
