@@ -47,6 +47,7 @@ from torch.utils.data import Dataset
 __all__ = ["fsdd_root", "mel_filterbank", "encode_audio", "FSDD", "fsdd_spikes", "input_sparsity"]
 
 SAMPLE_RATE = 8000
+HOP, NFFT = 80, 256  # default frames: 32 ms windows every 10 ms
 _ENCODER_VERSION = 1  # bump when encode_audio changes, so stale caches are not reused
 
 
@@ -61,7 +62,7 @@ def fsdd_root() -> Optional[Path]:
     return None
 
 
-def mel_filterbank(channels: int, nfft: int = 256, sr: int = SAMPLE_RATE,
+def mel_filterbank(channels: int, nfft: int = NFFT, sr: int = SAMPLE_RATE,
                    fmin: float = 60.0, fmax: float = 3800.0) -> np.ndarray:
     """Triangular mel filters, ``[channels, nfft // 2 + 1]``."""
     def mel(f):
@@ -80,7 +81,7 @@ def mel_filterbank(channels: int, nfft: int = 256, sr: int = SAMPLE_RATE,
 
 
 def encode_audio(signal: np.ndarray, num_steps: int = 100, channels: int = 32, delta: float = 0.6,
-                 hop: int = 80, nfft: int = 256, sr: int = SAMPLE_RATE) -> np.ndarray:
+                 hop: int = HOP, nfft: int = NFFT, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Encode one mono recording into a ``[num_steps, 2·channels]`` float32 spike raster."""
     if num_steps <= 0:
         raise ValueError(f"num_steps must be > 0, got {num_steps}")
@@ -147,8 +148,8 @@ class FSDD(Dataset):
     """
 
     def __init__(self, root=None, train: bool = True, num_steps: int = 100, channels: int = 32,
-                 delta: float = 0.6, cache_dir=None, max_files: Optional[int] = None, hop: int = 80,
-                 nfft: int = 256):
+                 delta: float = 0.6, cache_dir=None, max_files: Optional[int] = None, hop: int = HOP,
+                 nfft: int = NFFT):
         if not isinstance(num_steps, int) or num_steps <= 0:
             raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
         if not isinstance(channels, int) or channels <= 0:
@@ -178,7 +179,7 @@ class FSDD(Dataset):
             raise ValueError(f"no recordings of the {'train' if train else 'test'} split under {root}")
         self.files = files
         self.settings = dict(num_steps=num_steps, channels=channels, delta=delta)
-        if (hop, nfft) != (80, 256):  # so that caches of the default encoding keep their names
+        if (hop, nfft) != (HOP, NFFT):  # so that caches of the default encoding keep their names
             self.settings.update(hop=hop, nfft=nfft)
         self.data, self.targets = self._load(cache_dir)
 
@@ -206,7 +207,7 @@ class FSDD(Dataset):
 
 
 def fsdd_spikes(num_steps: int = 100, channels: int = 32, delta: float = 0.6, root=None, cache_dir=None,
-                max_files: Optional[int] = None, hop: int = 80, nfft: int = 256):
+                max_files: Optional[int] = None, hop: int = HOP, nfft: int = NFFT):
     """Both splits, time-major: ``((x_train [T, N, 2·channels], y_train), (x_test, y_test))``.
 
     Same arguments as :class:`FSDD` (``max_files`` limits each split).
