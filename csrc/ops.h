@@ -39,7 +39,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     const std::optional<at::Tensor>& current, const std::optional<at::Tensor>& x_rowptr,
     const std::optional<at::Tensor>& x_col, const std::optional<at::Tensor>& x_val,
     const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
-    const at::Tensor& beta, const at::Tensor& threshold, int64_t reset_mode, double bth,
+    const at::Tensor& beta, const at::Tensor& threshold, int64_t reset_mode, const at::Tensor& bth,
     at::Tensor& spk_out, const std::optional<at::Tensor>& mem_out, bool need_spike_csr,
     bool need_active);
 std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(

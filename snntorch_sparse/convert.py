@@ -18,8 +18,12 @@ snnTorch models come in two styles, and :func:`sparsify` keeps each working:
       spk_rec, mem_rec = net(x)            # x: [T, B, ...], outputs [T, B, ...]
 
 * any other module (a custom ``forward`` looping over time): every
-  ``snn.Leaky`` becomes a single-step :class:`~snntorch_sparse.SparseLeaky`;
-  the loop is unchanged and the gradients are the sparse ones (no fused speed-up).
+  ``snn.Leaky`` becomes a single-step :class:`~snntorch_sparse.SparseLeaky`
+  (one autograd node per step, :mod:`snntorch_sparse.step`); the loop is
+  unchanged and the gradients are the sparse ones. Its ``nn.Linear`` and
+  convolution layers compute their output once per call of the model when the
+  loop feeds them the same unchanged input at every step, as snnTorch's
+  tutorials do with a static image (:mod:`snntorch_sparse.reuse`).
 
 Weights, betas (unclamped: like snnTorch, the layers clamp beta to [0, 1] in
 their forward), thresholds and train/eval modes are copied; the result is a new
@@ -37,6 +41,7 @@ from torch import nn
 from ._validation import as_float_param
 from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky, resolve_surrogate
+from .reuse import disable_input_reuse, enable_input_reuse
 
 __all__ = ["sparsify", "desparsify", "TimeDistributed"]
 
@@ -55,11 +60,31 @@ class TimeDistributed(nn.Module):
         self.module = module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() < 2:
-            raise ValueError(f"x must be time-major [T, B, ...], got shape {tuple(x.shape)}")
+        expected = _time_major_dims(self.module)
+        if x.dim() < 2 or (expected is not None and x.dim() != expected):
+            want = f"{expected} dims" if expected is not None else "2 or more dims"
+            raise ValueError(
+                f"x must be time-major [T, B, ...] ({want} for {type(self.module).__name__}), got shape "
+                f"{tuple(x.shape)}. A converted model takes the whole sequence in one call; a static input "
+                "that snnTorch's loop feeds at every step is repeated over time first: "
+                "x.unsqueeze(0).expand(num_steps, *x.shape)")
         T, B = x.shape[:2]
         y = self.module(x.reshape(T * B, *x.shape[2:]))
         return y.reshape(T, B, *y.shape[1:])
+
+
+_CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3,
+              nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3, nn.BatchNorm1d: None, nn.BatchNorm2d: 2,
+              nn.BatchNorm3d: 3, nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}
+
+
+def _time_major_dims(module: nn.Module):
+    """The dims a time-major input of ``module`` must have (``[T, B, C, *spatial]``), if fixed."""
+    first = module
+    while isinstance(first, nn.Sequential) and len(first):
+        first = first[0]
+    spatial = _CONV_DIMS.get(type(first))
+    return None if spatial is None else spatial + 3
 
 
 def _is_param(t) -> bool:
@@ -142,7 +167,8 @@ def _single_step_options(leaky) -> dict:
                 learn_graded_spikes_factor=_is_param(g))
 
 
-def _sparse_neuron(leaky: snn.Leaky, step_mode: str, bth, spike_grad, backend, where: str) -> SparseLeaky:
+def _sparse_neuron(leaky: snn.Leaky, step_mode: str, bth, spike_grad, backend, where: str,
+                   active_fraction=None) -> SparseLeaky:
     beta, threshold = _beta_threshold(leaky, where)
     if step_mode == "multi":
         _check_multi_step(leaky, where)
@@ -151,7 +177,7 @@ def _sparse_neuron(leaky: snn.Leaky, step_mode: str, bth, spike_grad, backend, w
         extra = {}
     else:
         extra = _single_step_options(leaky)
-    sg = resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth)
+    sg = resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth, active_fraction)
     new = SparseLeaky(beta=beta.clamp(0, 1), threshold=threshold, learn_beta=_is_param(leaky.beta),
                       learn_threshold=_is_param(leaky.threshold), reset_mechanism=leaky.reset_mechanism,
                       spike_grad=sg, init_hidden=leaky.init_hidden, output=leaky.output,
@@ -159,20 +185,25 @@ def _sparse_neuron(leaky: snn.Leaky, step_mode: str, bth, spike_grad, backend, w
     with torch.no_grad():
         new.beta.copy_(beta)  # unclamped, as in snnTorch; the forward clamps
     new.train(leaky.training)
+    new._monitor.name = f"{where} ({new._monitor.name})"
     return new.to(leaky.beta.device)
 
 
-def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend, event_forward, where: str) -> SparseLinearLeaky:
+def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend, event_forward, where: str,
+          active_fraction=None) -> SparseLinearLeaky:
     _check_multi_step(leaky, where)
     beta, threshold = _beta_threshold(leaky, where)
     _check_shape(beta, "beta", where, linear.out_features)
     _check_shape(threshold, "threshold", where, linear.out_features)
-    sg = resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth)
-    layer = SparseLinearLeaky(linear.in_features, linear.out_features, beta=beta.clamp(0, 1), threshold=threshold,
-                              spike_grad=sg, bias=linear.bias is not None, learn_beta=_is_param(leaky.beta),
-                              learn_threshold=_is_param(leaky.threshold), reset_mechanism=leaky.reset_mechanism,
-                              output=leaky.output, backend=backend, event_forward=event_forward,
-                              device=linear.weight.device, dtype=linear.weight.dtype)
+    sg = resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth, active_fraction)
+    with torch.random.fork_rng(devices=[]):  # the layer's own init is overwritten: leave the generator as it was
+        layer = SparseLinearLeaky(linear.in_features, linear.out_features, beta=beta.clamp(0, 1),
+                                  threshold=threshold, spike_grad=sg, bias=linear.bias is not None,
+                                  learn_beta=_is_param(leaky.beta), learn_threshold=_is_param(leaky.threshold),
+                                  reset_mechanism=leaky.reset_mechanism, output=leaky.output, backend=backend,
+                                  event_forward=event_forward, device=linear.weight.device,
+                                  dtype=linear.weight.dtype)
+    layer._monitor.name = f"{where} ({layer._monitor.name})"
     with torch.no_grad():
         layer.fc.weight.copy_(linear.weight)
         if linear.bias is not None:
@@ -183,7 +214,7 @@ def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend, event_f
 
 
 def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backend=None,
-             event_forward=None) -> nn.Module:
+             event_forward=None, active_fraction: float | None = None) -> nn.Module:
     """Return a copy of ``model`` with sparse layers (see module docs).
 
     Nested ``nn.Sequential`` blocks are converted in place (same structure).
@@ -194,9 +225,17 @@ def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backen
 
     Args:
         model: an snnTorch model.
-        bth: active-window half-width for every neuron (``None``: keep a sparse
-            surrogate's own window, or the package default).
-        spike_grad: surrogate for every neuron (``None``: sparsify each neuron's own).
+        bth: fixed active-window half-width for every neuron. ``None`` (default):
+            keep a sparse surrogate's own window, else the adaptive window, which
+            holds the ``active_fraction`` of entries closest to threshold in every
+            call, so no layer is left without gradient at any initialisation.
+            A fixed ``bth`` gives exactly snnTorch's gradients with the same
+            clamped surrogate.
+        spike_grad: surrogate for every neuron (``None``: sparsify each neuron's
+            own, e.g. snnTorch's default ``atan`` becomes ``sparse_atan``).
+        active_fraction: target fraction of the adaptive window (``None``: the
+            surrogate's own, default
+            :data:`~snntorch_sparse.surrogate.DEFAULT_ACTIVE_FRACTION`).
         backend: op backend for the fused layers.
         event_forward: for the fused layers (see :class:`~snntorch_sparse.SparseLinearLeaky`):
             ``None`` (auto), ``True`` (input current summed over the input's spikes only,
@@ -204,21 +243,35 @@ def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backen
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if active_fraction is not None and bth is not None:
+        raise ValueError("sparsify: give bth (a fixed window) or active_fraction (the adaptive window), not both")
+    opts = dict(bth=bth, spike_grad=spike_grad, backend=backend, active_fraction=active_fraction)
     if isinstance(model, nn.Sequential):
-        return _sparsify_sequential(model, bth, spike_grad, backend, event_forward)
+        return _sparsify_sequential(model, event_forward=event_forward, **opts)
     model = _copy(model)
-    _swap_neurons(model, bth, spike_grad, backend)
+    _swap_neurons(model, **opts)
+    enable_input_reuse(model)
     return model
 
 
-def _swap_neurons(module: nn.Module, bth, spike_grad, backend, prefix: str = "") -> None:
+def _swap_neurons(module: nn.Module, bth, spike_grad, backend, active_fraction, prefix: str = "") -> None:
     for name, child in module.named_children():
+        where = f"'{prefix}{name}'"
         if type(child) is snn.Leaky:
-            new = _sparse_neuron(child, "single", bth, spike_grad, backend, f"'{prefix}{name}'")
+            new = _sparse_neuron(child, "single", bth, spike_grad, backend, where, active_fraction)
             new.mem = child.mem
             setattr(module, name, new)
+        elif isinstance(child, snn.SpikingNeuron) and not isinstance(child, SparseLeaky):
+            _refuse_neuron(child, where)
         else:
-            _swap_neurons(child, bth, spike_grad, backend, f"{prefix}{name}.")
+            _swap_neurons(child, bth, spike_grad, backend, active_fraction, f"{prefix}{name}.")
+
+
+def _refuse_neuron(m: nn.Module, where: str) -> None:
+    kind = "a subclass of snn.Leaky" if isinstance(m, snn.Leaky) else "an snnTorch neuron"
+    raise TypeError(f"sparsify: {type(m).__name__} at {where} is {kind} without a sparse counterpart; "
+                    "only snn.Leaky itself is converted (a subclass may change the neuron's behaviour). "
+                    "Keep this neuron in snnTorch, or replace it by snn.Leaky first")
 
 
 def _stateful_inside(module: nn.Module):
@@ -230,7 +283,7 @@ def _stateful_inside(module: nn.Module):
 
 
 def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_forward=None,
-                         prefix: str = "") -> nn.Sequential:
+                         active_fraction=None, prefix: str = "") -> nn.Sequential:
     items = list(seq.named_children())
     out = []
     i = 0
@@ -239,21 +292,21 @@ def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_for
         where = f"'{prefix}{name}'"
         nxt = items[i + 1][1] if i + 1 < len(items) else None
         if type(m) is nn.Sequential:  # a block: converted in place, it maps [T, B, ...] to [T, B, ...]
-            out.append(_sparsify_sequential(m, bth, spike_grad, backend, event_forward, f"{prefix}{name}."))
-        elif isinstance(m, nn.Linear) and isinstance(nxt, snn.Leaky) and not isinstance(nxt, SparseLeaky):
+            out.append(_sparsify_sequential(m, bth, spike_grad, backend, event_forward, active_fraction,
+                                            f"{prefix}{name}."))
+        elif isinstance(m, nn.Linear) and type(nxt) is snn.Leaky:
             nxt_where = f"'{prefix}{items[i + 1][0]}'"
             _require_hidden(nxt, nxt_where)
-            out.append(_fuse(m, nxt, bth, spike_grad, backend, event_forward, nxt_where))
+            out.append(_fuse(m, nxt, bth, spike_grad, backend, event_forward, nxt_where, active_fraction))
             i += 2
             continue
         elif getattr(m, "multi_step", False):
             out.append(_copy(m))
-        elif isinstance(m, snn.Leaky):
+        elif type(m) is snn.Leaky or isinstance(m, SparseLeaky):
             _require_hidden(m, where)
-            out.append(_sparse_neuron(m, "multi", bth, spike_grad, backend, where))
+            out.append(_sparse_neuron(m, "multi", bth, spike_grad, backend, where, active_fraction))
         elif isinstance(m, snn.SpikingNeuron):
-            raise TypeError(f"sparsify: {type(m).__name__} at {where} is not supported; "
-                            "only snn.Leaky neurons have sparse counterparts")
+            _refuse_neuron(m, where)
         else:
             sub_name, sub = _stateful_inside(m)
             if sub is not None:
@@ -292,6 +345,7 @@ def desparsify(model: nn.Module) -> nn.Module:
     if not isinstance(model, nn.Sequential):
         model = _copy(model)
         _unswap_neurons(model)
+        disable_input_reuse(model)
         return model
     return _desparsify_sequential(model)
 

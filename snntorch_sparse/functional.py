@@ -70,6 +70,8 @@ class LIFConfig:
     upstream: Optional[object] = None               # fused_cpu.SpikeSets of the upstream layer
     pool: Optional[object] = None                   # _buffers.BufferPool of the calling layer
     check_finite: bool = True       # NaN/inf in the input raise ValueError
+    window: object = None           # this call's window half-width(s) B: float or [N] (set by sparse_lif)
+    gain: Optional[torch.Tensor] = None  # this call's per-neuron gain c on σ' (adaptive window), or None
     need_mem: bool = True           # False: the membrane is not returned (an empty tensor is)
     stats: dict = field(default_factory=dict)
 
@@ -164,11 +166,13 @@ class _SparseLIF(torch.autograd.Function):
             keep_mem = cfg.need_mem or ctx.needs_input_grad[3]
             # U - θ: in place when the membrane is not an output (saves a [T, B, N] buffer)
             shift = mem.sub_(thr_v) if not keep_mem else mem - thr_v
-            bth = cfg.surrogate.bth
-            window = _active_window(shift, bth)
+            window = _active_window(shift, cfg.window if not isinstance(cfg.window, torch.Tensor)
+                                    else cfg.window.to(shift.dtype).reshape(-1))
             act_idx = window.view(-1).nonzero().squeeze(1)
             del window
             act_sg = cfg.surrogate.derivative(shift.view(-1).index_select(0, act_idx))
+            if cfg.gain is not None:
+                act_sg = act_sg * cfg.gain.to(act_sg.dtype).reshape(-1).index_select(0, act_idx % n)
             if not keep_mem:
                 mem = mem.new_empty(0)
             if spk is None:
@@ -279,6 +283,51 @@ class _SparseLIF(torch.autograd.Function):
         return dx, dw, db, dbeta, dthr, None
 
 
+def _call_window(x, weight, bias, beta, threshold, cfg: LIFConfig):
+    r"""The window half-widths :math:`B` and gains :math:`c` of this call: ``(window, gain)``.
+
+    A fixed window is the surrogate's ``bth`` (a float, or one per neuron) and
+    its ``fixed_gain`` (normally ``None``). An adaptive one is, per neuron, the
+    ``active_fraction``-quantile of :math:`|U - \theta|` over its (t, b)
+    entries (:func:`~snntorch_sparse.surrogate.quantile_window`) and the gain
+    :func:`~snntorch_sparse.surrogate.mass_gain`, both measured on the
+    membranes of a strided subset of the call's batch rows: the same recurrence
+    run on enough rows to give at least
+    :data:`~snntorch_sparse.surrogate.WINDOW_SAMPLES` entries and
+    :data:`~snntorch_sparse.surrogate.WINDOW_SAMPLES_PER_NEURON` per neuron.
+    Both are constants of the call: the gradient is exactly the clamped
+    surrogate's with window :math:`B_n`, times :math:`c_n`. Without autograd
+    the previous call's values are reused.
+    """
+    sg = cfg.surrogate
+    if not sg.adaptive:
+        return sg.bth, sg.fixed_gain
+    last = cfg.stats.get("window")
+    needs_grad = torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in (x, weight, bias, beta, threshold))
+    n = weight.shape[0] if weight is not None else math.prod(x.shape[2:])
+    if x.device.type == "meta" or (last is not None and not needs_grad and last.numel() == n):
+        return (x.new_ones(n) if last is None else last), cfg.stats.get("gain")
+    from .surrogate import WINDOW_SAMPLES, WINDOW_SAMPLES_PER_NEURON
+    with torch.no_grad():
+        T = x.shape[0]
+        n_in = x.shape[-1] if weight is not None else n
+        x3 = x.detach().reshape(T, -1, n_in)
+        rows = x3.shape[1]
+        take = min(rows, max(1, -(-WINDOW_SAMPLES // max(T * n, 1)), -(-WINDOW_SAMPLES_PER_NEURON // T)))
+        if take < rows:
+            x3 = x3.index_select(1, torch.linspace(0, rows - 1, take, device=x.device).long())
+        current = F.linear(x3, weight.detach(), None if bias is None else bias.detach()) \
+            if weight is not None else x3
+        beta_v = per_feature(beta.detach().clamp(0, 1), n, "beta", current)
+        thr_v = per_feature(threshold.detach(), n, "threshold", current)
+        ops = get_backend(cfg.backend, x.device)
+        _, mem = ops.lif_scan(current.contiguous(), beta_v, thr_v, cfg.reset_mode)
+        shift = (mem - thr_v).reshape(-1, n)
+        window = sg.window(shift)
+        return window, sg.gain(shift, window)
+
+
 def _call_config(x: torch.Tensor, rows: int, cfg: LIFConfig) -> LIFConfig:
     """This call's own copy of ``cfg``, with the upstream sets that belong to ``x``.
 
@@ -382,6 +431,9 @@ def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
         cfg.check_finite = False  # spikes of a sparse layer: binary by construction
         if not fused:
             cfg.upstream_index = cfg.upstream.active_flat()
+    if not cfg.readout:
+        cfg.window, cfg.gain = _call_window(x, weight, bias, beta, threshold, cfg)
+        cfg.stats["window"], cfg.stats["gain"] = cfg.window, cfg.gain
     fn = fused_sparse_lif if fused else _SparseLIF.apply
     if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
         # Opt out of autocast: a half-precision GEMM would move membranes across

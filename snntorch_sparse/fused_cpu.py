@@ -200,7 +200,7 @@ class _FusedSparseLIF(torch.autograd.Function):
             torch.empty((T, B, n), dtype=x.dtype, device=x.device)
         keep_mem = cfg.need_mem or ctx.needs_input_grad[3]
         mem = torch.empty((T, B, n), dtype=x.dtype, device=x.device) if keep_mem else None
-        bth = 0.0 if cfg.readout else cfg.surrogate.bth
+        bth = 0.0 if cfg.readout else cfg.window
         spk_rowptr, spk_col, act_rowptr, act_col, act_shift = fused.lif_fused_forward(
             current, x_csr, weight, bias, beta_v, thr_v, cfg.reset_mode, bth, spk, mem,
             need_spike_csr=not cfg.readout, need_active=not cfg.readout)
@@ -210,6 +210,8 @@ class _FusedSparseLIF(torch.autograd.Function):
             act_sg = x.new_empty(0)
         else:
             act_sg = cfg.surrogate.derivative(act_shift)
+            if cfg.gain is not None:
+                act_sg = act_sg * cfg.gain.to(act_sg.dtype).reshape(-1).index_select(0, act_col.long())
         cfg.stats["active"] = act_col.numel()
         cfg.stats["total"] = spk.numel()
         sets = None if cfg.readout else SpikeSets(

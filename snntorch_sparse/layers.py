@@ -19,6 +19,7 @@ from ._buffers import BufferPool
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
                           check_sequence, check_threshold)
 from .functional import LIFConfig, sparse_lif
+from ._activity import ActivityMonitor
 from .neurons import resolve_surrogate
 
 __all__ = ["SparseLinearLeaky"]
@@ -31,12 +32,25 @@ class SparseLinearLeaky(nn.Module):
         in_features, out_features: as ``nn.Linear``.
         beta: membrane decay in [0, 1]; scalar or one per output neuron.
         threshold: firing threshold ``θ``; scalar or one per output neuron.
-        spike_grad: surrogate (``None``: :func:`~snntorch_sparse.surrogate.sparse_fast_sigmoid`;
-            any snnTorch surrogate is sparsified).
-        bth: half-width of the active window ``B_th``.
+        spike_grad: surrogate (``None``: :func:`~snntorch_sparse.surrogate.sparse_atan`,
+            the sparse form of snnTorch's default ``atan``; any snnTorch surrogate is sparsified).
+        bth: fixed half-width of the active window, or ``None`` (default) to keep
+            ``spike_grad``'s own window: the adaptive window, which holds
+            ``active_fraction`` of the entries closest to threshold in every call
+            (see :mod:`snntorch_sparse.surrogate`).
+        active_fraction: target fraction of the adaptive window (default
+            :data:`~snntorch_sparse.surrogate.DEFAULT_ACTIVE_FRACTION`).
         bias: whether the linear map has a bias.
         learn_beta, learn_threshold, reset_mechanism: as ``snn.Leaky``.
         output: if ``True`` return ``(spk, mem)``; else ``spk``.
+        init_hidden: snnTorch's convention: ``True`` (default here, as in an
+            ``nn.Sequential``) returns ``spk`` alone unless ``output``; ``False``
+            returns ``(spk, mem)`` like a ``snn.Leaky(init_hidden=False)``. Each
+            call starts from a zero membrane.
+        surrogate_disable, inhibition, state_quant, graded_spikes_factor,
+            learn_graded_spikes_factor, reset_delay: snnTorch's options, accepted
+            at their defaults; any other value raises ``ValueError`` (use
+            ``snn.Leaky`` or ``SparseLeaky`` for them).
         readout: non-spiking readout (no reset, no spikes): returns the membrane
             ``[T, B, out]``, e.g. for max-over-time logits.
         backend: ``"auto"``, ``"reference"`` or ``"compiled"``.
@@ -65,8 +79,14 @@ class SparseLinearLeaky(nn.Module):
     def __init__(self, in_features: int, out_features: int, beta, threshold=1.0, spike_grad=None,
                  bth=None, bias: bool = True, learn_beta: bool = False, learn_threshold: bool = False,
                  reset_mechanism: str = "subtract", output: bool = False, readout: bool = False,
-                 backend=None, event_forward=None, device=None, dtype=None):
+                 backend=None, event_forward=None, device=None, dtype=None, *, active_fraction=None,
+                 init_hidden: bool = True, surrogate_disable: bool = False, inhibition: bool = False,
+                 state_quant=False, graded_spikes_factor=1.0, learn_graded_spikes_factor: bool = False,
+                 reset_delay: bool = True):
         super().__init__()
+        _refuse_options(surrogate_disable=surrogate_disable, inhibition=inhibition, state_quant=state_quant,
+                        graded_spikes_factor=graded_spikes_factor,
+                        learn_graded_spikes_factor=learn_graded_spikes_factor, reset_delay=reset_delay)
         check_features(in_features, "in_features")
         check_features(out_features, "out_features")
         check_beta(beta)
@@ -85,8 +105,10 @@ class SparseLinearLeaky(nn.Module):
             self.threshold = nn.Parameter(threshold)
         else:
             self.register_buffer("threshold", threshold)
-        self.surrogate = None if readout else resolve_surrogate(spike_grad, bth)
+        self.surrogate = None if readout else resolve_surrogate(spike_grad, bth, active_fraction)
         self.output = output
+        self.init_hidden = bool(init_hidden)
+        self._monitor = ActivityMonitor(f"SparseLinearLeaky({in_features}->{out_features})")
         self.readout = readout
         self.backend = backend
         self.event_forward = event_forward
@@ -112,7 +134,28 @@ class SparseLinearLeaky(nn.Module):
 
     @property
     def bth(self):
+        """The fixed window half-width, ``None`` for the adaptive window (or a readout)."""
         return None if self.surrogate is None else self.surrogate.bth
+
+    @property
+    def window(self):
+        """The window half-width ``B`` of the last forward (``None`` before the first, or a readout)."""
+        return self._stats.get("window")
+
+    def frozen_surrogate(self):
+        """A fixed-window copy of the surrogate with the last call's windows and gains.
+
+        Given to a dense ``snn.Leaky`` (``spike_grad=layer.frozen_surrogate()``), it
+        reproduces exactly the gradient rule this layer used in its last call.
+        """
+        sg = self.surrogate
+        if sg is None or not sg.adaptive:
+            return sg if sg is None else sg.with_window(sg.bth, gain=sg.fixed_gain)
+        window = self.window
+        if window is None:
+            raise RuntimeError("frozen_surrogate() needs a call first: the adaptive window is set per call")
+        gain = sg.last_gain if getattr(self, "step_mode", "multi") == "single" else self._stats.get("gain")
+        return sg.with_window(window, gain=gain)
 
     @property
     def activity(self):
@@ -128,15 +171,36 @@ class SparseLinearLeaky(nn.Module):
             raise TypeError(f"x has dtype {x.dtype} but the layer's weight is {self.weight.dtype}")
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=self.reset_mode,
                         readout=self.readout, backend=self.backend,
-                        event_forward=self.event_forward, need_mem=self.output or self.readout,
-                        pool=self._pool)
+                        event_forward=self.event_forward,
+                        need_mem=self.output or self.readout or not self.init_hidden,
+                        pool=self._pool, stats=self._stats)
         spk, mem = sparse_lif(x, self.weight, self.bias, self.beta, self.threshold, cfg)
         self._stats = cfg.stats
+        if self.training and spk.requires_grad and not self.readout:
+            self._monitor.update(cfg.stats["active"], cfg.stats["total"], cfg.stats.get("window"),
+                                 fixed=not self.surrogate.adaptive)
         if self.readout:
             return mem
-        return (spk, mem) if self.output else spk
+        return (spk, mem) if self.output or not self.init_hidden else spk
 
     def extra_repr(self) -> str:
         kind = "readout" if self.readout else f"spike_grad={self.surrogate!r}"
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"reset_mechanism={self.reset_mechanism!r}, {kind}")
+
+
+def _refuse_options(**given) -> None:
+    """snnTorch neuron options the fused layer lacks: accepted at their defaults, else a clear error."""
+    defaults = dict(surrogate_disable=False, inhibition=False, state_quant=False, graded_spikes_factor=1.0,
+                    learn_graded_spikes_factor=False, reset_delay=True)
+    bad = []
+    for name, value in given.items():
+        if name == "graded_spikes_factor":
+            ok = isinstance(value, (int, float, torch.Tensor)) and bool((torch.as_tensor(value) == 1).all())
+        else:
+            ok = value is defaults[name] or value == defaults[name]
+        if not ok:
+            bad.append(f"{name}={value!r}")
+    if bad:
+        raise ValueError(f"SparseLinearLeaky does not support {', '.join(bad)} (snnTorch's defaults only); "
+                         "use nn.Linear + snn.Leaky, or SparseLeaky(step_mode='single'), for these options")

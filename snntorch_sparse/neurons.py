@@ -23,22 +23,32 @@ import torch
 from ._validation import (as_float_param, autocast_input, check_beta, check_reset, check_same_device, check_sequence,
                           check_threshold)
 from .functional import LIFConfig, sparse_lif
-from .surrogate import DEFAULT_BTH, SparseSurrogate, sparse_fast_sigmoid, sparsify_surrogate
+from .step import leaky_step
+from ._activity import ActivityMonitor
+from .surrogate import DEFAULT_ACTIVE_FRACTION, SparseSurrogate, sparse_atan, sparsify_surrogate
 
 __all__ = ["SparseLeaky", "resolve_surrogate"]
 
 
-def resolve_surrogate(spike_grad, bth) -> SparseSurrogate:
-    """The sparse surrogate for a (``spike_grad``, ``bth``) pair of arguments.
+def resolve_surrogate(spike_grad, bth, active_fraction=None) -> SparseSurrogate:
+    """The layer's own sparse surrogate for a (``spike_grad``, ``bth``, ``active_fraction``) triple.
 
-    ``None`` gives :func:`sparse_fast_sigmoid`; a dense snnTorch surrogate is
-    sparsified; a sparse one is kept, re-windowed when ``bth`` is given.
+    ``None`` gives :func:`~snntorch_sparse.surrogate.sparse_atan` (snnTorch's
+    default surrogate, ``atan(alpha=2)``); a dense snnTorch surrogate is
+    sparsified; a sparse one keeps its window unless ``bth`` / ``active_fraction``
+    is given. The result is always a new object, so layers never share the
+    per-call statistics a surrogate records.
     """
     if spike_grad is None:
-        return sparse_fast_sigmoid(bth=DEFAULT_BTH if bth is None else bth)
+        return sparse_atan(bth=bth, active_fraction=DEFAULT_ACTIVE_FRACTION if active_fraction is None
+                           else active_fraction)
     if isinstance(spike_grad, SparseSurrogate):
-        return spike_grad if bth is None else sparsify_surrogate(spike_grad, bth)
-    return sparsify_surrogate(spike_grad, DEFAULT_BTH if bth is None else bth)
+        if bth is None and active_fraction is None:
+            return spike_grad.with_window(spike_grad.bth)
+        return spike_grad.with_window(bth if bth is not None else (
+            None if active_fraction is not None else spike_grad.bth), active_fraction)
+    return sparsify_surrogate(spike_grad, bth, DEFAULT_ACTIVE_FRACTION if active_fraction is None
+                              else active_fraction)
 
 
 class SparseLeaky(snn.Leaky):
@@ -47,9 +57,13 @@ class SparseLeaky(snn.Leaky):
     Takes every argument of :class:`snntorch.Leaky`, plus:
 
     Args:
-        bth: half-width of the active window (default
-            :data:`~snntorch_sparse.surrogate.DEFAULT_BTH`, or the window of a
-            sparse ``spike_grad``).
+        spike_grad: as snnTorch's (default ``None``: the sparse form of snnTorch's
+            default ``atan(alpha=2)``); any snnTorch surrogate is sparsified.
+        bth: fixed half-width of the active window, or ``None`` (default) to keep
+            ``spike_grad``'s own window -- the adaptive window, unless
+            ``spike_grad`` is a sparse surrogate with a fixed ``bth``.
+        active_fraction: target fraction of active entries of the adaptive
+            window (default :data:`~snntorch_sparse.surrogate.DEFAULT_ACTIVE_FRACTION`).
         step_mode: ``"single"`` (one time step per call, as snnTorch) or
             ``"multi"`` (a whole time-major sequence ``[T, B, ...]`` per call).
         backend: ``"auto"``, ``"reference"`` or ``"compiled"`` for multi-step calls.
@@ -67,7 +81,7 @@ class SparseLeaky(snn.Leaky):
                  init_hidden=False, inhibition=False, learn_beta=False, learn_threshold=False,
                  reset_mechanism="subtract", state_quant=False, output=False,
                  graded_spikes_factor=1.0, learn_graded_spikes_factor=False, reset_delay=True,
-                 bth=None, step_mode="single", backend=None):
+                 bth=None, step_mode="single", backend=None, active_fraction=None):
         if step_mode not in ("single", "multi"):
             raise ValueError(f"step_mode must be 'single' or 'multi', got {step_mode!r}")
         check_beta(beta)
@@ -76,7 +90,7 @@ class SparseLeaky(snn.Leaky):
         # snnTorch keeps an int beta (beta=1: integrate-and-fire) as int64; here it is a float
         # (default dtype), so it can also be learned and moved with .to(dtype)
         beta, threshold = as_float_param(beta), as_float_param(threshold)
-        surrogate = resolve_surrogate(spike_grad, bth)
+        surrogate = resolve_surrogate(spike_grad, bth, active_fraction)
         super().__init__(beta, threshold=threshold, spike_grad=surrogate,
                          surrogate_disable=surrogate_disable, init_hidden=init_hidden,
                          inhibition=inhibition, learn_beta=learn_beta,
@@ -89,6 +103,10 @@ class SparseLeaky(snn.Leaky):
         self.step_mode = step_mode
         self.backend = backend
         self._stats: dict = {}
+        # A single-step neuron is called once per time step: warn after ~8 sequences of 25 steps.
+        self._monitor = ActivityMonitor(f"{type(self).__name__}(beta={float(self.beta.detach().mean()):g})",
+                                        patience=5 if step_mode == "multi" else 200)
+        surrogate.monitor = self._monitor
         if step_mode == "multi":
             unsupported = {"inhibition": inhibition, "state_quant": bool(state_quant),
                            "surrogate_disable": surrogate_disable,
@@ -106,27 +124,61 @@ class SparseLeaky(snn.Leaky):
         return self.step_mode == "multi"
 
     @property
-    def bth(self) -> float:
+    def bth(self):
+        """The fixed window half-width, or ``None`` for the adaptive window."""
         return self.surrogate.bth
 
     @property
+    def window(self):
+        """The window half-width ``B`` of the last call (of its backward, in single-step mode)."""
+        if self.step_mode == "single":
+            return self.surrogate.last_window
+        return self._stats.get("window")
+
+    def frozen_surrogate(self):
+        """A fixed-window copy of the surrogate with the last call's windows and gains.
+
+        Given to a dense ``snn.Leaky`` (``spike_grad=layer.frozen_surrogate()``), it
+        reproduces exactly the gradient rule this layer used in its last call.
+        """
+        sg = self.surrogate
+        if sg is None or not sg.adaptive:
+            return sg if sg is None else sg.with_window(sg.bth, gain=sg.fixed_gain)
+        window = self.window
+        if window is None:
+            raise RuntimeError("frozen_surrogate() needs a call first: the adaptive window is set per call")
+        gain = sg.last_gain if getattr(self, "step_mode", "multi") == "single" else self._stats.get("gain")
+        return sg.with_window(window, gain=gain)
+
+    @property
     def activity(self):
-        """Fraction of (t, b, n) entries in the active window in the last multi-step call."""
+        """Fraction of (t, b, n) entries in the active window in the last call.
+
+        Multi-step: the last forward. Single-step: the last time step that reached a backward.
+        """
+        if self.step_mode == "single":
+            sg = self.surrogate
+            return sg.last_active / sg.last_total if sg.last_total else None
         s = self._stats
         return s["active"] / s["total"] if s.get("total") else None
 
     def forward(self, input_, mem=None):
         if self.step_mode == "single":
-            return super().forward(input_, mem)
+            if not self._plain_step():
+                return super().forward(input_, mem)
+            return self._step(input_, mem)
         if mem is not None:
             raise ValueError("mem cannot be passed in step_mode='multi': each call starts from zero")
         input_ = autocast_input(input_, self.beta)
         check_same_device(input_=input_, beta=self.beta, threshold=self.threshold)
         check_sequence(input_, "input_", min_dim=2, check_values=False)
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=int(self.reset_mechanism_val),
-                        backend=self.backend)
+                        backend=self.backend, stats=self._stats)
         spk, mem_seq = sparse_lif(input_, None, None, self.beta, self.threshold, cfg)
         self._stats = cfg.stats
+        if self.training and spk.requires_grad:
+            self._monitor.update(cfg.stats["active"], cfg.stats["total"], cfg.stats.get("window"),
+                                 fixed=not self.surrogate.adaptive)
         # The last membrane, for inspection as in snnTorch -- detached and copied: the
         # next call starts from zero anyway, so it must keep neither the autograd graph
         # nor the whole [T, B, ...] membrane alive (deepcopy / pickling a trained model).
@@ -136,6 +188,29 @@ class SparseLeaky(snn.Leaky):
         if self.init_hidden:
             return spk
         return spk, mem_seq
+
+    def _plain_step(self) -> bool:
+        """No snnTorch option that :class:`~snntorch_sparse.step.LeakyStep` lacks is in use."""
+        g = self.graded_spikes_factor
+        return (not self.inhibition and not self.state_quant and self.reset_delay
+                and not getattr(self, "surrogate_disable", False) and not isinstance(g, torch.nn.Parameter)
+                and g.numel() == 1 and float(g) == 1.0)
+
+    def _step(self, input_, mem):
+        """snnTorch's single-step ``Leaky.forward`` as one autograd node (same numbers, same returns)."""
+        if mem is not None:
+            if self.init_hidden:
+                raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
+            self.mem = mem
+        if self.mem.shape != input_.shape:
+            self.mem = torch.zeros_like(input_, device=self.mem.device)
+        spk, self.mem = leaky_step(input_, self.mem, self.beta, self.threshold, self.surrogate,
+                                   int(self.reset_mechanism_val))
+        if self.output:
+            return spk, self.mem
+        if self.init_hidden:
+            return spk
+        return spk, self.mem
 
     def extra_repr(self) -> str:
         return f"step_mode={self.step_mode!r}, spike_grad={self.surrogate!r}"

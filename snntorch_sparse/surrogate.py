@@ -7,43 +7,187 @@ around the threshold:
 .. math::
 
     \frac{\partial S}{\partial U} \approx \sigma'(U - \theta)\,
-        \mathbb{1}\left[\,|U - \theta| < B_{th}\right]
+        \mathbb{1}\left[\,|U - \theta| < B\right]
 
-Only *active* neurons (inside the window) carry gradient. With the window the
-gradient of dense BPTT and of the sparse backward of
+Only *active* neurons (inside the window) carry gradient. The window
+half-width :math:`B` is chosen in one of two ways:
+
+* **adaptive** (``bth=None``, the default): in every call, :math:`B` is the
+  ``active_fraction``-quantile of :math:`|U - \theta|` over the call's
+  entries, so the ``active_fraction`` of entries closest to threshold -- those
+  with the largest :math:`\sigma'` -- carry gradient, wherever the membranes
+  sit. A layer can never be left without gradient because its membranes are
+  far from threshold (as at snnTorch's default initialisation). :math:`B` is
+  treated as a constant of the call (it is piecewise constant in :math:`U`, so
+  its derivative is zero almost everywhere): the gradient is *exactly* the
+  clamped surrogate gradient with window :math:`B`, which the layer reports as
+  ``layer.window``. See :func:`quantile_window` for how the quantile is taken.
+* **fixed** (``bth=0.2`` etc.): :math:`B = B_{th}` in every call; gradients
+  equal snnTorch's dense BPTT with the same clamped surrogate.
+
+With either rule the gradient of dense BPTT and of the sparse backward of
 :class:`~snntorch_sparse.SparseLinearLeaky` are the same number, so these
-functions double as the ground truth for the fused layers and plug into any
+surrogates double as the ground truth for the fused layers and plug into any
 snnTorch neuron::
 
     import snntorch as snn
-    from snntorch_sparse.surrogate import sparse_fast_sigmoid
-    lif = snn.Leaky(beta=0.9, spike_grad=sparse_fast_sigmoid(slope=25, bth=0.5))
+    from snntorch_sparse.surrogate import sparse_atan
+    lif = snn.Leaky(beta=0.9, spike_grad=sparse_atan(bth=0.5))
+
+The surrogates are plain module-level classes, so models holding them can be
+pickled and ``torch.save``-d whole.
 """
 from __future__ import annotations
 
+import copy
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
 __all__ = [
     "SparseSurrogate",
+    "SparseFastSigmoid",
+    "SparseATan",
+    "SparseSigmoid",
+    "SparseFromSurrogate",
     "sparse_fast_sigmoid",
     "sparse_atan",
     "sparse_sigmoid",
     "sparsify_surrogate",
+    "quantile_window",
+    "QUANTILE_STEPS",
+    "mass_gain",
     "DEFAULT_SLOPE",
     "DEFAULT_BTH",
+    "DEFAULT_ACTIVE_FRACTION",
+    "WINDOW_SAMPLES",
 ]
 
-#: Default steepness of :func:`sparse_fast_sigmoid` (the reference paper's k = 100).
-DEFAULT_SLOPE = 100.0
-#: Default half-width of the active window, in membrane units (0.2 θ for θ = 1).
-DEFAULT_BTH = 0.2
+#: Default steepness of :func:`sparse_fast_sigmoid` and :func:`sparse_sigmoid` (snnTorch's).
+DEFAULT_SLOPE = 25.0
+#: Default window: ``None``, adaptive (see :data:`DEFAULT_ACTIVE_FRACTION`).
+DEFAULT_BTH = None
+#: Default fraction of (t, b, n) entries an adaptive window holds.
+DEFAULT_ACTIVE_FRACTION = 0.05
+#: How many entries of ``|U - θ|`` a multi-step layer samples for its adaptive windows (at least).
+WINDOW_SAMPLES = 65536
+#: ... and at least this many per neuron.
+WINDOW_SAMPLES_PER_NEURON = 256
+
+
+def _rows_by_features(shift: torch.Tensor) -> torch.Tensor:
+    """``|shift|`` as ``[rows, features]``: the first dim holds rows (batch, or time x batch), the rest features."""
+    mag = shift.detach().abs()
+    return mag.reshape(1, -1) if mag.dim() < 2 else mag.reshape(mag.shape[0], -1)
+
+
+#: Bisection steps of :func:`quantile_window` (the window's count is exact to 2^-12 of the range).
+QUANTILE_STEPS = 12
+
+
+def quantile_window(shift: torch.Tensor, fraction: float) -> torch.Tensor:
+    r"""Per-neuron half-widths :math:`B_n` whose windows hold about a ``fraction`` of each neuron's entries.
+
+    ``shift`` is :math:`U - \theta` as ``[rows, *features]`` (rows: the batch, or
+    time x batch). For each neuron :math:`n`, with :math:`k = \lceil
+    \text{fraction}\cdot\text{rows}\rceil`, a bisection of
+    :data:`QUANTILE_STEPS` steps over :math:`[0, \max_i |x_{in}|]`, all neurons
+    at once, finds a level with about :math:`k` of the neuron's :math:`|x_{in}|`
+    below it (a vectorised stand-in for a per-neuron selection, which PyTorch
+    runs slice by slice, 100x slower). :math:`B_n` is then moved halfway between
+    the largest :math:`|x_{in}|` below that level and the smallest one above, so
+    the window has a clear margin on both sides: a membrane that differs from
+    the measured one by float rounding (another summation order) stays on the
+    same side. Deterministic; returns ``[features]`` flattened.
+    """
+    mag = _rows_by_features(shift)
+    rows = mag.shape[0]
+    k = min(rows, max(1, math.ceil(fraction * rows)))
+    top = mag.amax(0)
+    lo, hi = torch.zeros_like(top), top
+    for _ in range(QUANTILE_STEPS):
+        mid = lo + (hi - lo) / 2
+        enough = (mag < mid).to(mag.dtype).sum(0) >= k
+        hi = torch.where(enough, mid, hi)
+        lo = torch.where(enough, lo, mid)
+    inf = torch.full_like(top, math.inf)
+    inside = mag < hi
+    below = torch.where(inside, mag, -inf).amax(0)      # largest entry inside
+    above = torch.where(inside, inf, mag).amin(0)       # smallest entry outside
+    above = torch.where(torch.isfinite(above), above, torch.nextafter(top, inf) * 2 + 1)
+    below = torch.where(torch.isfinite(below), below, torch.zeros_like(below))
+    mid = below + (above - below) / 2
+    return torch.where(mid > below, mid, torch.nextafter(below, inf))
+
+
+def mass_gain(surrogate, shift: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    r"""Per-neuron gain :math:`c_n = \sum_i \sigma'(x_{in}) / \sum_{i: |x_{in}| < B_n} \sigma'(x_{in})`.
+
+    The ratio of neuron :math:`n`'s whole surrogate mass over its rows to the
+    part inside its window, clamped to :math:`[1, 1/\text{fraction}]` (it lies
+    there whenever the window holds the entries of largest :math:`\sigma'`).
+    Scaling the windowed derivative by :math:`c_n` gives each neuron's sparse
+    gradient the total weight of its dense surrogate, so a layer whose
+    membranes all sit far from threshold learns at the pace of dense BPTT
+    instead of ``fraction`` times slower (optimisers such as Adam damp updates
+    of gradients below their ``eps``).
+    """
+    x = shift.detach()
+    x = x.reshape(1, -1) if x.dim() < 2 else x.reshape(x.shape[0], -1)
+    full = surrogate.derivative(x)
+    inside = torch.where(x.abs() < window.reshape(-1), full, torch.zeros_like(full))
+    return mass_gain_from(full, inside, surrogate.active_fraction)
+
+
+def mass_gain_from(full: torch.Tensor, inside: torch.Tensor, fraction: float) -> torch.Tensor:
+    """:func:`mass_gain` from the derivative everywhere and inside the window (rows first), flattened."""
+    rows = full.shape[0] if full.dim() > 1 else 1
+    total = full.reshape(rows, -1).sum(0)
+    kept = inside.reshape(rows, -1).sum(0)
+    return (total / kept.clamp_min(torch.finfo(full.dtype).tiny)).clamp(1.0, 1.0 / fraction)
+
+
+def per_neuron(value, like: torch.Tensor):
+    """A window or gain (float, or one value per neuron, flattened) shaped to broadcast over ``like``'s rows."""
+    if not isinstance(value, torch.Tensor) or value.numel() == 1:
+        return value
+    feat = like.shape[1:] if like.dim() > 1 else like.shape
+    if value.numel() != math.prod(feat):
+        raise ValueError(f"a per-neuron window or gain has {value.numel()} values but the neuron has "
+                         f"{math.prod(feat)} (membrane shape {tuple(like.shape)}, rows first)")
+    return value.reshape(feat).to(like.dtype)
+
+
+def windowed_derivative(sg, mem_shift: torch.Tensor) -> torch.Tensor:
+    """:math:`c\\,\\sigma'(x)\\,[|x| < B]` for one per-step call (rows first), recorded on ``sg``."""
+    window = sg.window(mem_shift)
+    active = mem_shift.abs() < per_neuron(window, mem_shift)
+    d = torch.where(active, sg.derivative(mem_shift), torch.zeros((), dtype=mem_shift.dtype))
+    gain = None
+    if sg.adaptive:
+        full = sg.derivative(mem_shift)
+        gain = mass_gain_from(full, d, sg.active_fraction)
+        d = d * per_neuron(gain, mem_shift)
+    elif sg.fixed_gain is not None:
+        gain = sg.fixed_gain
+        d = d * per_neuron(gain, mem_shift)
+    n_active = int(active.sum())
+    sg.record(n_active, active.numel(), window)
+    sg.last_gain = gain
+    monitor = getattr(sg, "monitor", None)
+    if monitor is not None:
+        monitor.update(n_active, active.numel(), window, fixed=not sg.adaptive)
+    return d
 
 
 class _SparseSpike(torch.autograd.Function):
-    """Heaviside forward, windowed surrogate backward."""
+    """Heaviside forward, windowed surrogate backward.
+
+    The window of an adaptive surrogate is taken in the backward, from the same
+    saved ``U - θ``: calls whose spikes never reach a backward (snnTorch's
+    detached reset) cost no quantile.
+    """
 
     @staticmethod
     def forward(ctx, mem_shift, surrogate):
@@ -54,118 +198,311 @@ class _SparseSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (mem_shift,) = ctx.saved_tensors
-        return grad_output * ctx.surrogate.grad(mem_shift), None
+        return grad_output * windowed_derivative(ctx.surrogate, mem_shift), None
 
 
 class SparseSurrogate:
-    r"""A surrogate derivative :math:`\sigma'` restricted to :math:`|x| < B_{th}`.
+    r"""A surrogate derivative :math:`\sigma'` restricted to the window :math:`|x| < B`.
 
     Instances are snnTorch ``spike_grad`` callables: ``spk = sg(mem - threshold)``.
+    Subclasses define :meth:`derivative` (elementwise, unmasked) and :meth:`params`.
 
     Args:
-        derivative: function ``x -> σ'(x)`` (elementwise, unmasked).
-        bth: half-width :math:`B_{th} > 0` of the active window.
-        name: short name used in ``repr``.
+        bth: fixed half-width :math:`B_{th} > 0` of the window, or ``None``
+            (default) for the adaptive window holding ``active_fraction`` of the
+            entries in every call.
+        active_fraction: target fraction of active entries of the adaptive
+            window, in (0, 1]; ignored when ``bth`` is fixed.
+
+    Attributes:
+        last_window, last_active, last_total: the window, active-entry count and
+            entry count of the last backward of a per-step call (what
+            :class:`~snntorch_sparse.SparseLeaky` reports in single-step mode).
     """
 
-    def __init__(self, derivative: Callable[[torch.Tensor], torch.Tensor], bth: float, name: str):
-        bth = float(bth)
-        if not bth > 0 or not math.isfinite(bth):
-            raise ValueError(f"bth must be a finite number > 0, got {bth}")
-        self.derivative = derivative
+    name = "sparse"
+
+    def __init__(self, bth: Optional[float] = DEFAULT_BTH, active_fraction: float = DEFAULT_ACTIVE_FRACTION):
+        if isinstance(bth, torch.Tensor) and bth.numel() > 1:
+            if not bth.is_floating_point() or not (torch.isfinite(bth).all() and (bth > 0).all()):
+                raise ValueError("bth given per neuron must hold finite numbers > 0")
+            bth = bth.detach()
+        elif bth is not None:
+            bth = _positive("bth", bth)
+        try:
+            active_fraction = float(active_fraction)
+        except (TypeError, ValueError):
+            raise TypeError(f"active_fraction must be a number in (0, 1], got {active_fraction!r}") from None
+        if not 0 < active_fraction <= 1:
+            raise ValueError(f"active_fraction must be in (0, 1], got {active_fraction}")
         self.bth = bth
-        self.name = name
+        self.active_fraction = active_fraction
+        self.fixed_gain = None
+        self.last_window = self.last_active = self.last_total = self.last_gain = None
+
+    @property
+    def adaptive(self) -> bool:
+        """True when the window adapts to hold ``active_fraction`` of the entries."""
+        return self.bth is None
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        """The surrogate's own parameters (for ``repr`` and copies)."""
+        return {}
+
+    def window(self, mem_shift: torch.Tensor):
+        """This call's half-width: ``bth``, or per neuron the quantile of ``|mem_shift|`` over its rows."""
+        if self.bth is not None:
+            return self.bth
+        return quantile_window(mem_shift, self.active_fraction)
+
+    def gain(self, mem_shift: torch.Tensor, window):
+        """This call's per-neuron gain :func:`mass_gain` (adaptive window), else ``self.fixed_gain``."""
+        if self.bth is not None:
+            return self.fixed_gain
+        return mass_gain(self, mem_shift, window)
+
+    def with_window(self, bth: Optional[float] = DEFAULT_BTH,
+                    active_fraction: Optional[float] = None, gain=None) -> "SparseSurrogate":
+        """A copy with another window, same derivative.
+
+        ``bth``: ``None`` (adaptive), a float, or one half-width per neuron; ``gain``:
+        optional per-neuron factors on the windowed derivative. ``layer.frozen_surrogate()``
+        uses both to give a dense snnTorch neuron exactly the rule of a layer's last call.
+        """
+        new = copy.copy(self)
+        SparseSurrogate.__init__(new, bth, self.active_fraction if active_fraction is None else active_fraction)
+        new.fixed_gain = None if gain is None else torch.as_tensor(gain).detach()
+        return new
+
+    def record(self, active: int, total: int, window: float) -> None:
+        self.last_active, self.last_total, self.last_window = active, total, window
 
     def __call__(self, mem_shift: torch.Tensor) -> torch.Tensor:
         return _SparseSpike.apply(mem_shift, self)
 
-    def active(self, mem_shift: torch.Tensor) -> torch.Tensor:
-        """Boolean mask of the active window :math:`|x| < B_{th}`."""
-        return mem_shift.abs() < self.bth
+    def active(self, mem_shift: torch.Tensor, window=None) -> torch.Tensor:
+        """Boolean mask of the window :math:`|x| < B` (``B``: ``window``, else :meth:`window`)."""
+        window = self.window(mem_shift) if window is None else window
+        return mem_shift.abs() < per_neuron(window, mem_shift)
 
-    def grad(self, mem_shift: torch.Tensor) -> torch.Tensor:
-        """Windowed derivative :math:`\\sigma'(x)\\,[|x| < B_{th}]` (dense)."""
+    def grad(self, mem_shift: torch.Tensor, window=None, gain=None) -> torch.Tensor:
+        """Windowed derivative :math:`c\\,\\sigma'(x)\\,[|x| < B]` (dense; ``c`` = ``gain`` or 1)."""
         d = self.derivative(mem_shift)
-        return torch.where(self.active(mem_shift), d, torch.zeros_like(d))
+        if gain is not None:
+            d = d * per_neuron(gain, mem_shift)
+        return torch.where(self.active(mem_shift, window), d, torch.zeros_like(d))
 
     def __repr__(self) -> str:
-        return f"{self.name}(bth={self.bth})"
+        args = [f"{k}={v}" for k, v in self.params().items()]
+        if isinstance(self.bth, torch.Tensor):
+            args.append(f"bth=<per neuron, {self.bth.numel()}>")
+        else:
+            args.append(f"bth={self.bth}" if self.bth is not None else f"active_fraction={self.active_fraction}")
+        return f"{self.name}({', '.join(args)})"
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["last_window"] = state["last_active"] = state["last_total"] = state["last_gain"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
 
-def sparse_fast_sigmoid(slope: float = DEFAULT_SLOPE, bth: float = DEFAULT_BTH) -> SparseSurrogate:
-    r"""Sparse form of :func:`snntorch.surrogate.fast_sigmoid`.
+class SparseFastSigmoid(SparseSurrogate):
+    r"""Sparse form of :func:`snntorch.surrogate.fast_sigmoid`:
+    :math:`\sigma'(x) = 1/(k|x| + 1)^2` on the window."""
 
-    .. math:: \sigma'(x) = \frac{1}{(k|x| + 1)^2}\;\mathbb{1}[|x| < B_{th}]
+    name = "sparse_fast_sigmoid"
 
-    Args:
-        slope: steepness :math:`k` (snnTorch's default is 25; the sparse-gradient
-            paper used 100).
-        bth: half-width of the active window :math:`B_{th}`.
+    def __init__(self, slope: float = DEFAULT_SLOPE, bth=DEFAULT_BTH, active_fraction=DEFAULT_ACTIVE_FRACTION):
+        super().__init__(bth, active_fraction)
+        self.slope = _positive("slope", slope)
+
+    def derivative(self, x):
+        return 1.0 / (self.slope * x.abs() + 1.0) ** 2
+
+    def params(self):
+        return {"slope": self.slope}
+
+
+class SparseATan(SparseSurrogate):
+    r"""Sparse form of :func:`snntorch.surrogate.atan` (snnTorch's default surrogate):
+    :math:`\sigma'(x) = \frac{\alpha/2}{1 + (\frac{\pi}{2}\alpha x)^2}` on the window."""
+
+    name = "sparse_atan"
+
+    def __init__(self, alpha: float = 2.0, bth=DEFAULT_BTH, active_fraction=DEFAULT_ACTIVE_FRACTION):
+        super().__init__(bth, active_fraction)
+        self.alpha = _positive("alpha", alpha)
+
+    def derivative(self, x):
+        return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x) ** 2)
+
+    def params(self):
+        return {"alpha": self.alpha}
+
+
+class SparseSigmoid(SparseSurrogate):
+    r"""Sparse form of :func:`snntorch.surrogate.sigmoid`:
+    :math:`\sigma'(x) = k\,s(kx)\,s(-kx)` with the logistic :math:`s`, on the window.
+
+    This is snnTorch's :math:`k e^{-kx}/(e^{-kx} + 1)^2` in a form that cannot
+    overflow (no ``exp`` of a large argument), so steep slopes give no NaN.
     """
-    slope = _positive("slope", slope)
 
-    def derivative(x):
-        return 1.0 / (slope * x.abs() + 1.0) ** 2
+    name = "sparse_sigmoid"
 
-    sg = SparseSurrogate(derivative, bth, "sparse_fast_sigmoid")
-    sg.slope = slope
-    return sg
+    def __init__(self, slope: float = DEFAULT_SLOPE, bth=DEFAULT_BTH, active_fraction=DEFAULT_ACTIVE_FRACTION):
+        super().__init__(bth, active_fraction)
+        self.slope = _positive("slope", slope)
+
+    def derivative(self, x):
+        z = self.slope * x
+        return self.slope * torch.sigmoid(z) * torch.sigmoid(-z)
+
+    def params(self):
+        return {"slope": self.slope}
 
 
-def sparse_atan(alpha: float = 2.0, bth: float = DEFAULT_BTH) -> SparseSurrogate:
-    r"""Sparse form of :func:`snntorch.surrogate.atan` (snnTorch's default surrogate).
+# snnTorch's surrogate factories whose closures we can rebuild by name (for pickling and repr).
+_SNNTORCH_FACTORIES = ("atan", "fast_sigmoid", "sigmoid", "triangular", "spike_rate_escape",
+                       "straight_through_estimator", "SSO", "LSO", "SFS", "heaviside")
 
-    .. math:: \sigma'(x) = \frac{\alpha/2}{1 + (\tfrac{\pi}{2}\alpha x)^2}\;\mathbb{1}[|x| < B_{th}]
+
+def _snntorch_factory(spike_grad) -> Optional[tuple]:
+    """``(factory_name, kwargs)`` for a closure made by ``snntorch.surrogate.<factory>(...)``, else None."""
+    qual = getattr(spike_grad, "__qualname__", "")
+    mod = getattr(spike_grad, "__module__", "")
+    if not mod.startswith("snntorch.surrogate") or not qual.endswith(".<locals>.inner"):
+        return None
+    factory = qual.split(".")[0]
+    if factory not in _SNNTORCH_FACTORIES:
+        return None
+    names = spike_grad.__code__.co_freevars
+    cells = spike_grad.__closure__ or ()
+    import snntorch.surrogate as snn_sg
+    fac = getattr(snn_sg, factory, None)
+    if fac is None:
+        return None
+    accepted = fac.__code__.co_varnames[:fac.__code__.co_argcount]
+    kwargs = {n: c.cell_contents for n, c in zip(names, cells) if n in accepted}
+    return factory, kwargs
+
+
+class SparseFromSurrogate(SparseSurrogate):
+    """Any snnTorch ``spike_grad`` made sparse; its derivative comes from its own backward.
+
+    The derivative is taken by autograd through ``spike_grad``, so every snnTorch
+    surrogate (and any user-written one) works unchanged. snnTorch's own
+    factories (``surrogate.triangular(...)`` etc.) are remembered by name and
+    arguments, so the surrogate pickles and prints as ``sparse[triangular](...)``.
     """
-    alpha = _positive("alpha", alpha)
 
-    def derivative(x):
-        return (alpha / 2) / (1 + (math.pi / 2 * alpha * x) ** 2)
+    def __init__(self, spike_grad: Callable[[torch.Tensor], torch.Tensor], bth=DEFAULT_BTH,
+                 active_fraction=DEFAULT_ACTIVE_FRACTION):
+        if not callable(spike_grad):
+            raise TypeError(f"spike_grad must be callable, got {type(spike_grad).__name__}")
+        super().__init__(bth, active_fraction)
+        self.spike_grad = spike_grad
+        self._factory = _snntorch_factory(spike_grad)
+        base = self._factory[0] if self._factory else (
+            getattr(spike_grad, "__name__", None) or type(spike_grad).__name__)
+        self.name = f"sparse[{base}]"
 
-    sg = SparseSurrogate(derivative, bth, "sparse_atan")
-    sg.alpha = alpha
-    return sg
-
-
-def sparse_sigmoid(slope: float = 25.0, bth: float = DEFAULT_BTH) -> SparseSurrogate:
-    r"""Sparse form of :func:`snntorch.surrogate.sigmoid`.
-
-    .. math:: \sigma'(x) = \frac{k e^{-kx}}{(e^{-kx} + 1)^2}\;\mathbb{1}[|x| < B_{th}]
-    """
-    slope = _positive("slope", slope)
-
-    def derivative(x):
-        e = torch.exp(-slope * x)
-        return slope * e / (e + 1) ** 2
-
-    sg = SparseSurrogate(derivative, bth, "sparse_sigmoid")
-    sg.slope = slope
-    return sg
-
-
-def sparsify_surrogate(spike_grad: Callable[[torch.Tensor], torch.Tensor],
-                       bth: float = DEFAULT_BTH) -> SparseSurrogate:
-    """Turn any snnTorch ``spike_grad`` (e.g. ``surrogate.triangular()``) into a sparse one.
-
-    The derivative is taken from ``spike_grad``'s own backward by autograd, so
-    every snnTorch surrogate (and any user-written one) works unchanged.
-    """
-    if isinstance(spike_grad, SparseSurrogate):
-        return SparseSurrogate(spike_grad.derivative, bth, spike_grad.name)
-    if not callable(spike_grad):
-        raise TypeError(f"spike_grad must be callable, got {type(spike_grad).__name__}")
-
-    def derivative(x):
+    def derivative(self, x):
         with torch.enable_grad():
             xr = x.detach().requires_grad_(True)
-            (d,) = torch.autograd.grad(spike_grad(xr).sum(), xr)
+            (d,) = torch.autograd.grad(self.spike_grad(xr).sum(), xr)
         return d
 
-    name = getattr(spike_grad, "__name__", None) or type(spike_grad).__name__
-    return SparseSurrogate(derivative, bth, f"sparse[{name}]")
+    def params(self):
+        return dict(self._factory[1]) if self._factory else {}
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if self._factory is not None:  # snnTorch's closures do not pickle: keep the recipe
+            state["spike_grad"] = None
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if self.spike_grad is None:
+            import snntorch.surrogate as snn_sg
+            name, kwargs = self._factory
+            self.spike_grad = getattr(snn_sg, name)(**kwargs)
 
 
-def _positive(name: str, value: float) -> float:
+def sparse_fast_sigmoid(slope: float = DEFAULT_SLOPE, bth=DEFAULT_BTH,
+                        active_fraction: float = DEFAULT_ACTIVE_FRACTION) -> SparseFastSigmoid:
+    r"""Sparse form of :func:`snntorch.surrogate.fast_sigmoid`.
+
+    .. math:: \sigma'(x) = \frac{1}{(k|x| + 1)^2}\;\mathbb{1}[|x| < B]
+
+    Args:
+        slope: steepness :math:`k` (snnTorch's default 25; the sparse-gradient
+            paper used 100).
+        bth: fixed window half-width :math:`B_{th}`, or ``None`` for the adaptive window.
+        active_fraction: the adaptive window's target fraction of active entries.
+    """
+    return SparseFastSigmoid(slope, bth, active_fraction)
+
+
+def sparse_atan(alpha: float = 2.0, bth=DEFAULT_BTH,
+                active_fraction: float = DEFAULT_ACTIVE_FRACTION) -> SparseATan:
+    r"""Sparse form of :func:`snntorch.surrogate.atan` (snnTorch's default surrogate).
+
+    .. math:: \sigma'(x) = \frac{\alpha/2}{1 + (\tfrac{\pi}{2}\alpha x)^2}\;\mathbb{1}[|x| < B]
+    """
+    return SparseATan(alpha, bth, active_fraction)
+
+
+def sparse_sigmoid(slope: float = DEFAULT_SLOPE, bth=DEFAULT_BTH,
+                   active_fraction: float = DEFAULT_ACTIVE_FRACTION) -> SparseSigmoid:
+    r"""Sparse form of :func:`snntorch.surrogate.sigmoid`.
+
+    .. math:: \sigma'(x) = \frac{k e^{-kx}}{(e^{-kx} + 1)^2}\;\mathbb{1}[|x| < B]
+    """
+    return SparseSigmoid(slope, bth, active_fraction)
+
+
+def sparsify_surrogate(spike_grad: Callable[[torch.Tensor], torch.Tensor], bth=DEFAULT_BTH,
+                       active_fraction: float = DEFAULT_ACTIVE_FRACTION) -> SparseSurrogate:
+    """The sparse form of any snnTorch ``spike_grad`` (e.g. ``surrogate.triangular()``).
+
+    snnTorch's ``atan``, ``fast_sigmoid`` and ``sigmoid`` become
+    :class:`SparseATan`, :class:`SparseFastSigmoid` and :class:`SparseSigmoid`
+    with the same parameter (closed-form derivatives); any other callable
+    becomes a :class:`SparseFromSurrogate`. A sparse surrogate gets the new window.
+
+    Args:
+        spike_grad: a surrogate callable.
+        bth: fixed window half-width, or ``None`` for the adaptive window.
+        active_fraction: the adaptive window's target fraction of active entries.
+    """
+    if isinstance(spike_grad, SparseSurrogate):
+        return spike_grad.with_window(bth, active_fraction)
+    if not callable(spike_grad):
+        raise TypeError(f"spike_grad must be callable, got {type(spike_grad).__name__}")
+    known = _snntorch_factory(spike_grad)
+    if known is not None:
+        name, kw = known
+        if name == "atan":
+            return SparseATan(kw.get("alpha", 2.0), bth, active_fraction)
+        if name == "fast_sigmoid":
+            return SparseFastSigmoid(kw.get("slope", DEFAULT_SLOPE), bth, active_fraction)
+        if name == "sigmoid":
+            return SparseSigmoid(kw.get("slope", DEFAULT_SLOPE), bth, active_fraction)
+    return SparseFromSurrogate(spike_grad, bth, active_fraction)
+
+
+def _positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not (
+            isinstance(value, torch.Tensor) and value.numel() == 1):
+        raise TypeError(f"{name} must be a finite number > 0, got {value!r}")
     value = float(value)
     if not value > 0 or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number > 0, got {value}")

@@ -8,7 +8,7 @@
 // event by event from the input's CSR: I[r] = b + sum_k x_k W^T[j_k]), the LIF
 // update (same expression order as snntorch.Leaky and ops/reference.py), the
 // dense spike output, and the CSR lists of the spikes and of the active set
-// |U - theta| < bth with U - theta per active entry -- one pass, no [T, B, N]
+// |U - theta| < bth[n] with U - theta per active entry -- one pass, no [T, B, N]
 // temporary.
 //
 // lif_fused_backward: the adjoint scan h[t] = g[t] + beta h[t+1] (g non-zero on
@@ -291,7 +291,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     const std::optional<at::Tensor>& current_, const std::optional<at::Tensor>& x_rowptr_,
     const std::optional<at::Tensor>& x_col_, const std::optional<at::Tensor>& x_val_,
     const std::optional<at::Tensor>& weight_, const std::optional<at::Tensor>& bias_,
-    const at::Tensor& beta_, const at::Tensor& threshold_, int64_t reset_mode, double bth,
+    const at::Tensor& beta_, const at::Tensor& threshold_, int64_t reset_mode, const at::Tensor& bth_,
     at::Tensor& spk_out, const std::optional<at::Tensor>& mem_out_, bool need_spike_csr,
     bool need_active) {
   const char* op = "lif_fused_forward";
@@ -304,6 +304,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
               op, ": threshold must be [N] of the output's dtype, got ", threshold_.scalar_type(), " ",
               threshold_.sizes());
   TORCH_CHECK(N < (int64_t{1} << 31), op, ": N must fit in int32");
+  TORCH_CHECK(bth_.dim() == 1 && bth_.numel() == N && bth_.scalar_type() == spk_out.scalar_type(), op,
+              ": bth must be [N] window half-widths of the output's dtype, got ", bth_.scalar_type(), " ",
+              bth_.sizes());
   const bool has_mem = mem_out_.has_value() && mem_out_->defined() && mem_out_->numel() > 0;
   if (has_mem)
     TORCH_CHECK(mem_out_->sizes() == spk_out.sizes() && mem_out_->is_contiguous() &&
@@ -342,6 +345,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
   }
   const auto beta = beta_.contiguous();
   const auto thr = threshold_.contiguous();
+  const auto win = bth_.contiguous();
   if (R == 0 || N == 0) {  // nothing to scan: empty sets over R rows
     const auto zl = at::zeros({R + 1}, spk_out.options().dtype(at::kLong));
     const auto ei = at::empty({0}, spk_out.options().dtype(at::kInt));
@@ -366,7 +370,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     const T* th = thr.const_data_ptr<T>();
     T* sp = spk_out.mutable_data_ptr<T>();
     T* mp = has_mem ? mem_out_->mutable_data_ptr<T>() : nullptr;
-    const T lo = static_cast<T>(-bth), hi = static_cast<T>(bth);
+    const T* wn = win.const_data_ptr<T>();
     std::vector<List<int32_t>> s_cols(nch), a_cols(nch);
     std::vector<List<T>> a_vals(nch);
 
@@ -404,7 +408,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
               auto& lv = a_vals[c];
               l.reserve_more(N);
               lv.reserve_more(N);
-              const int64_t q = compact_window<T>(u, th, lo, hi, l.data.data() + l.size,
+              const int64_t q = compact_window<T>(u, th, wn, l.data.data() + l.size,
                                                   lv.data.data() + lv.size, N);
               l.size += q;
               lv.size += q;

@@ -92,7 +92,7 @@ inline void row_sum(T* __restrict__ acc, const T* __restrict__ base, const T* __
 
 // Columns i of one row where PRED(i) holds, written to out (and value(i) to vals
 // when given); the AVX2 path tests 8 floats at a time and walks only the set bits.
-// compact_nonzero: x[i] != 0.   compact_window: lo < u[i] - th[i] < hi, value u - th.
+// compact_nonzero: x[i] != 0.   compact_window: -win[i] < u[i] - th[i] < win[i], value u - th.
 template <typename T>
 inline int64_t compact_nonzero(const T* __restrict__ x, int32_t* __restrict__ out, T* __restrict__ vals,
                                int64_t N) {
@@ -121,15 +121,17 @@ inline int64_t compact_nonzero(const T* __restrict__ x, int32_t* __restrict__ ou
 }
 
 template <typename T>
-inline int64_t compact_window(const T* __restrict__ u, const T* __restrict__ th, T lo, T hi,
+inline int64_t compact_window(const T* __restrict__ u, const T* __restrict__ th, const T* __restrict__ win,
                               int32_t* __restrict__ out, T* __restrict__ shift, int64_t N) {
   int64_t q = 0, i = 0;
 #if defined(__AVX2__)
   if constexpr (sizeof(T) == 4) {
-    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
     for (; i + 8 <= N; i += 8) {
       const __m256 sh = _mm256_sub_ps(_mm256_loadu_ps(reinterpret_cast<const float*>(u) + i),
                                       _mm256_loadu_ps(reinterpret_cast<const float*>(th) + i));
+      const __m256 vhi = _mm256_loadu_ps(reinterpret_cast<const float*>(win) + i);
+      const __m256 vlo = _mm256_xor_ps(vhi, sign);
       unsigned m = _mm256_movemask_ps(
           _mm256_and_ps(_mm256_cmp_ps(sh, vlo, _CMP_GT_OQ), _mm256_cmp_ps(sh, vhi, _CMP_LT_OQ)));
       for (; m; m &= m - 1) {
@@ -145,7 +147,7 @@ inline int64_t compact_window(const T* __restrict__ u, const T* __restrict__ th,
     const T sh = u[i] - th[i];
     out[q] = static_cast<int32_t>(i);
     shift[q] = sh;
-    q += (sh > lo) & (sh < hi);
+    q += (sh > -win[i]) & (sh < win[i]);
   }
   return q;
 }

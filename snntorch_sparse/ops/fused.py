@@ -86,7 +86,7 @@ def dense_to_csr(x2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Te
 
 def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[torch.Tensor],
                       bias: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
-                      reset_mode: int, bth: float, spk_out: torch.Tensor, mem_out: Optional[torch.Tensor],
+                      reset_mode: int, bth, spk_out: torch.Tensor, mem_out: Optional[torch.Tensor],
                       need_spike_csr: bool, need_active: bool):
     """Fill ``spk_out`` (and ``mem_out``); return the spike CSR and the active-set CSR.
 
@@ -95,7 +95,8 @@ def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[t
             event from ``x_csr = (rowptr, col, values-or-None)`` and ``weight``/``bias``.
         beta, threshold: ``[N]`` (``beta`` clamped), of the output's dtype.
         reset_mode: 0 subtract, 1 zero, 2 none.
-        bth: half-width of the active window ``|U - θ| < bth``.
+        bth: half-width of the active window ``|U - θ| < bth``: a float, or one per
+            output feature (``[N]``).
         spk_out, mem_out: contiguous ``[T, B, N]`` outputs (``mem_out`` may be ``None``).
 
     Returns:
@@ -103,8 +104,14 @@ def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[t
         tensors for the sets not asked for; ``act_shift`` is ``U - θ`` per active entry.
     """
     x_rowptr, x_col, x_val = x_csr if x_csr is not None else (None, None, None)
+    n = spk_out.shape[-1]
+    if isinstance(bth, torch.Tensor):
+        bth = bth.to(spk_out.dtype).reshape(-1).expand(n).contiguous() if bth.numel() == 1 else \
+            bth.to(spk_out.dtype).reshape(-1).contiguous()
+    else:
+        bth = torch.full((n,), float(bth), dtype=spk_out.dtype, device=spk_out.device)
     return torch.ops.snntorch_sparse.lif_fused_forward(
-        current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, int(reset_mode), float(bth),
+        current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, int(reset_mode), bth,
         spk_out, mem_out, bool(need_spike_csr), bool(need_active))
 
 
