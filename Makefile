@@ -36,8 +36,10 @@ bench: bench-deps
 bench-quick: bench-deps
 	$(PY) -m snntorch_sparse.bench --quick
 
+# Executes the example notebooks in small mode, so every example page shows its outputs.
 docs: setup
-	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+	SNNTORCH_SPARSE_DOCS_EXECUTE=force SNNTORCH_SPARSE_NB_SIZE=small MPLBACKEND=Agg OMP_NUM_THREADS=1 \
+	  $(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 asan: setup
 	bash tests/asan/run_asan.sh

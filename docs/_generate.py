@@ -206,6 +206,8 @@ def generate_benchmarks(root: Path, out: Path) -> None:
     for path in jsons:
         try:
             data = json.loads(path.read_text())
+            if isinstance(data, dict) and "results" not in data:
+                continue          # another tool's results file (tutorials, BlocTrain): its own page
             lines += _bench_section(path, data, rel_root)
         except Exception as exc:  # noqa: BLE001 -- a malformed file must not break the docs
             _note(f"benchmarks: could not read {path.name}: {exc}")
@@ -218,6 +220,35 @@ def generate_benchmarks(root: Path, out: Path) -> None:
         lines = ["```{note}", "No measured results in `benchmarks/results/` in this checkout. Run",
                  "`make bench` (or `make bench-quick`) and rebuild the docs to see them here.", "```", ""]
     _write(out / "benchmark_results.md", "\n".join(lines))
+
+
+# -------------------------------------------------------------- tutorial models
+def tutorial_table(data: dict) -> list:
+    """Markdown rows of ``python -m snntorch_sparse.tutorials``' summary (means over seeds)."""
+    names = {"tutorial5": "tutorial 5 (own forward, FC 784-1000-10)",
+             "tutorial6": "tutorial 6 (CSNN, nn.Sequential)",
+             "tutorial7": "tutorial 7 (CSNN, tonic N-MNIST format)"}
+    rows = []
+    for key, s in data.get("summary", {}).items():
+        rows.append([names.get(key, key), len(s["seeds"]), f"{100 * s['acc_dense']:.2f}%",
+                     f"{100 * s['acc_sparse']:.2f}%", f"{s['acc_gap_points']:+.2f}",
+                     f"{100 * s['hidden_activity']:.2f}%", f"{s['step_ms_dense']:.0f}",
+                     f"{s['step_ms_sparse']:.0f}", f"{s['speedup']:.2f}x"])
+    return _table(["model", "seeds", "accuracy dense", "accuracy sparsify", "gap (points)",
+                   "hidden activity", "step ms dense", "step ms sparse", "step speed-up"], rows)
+
+
+def generate_tutorials(root: Path, out: Path) -> None:
+    path = root / "benchmarks" / "results" / "tutorials-cpu.json"
+    if not path.exists():
+        lines = ["```{note}", "No `benchmarks/results/tutorials-cpu.json` in this checkout: run",
+                 "`python -m snntorch_sparse.tutorials`.", "```", ""]
+    else:
+        data = json.loads(path.read_text())
+        lines = [f"Measured on {data.get('machine', '?')}, torch {data.get('torch', '?')}, "
+                 f"snnTorch {data.get('snntorch', '?')}; `benchmarks/results/{path.name}`.", ""]
+        lines += tutorial_table(data)
+    _write(out / "tutorial_results.md", "\n".join(lines))
 
 
 # -------------------------------------------------------------------- notebooks
@@ -240,4 +271,5 @@ def run(root: Path, docs: Path) -> None:
     out.mkdir(exist_ok=True)
     generate_api(out)
     generate_benchmarks(root, out)
+    generate_tutorials(root, out)
     copy_notebooks(root, out)

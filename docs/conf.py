@@ -1,8 +1,8 @@
 """Sphinx configuration for snntorch-sparse.
 
 Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html`` (``make docs``).
-Notebooks are rendered as stored (no execution here): the test suite executes
-them (tests/test_notebooks.py).
+``make docs`` executes the example notebooks in small mode (see
+``nb_execution_mode`` below); a bare ``sphinx-build`` renders them as stored.
 """
 from __future__ import annotations
 
@@ -40,13 +40,17 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", "_templates",
-                    "_generated/benchmark_results.md"]  # included by benchmarks.md
+                    "_generated/benchmark_results.md", "_generated/tutorial_results.md"]  # included by benchmarks.md
 templates_path = []
 
 # --- MyST / MyST-NB -------------------------------------------------------
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
-nb_execution_mode = "off"          # notebooks are executed by the tests, not the docs build
+# `make docs` executes every example notebook in small mode (SNNTORCH_SPARSE_NB_SIZE=small), so each
+# page shows its outputs and plots; a bare sphinx-build (the test suite's) renders them as stored.
+nb_execution_mode = os.environ.get("SNNTORCH_SPARSE_DOCS_EXECUTE", "off")
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
 nb_merge_streams = True
 
 # --- autodoc --------------------------------------------------------------

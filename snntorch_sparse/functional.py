@@ -323,7 +323,7 @@ def _call_window(x, weight, bias, beta, threshold, cfg: LIFConfig):
         thr_v = per_feature(threshold.detach(), n, "threshold", current)
         ops = get_backend(cfg.backend, x.device)
         _, mem = ops.lif_scan(current.contiguous(), beta_v, thr_v, cfg.reset_mode)
-        shift = (mem - thr_v).reshape(-1, n)
+        shift = (mem - thr_v).reshape(mem.shape[0] * mem.shape[1], n)
         window = sg.window(shift)
         return window, sg.gain(shift, window)
 

@@ -47,10 +47,10 @@ class SparseLinearLeaky(nn.Module):
             ``nn.Sequential``) returns ``spk`` alone unless ``output``; ``False``
             returns ``(spk, mem)`` like a ``snn.Leaky(init_hidden=False)``. Each
             call starts from a zero membrane.
-        surrogate_disable, inhibition, state_quant, graded_spikes_factor,
-            learn_graded_spikes_factor, reset_delay: snnTorch's options, accepted
-            at their defaults; any other value raises ``ValueError`` (use
-            ``snn.Leaky`` or ``SparseLeaky`` for them).
+        surrogate_disable: like snnTorch's other neuron options ``inhibition``,
+            ``state_quant``, ``graded_spikes_factor``, ``learn_graded_spikes_factor``
+            and ``reset_delay``, accepted at snnTorch's default; any other value
+            raises ``ValueError`` (use ``snn.Leaky`` or ``SparseLeaky`` for them).
         readout: non-spiking readout (no reset, no spikes): returns the membrane
             ``[T, B, out]``, e.g. for max-over-time logits.
         backend: ``"auto"``, ``"reference"`` or ``"compiled"``.

@@ -69,7 +69,7 @@ DEFAULT_SLOPE = 25.0
 #: Default window: ``None``, adaptive (see :data:`DEFAULT_ACTIVE_FRACTION`).
 DEFAULT_BTH = None
 #: Default fraction of (t, b, n) entries an adaptive window holds.
-DEFAULT_ACTIVE_FRACTION = 0.05
+DEFAULT_ACTIVE_FRACTION = 0.08
 #: How many entries of ``|U - θ|`` a multi-step layer samples for its adaptive windows (at least).
 WINDOW_SAMPLES = 65536
 #: ... and at least this many per neuron.
@@ -79,7 +79,9 @@ WINDOW_SAMPLES_PER_NEURON = 256
 def _rows_by_features(shift: torch.Tensor) -> torch.Tensor:
     """``|shift|`` as ``[rows, features]``: the first dim holds rows (batch, or time x batch), the rest features."""
     mag = shift.detach().abs()
-    return mag.reshape(1, -1) if mag.dim() < 2 else mag.reshape(mag.shape[0], -1)
+    if mag.dim() < 2:
+        return mag.reshape(1, -1)
+    return mag.reshape(mag.shape[0], math.prod(mag.shape[1:]))
 
 
 #: Bisection steps of :func:`quantile_window` (the window's count is exact to 2^-12 of the range).
@@ -103,6 +105,8 @@ def quantile_window(shift: torch.Tensor, fraction: float) -> torch.Tensor:
     """
     mag = _rows_by_features(shift)
     rows = mag.shape[0]
+    if rows == 0 or mag.shape[1] == 0:         # no entries (e.g. an empty batch): any window will do
+        return torch.ones(mag.shape[1], dtype=shift.dtype, device=shift.device)
     k = min(rows, max(1, math.ceil(fraction * rows)))
     top = mag.amax(0)
     lo, hi = torch.zeros_like(top), top
@@ -134,7 +138,7 @@ def mass_gain(surrogate, shift: torch.Tensor, window: torch.Tensor) -> torch.Ten
     of gradients below their ``eps``).
     """
     x = shift.detach()
-    x = x.reshape(1, -1) if x.dim() < 2 else x.reshape(x.shape[0], -1)
+    x = x.reshape(1, -1) if x.dim() < 2 else x.reshape(x.shape[0], math.prod(x.shape[1:]))
     full = surrogate.derivative(x)
     inside = torch.where(x.abs() < window.reshape(-1), full, torch.zeros_like(full))
     return mass_gain_from(full, inside, surrogate.active_fraction)
@@ -143,8 +147,9 @@ def mass_gain(surrogate, shift: torch.Tensor, window: torch.Tensor) -> torch.Ten
 def mass_gain_from(full: torch.Tensor, inside: torch.Tensor, fraction: float) -> torch.Tensor:
     """:func:`mass_gain` from the derivative everywhere and inside the window (rows first), flattened."""
     rows = full.shape[0] if full.dim() > 1 else 1
-    total = full.reshape(rows, -1).sum(0)
-    kept = inside.reshape(rows, -1).sum(0)
+    feats = full.numel() // rows if rows else math.prod(full.shape[1:])
+    total = full.reshape(rows, feats).sum(0)
+    kept = inside.reshape(rows, feats).sum(0)
     return (total / kept.clamp_min(torch.finfo(full.dtype).tiny)).clamp(1.0, 1.0 / fraction)
 
 

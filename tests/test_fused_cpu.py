@@ -337,10 +337,11 @@ def test_opcheck_fused_ops():
     current = torch.nn.functional.linear(x, w, b).view(T, B, n)
     torch.library.opcheck(ops.dense_to_csr.default, (x,))
     spk, mem = torch.empty(T, B, n, dtype=x.dtype), torch.empty(T, B, n, dtype=x.dtype)
+    win = torch.full((n,), 0.4, dtype=x.dtype)          # one window half-width per neuron
     torch.library.opcheck(ops.lif_fused_forward.default,
-                          (current, None, None, None, None, None, beta, thr, 0, 0.4, spk, mem, True, True))
+                          (current, None, None, None, None, None, beta, thr, 0, win, spk, mem, True, True))
     torch.library.opcheck(ops.lif_fused_forward.default,
-                          (None, csr[0], csr[1], None, w, b, beta, thr, 1, 0.4, spk, None, True, True))
+                          (None, csr[0], csr[1], None, w, b, beta, thr, 1, win, spk, None, True, True))
     _, _, a_rp, a_col, a_shift = fused.lif_fused_forward(current, None, None, None, beta, thr, 0, 0.4, spk, None,
                                                           True, True)
     sg = 1.0 / (1 + a_shift.abs()) ** 2

@@ -44,6 +44,21 @@ def test_notebook_runs(path, monkeypatch):
 
 def test_notebooks_present():
     names = {p.stem for p in NOTEBOOKS}
-    expected = {"tutorial_5_sparse", "tutorial_7_tonic_sparse", "spoken_digits_sparse", "bloc_train",
-                "bth_sweep"}
+    expected = {"tutorial_5_sparse", "tutorial_6_sparse", "tutorial_7_sparse", "spoken_digits_sparse",
+                "bloc_train", "bth_sweep"}
     assert expected <= names, f"missing notebooks: {sorted(expected - names)}"
+
+
+PAIRED = sorted((ROOT / "examples").glob("tutorial_*_sparse.py"))
+
+
+@pytest.mark.parametrize("script", PAIRED, ids=[p.stem for p in PAIRED])
+def test_paired_notebooks_are_in_sync(script):
+    """Each percent-format script and its .ipynb (jupytext pair) hold the same cells."""
+    jupytext = pytest.importorskip("jupytext")
+    from_script = jupytext.read(script)
+    stored = nbformat.read(script.with_suffix(".ipynb"), as_version=4)
+    strip = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]  # noqa: E731
+    assert strip(from_script) == strip(stored), (f"{script.name} and its .ipynb differ: run "
+                                                 f"`jupytext --sync {script.relative_to(ROOT)}`")
+
