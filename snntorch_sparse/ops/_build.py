@@ -81,7 +81,11 @@ class BuildError(RuntimeError):
 
 
 def csrc_dir() -> Path:
-    """``snntorch_sparse/csrc`` in an installed copy, else ``<repo>/csrc``."""
+    """The kernel sources: ``snntorch_sparse/csrc`` in an installed copy, else ``<repo>/csrc``.
+
+    Wheels and sdists carry ``csrc/`` as ``snntorch_sparse/csrc`` (copied there by
+    ``setup.py``); an editable install or a checkout reads ``<repo>/csrc``.
+    """
     pkg = Path(__file__).resolve().parent.parent
     for cand in (pkg / "csrc", pkg.parent / "csrc"):
         if (cand / "ops.cpp").is_file():
