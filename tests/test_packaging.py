@@ -17,11 +17,14 @@ import sys
 import sysconfig
 import tarfile
 import textwrap
+import time
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from snntorch_sparse.ops import _build
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a build needs from the repository (the sdist holds the same).
@@ -125,10 +128,16 @@ CHILD = textwrap.dedent("""
 
 @pytest.mark.timeout(600)
 def test_installed_wheel_builds_and_loads_the_kernels(dists, tmp_path):
-    """The wheel alone is enough: a fresh venv builds and loads the CPU kernels."""
+    """The wheel alone is enough: a fresh venv builds the CPU kernels (clearing a stale lock)."""
     _, wheel = dists
     python, site = _fresh_venv(tmp_path / "venv", wheel)
     build_root = tmp_path / "build"
+    # A lock left by a killed build (nobody holds it, 20 min old): cleared, not waited on.
+    lock_dir = build_root / _build.library_name(with_cuda=False)
+    lock_dir.mkdir(parents=True)
+    (lock_dir / "lock").touch()
+    old = time.time() - 20 * 60
+    os.utime(lock_dir / "lock", (old, old))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(SNNTORCH_SPARSE_BUILD_DIR=str(build_root), SNNTORCH_SPARSE_NO_CUDA="1",
                PATH=os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")]))
@@ -141,6 +150,11 @@ def test_installed_wheel_builds_and_loads_the_kernels(dists, tmp_path):
     assert Path(out["csrc"]).resolve() == (site / "snntorch_sparse" / "csrc").resolve()
     assert not any(p and Path(p).resolve() == ROOT for p in out["path"])
     assert out["available"] and out["same"]
+    assert "removed the stale build lock" in first.stderr
+    assert first.stderr.count("snntorch_sparse: building the C++ kernels") == 1
+    assert f"cached in {lock_dir}" in first.stderr
+    assert not (lock_dir / "lock").exists()
 
-    second = _run(run, cwd=tmp_path, env=env, timeout=120)  # cached: loads again
+    second = _run(run, cwd=tmp_path, env=env, timeout=120)  # cached: loads silently
     assert json.loads(second.stdout.strip().splitlines()[-1])["available"]
+    assert "building" not in second.stderr and "lock" not in second.stderr
