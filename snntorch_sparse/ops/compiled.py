@@ -8,8 +8,10 @@ sparse_input_grad}`` (CPU and CUDA dispatch keys), with fake implementations
 below so they trace under ``torch.compile`` and pass ``torch.library.opcheck``.
 
 The library is built with ninja on the first :func:`available` call and
-cached (see :mod:`snntorch_sparse.ops._build`). If the build fails,
-:func:`available` warns once and returns ``False`` (``strict=True`` raises).
+cached (see :mod:`snntorch_sparse.ops._build`). If the build fails (or
+another process's build holds the build lock past
+``$SNNTORCH_SPARSE_BUILD_TIMEOUT``), :func:`available` warns once and returns
+``False`` (``strict=True`` raises).
 
 * ``lif_scan`` is bit-identical to the reference (no FMA contraction).
 * ``lif_scan_backward`` is bit-identical too; ``spk`` may have any dtype
@@ -42,6 +44,9 @@ _KERNEL_DTYPES = (torch.float32, torch.float64)
 # sparse_input_grad: above this fraction of the [R, N_in] entries a dense GEMM
 # plus a gather beats the per-entry dot products (measured on CPU).
 _DENSE_FRACTION = reference._DENSE_FRACTION
+_DEFAULT_HINT = ("To fix, install a C++ compiler (g++/clang) and ninja (`pip install ninja`), "
+                 "plus the CUDA toolkit matching torch.version.cuda for GPU kernels; see the "
+                 "log with `snntorch_sparse.ops.compiled.available(strict=True)`.")
 
 
 def _log_tail(err: BaseException) -> str:
@@ -87,6 +92,10 @@ def available(strict: bool = False) -> bool:
     Args:
         strict: raise :class:`RuntimeError` (with the compiler log's tail)
             instead of warning and returning ``False`` when the build fails.
+
+    Raises:
+        snntorch_sparse.ops._build.BuildConfigError: an invalid build setting
+            (e.g. ``$SNNTORCH_SPARSE_BUILD_TIMEOUT``), whatever ``strict``.
     """
     if not _state["tried"]:
         with _lock:
@@ -95,6 +104,8 @@ def available(strict: bool = False) -> bool:
                     _build.load()
                     _register_fakes()
                     _state["ok"] = True
+                except _build.BuildConfigError:
+                    raise  # a setting to fix, not a reason to fall back
                 except Exception as exc:  # noqa: BLE001 -- any failure means "unavailable"
                     _state["error"] = exc
                 _state["tried"] = True
@@ -110,9 +121,7 @@ def available(strict: bool = False) -> bool:
         warnings.warn(
             "snntorch_sparse: could not build the compiled C++/CUDA backend "
             f"({err}); falling back to the slower pure-PyTorch reference backend. "
-            "To fix, install a C++ compiler (g++/clang) and ninja (`pip install ninja`), "
-            "plus the CUDA toolkit matching torch.version.cuda for GPU kernels; see the "
-            "log with `snntorch_sparse.ops.compiled.available(strict=True)`. "
+            f"{getattr(err, 'hint', None) or _DEFAULT_HINT} "
             "Set SNNTORCH_SPARSE_BACKEND=reference to use the reference backend "
             "without this warning.", RuntimeWarning, stacklevel=2)
     return False
