@@ -11,7 +11,8 @@ Typical use::
     print(trainer.training_memory(x_train[:, :64], y_train[:64]))
 """
 from .counting import count_ops
-from .heads import HardClassDetector, RateHead, TimeMean, logits_of
+from .heads import (HardClassDetector, LeakyReadout, RateHead, RecurrentReadout, TimeLast, TimeMax, TimeMean,
+                    has_temporal_structure, logits_of, temporal_structure)
 from .inference import predict, report
 from .resnet import BatchNormTT2d, SpikingBasicBlock, conv_bn_lif, spiking_resnet9
 from .sequence import is_multi_step, run_sequence
@@ -19,5 +20,6 @@ from .split import BlocNet, split
 from .trainer import BlocTrainer
 
 __all__ = ["split", "BlocNet", "BlocTrainer", "predict", "report", "run_sequence", "is_multi_step",
-           "RateHead", "HardClassDetector", "TimeMean", "logits_of", "count_ops",
+           "RateHead", "HardClassDetector", "TimeMean", "TimeMax", "TimeLast", "LeakyReadout", "RecurrentReadout",
+           "temporal_structure", "has_temporal_structure", "logits_of", "count_ops",
            "SpikingBasicBlock", "BatchNormTT2d", "conv_bn_lif", "spiking_resnet9"]
