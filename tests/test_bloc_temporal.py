@@ -82,10 +82,11 @@ def test_recurrent_readout_formula_and_gradients():
     torch.manual_seed(0)
     head = bloc.RecurrentReadout(5, 3, hidden=4).double()
     s = (torch.rand(6, 2, 5, dtype=torch.float64) < 0.5).double().requires_grad_(True)
-    h = torch.zeros(2, 4, dtype=torch.float64)
-    for t in range(6):  # h[t] = tanh(Wx S[t] + Wh h[t-1] + b)
+    h, hs = torch.zeros(2, 4, dtype=torch.float64), []
+    for t in range(6):  # h[t] = tanh(Wx S[t] + Wh h[t-1] + b); logits = max_t Wo h[t] + bo
         h = torch.tanh(head.inp(s[t]) + head.rec(h))
-    assert torch.allclose(head(s), head.out(h))
+        hs.append(head.out(h))
+    assert torch.allclose(head(s), torch.stack(hs).max(0).values)
     head(s).sum().backward()
     assert all(p.grad is not None for p in head.parameters()) and s.grad.abs().sum() > 0
 
@@ -166,11 +167,19 @@ def test_easy_threshold_from_validation_accuracies():
     fixed = bloc.BlocTrainer(net, easy_threshold=0.95, progress=False)
     assert fixed.threshold_for(acc, {0, 1, 2, 3}) == 0.95 and fixed.select_hard(acc, {0, 1, 2, 3}) == {0, 1, 2, 3}
     assert auto.threshold_for(torch.full((4,), float("nan")), {0, 1}) == 1.0
-    for bad in ("median", 1.5, True, None):
+    for bad in ("median", 1.5, True, [0.9]):
         with pytest.raises(ValueError, match="easy_threshold must be a number in"):
             bloc.BlocTrainer(net, easy_threshold=bad)
     with pytest.raises(ValueError, match="easy_quantile must be a number in"):
         bloc.BlocTrainer(net, easy_threshold="auto", easy_quantile=2)
+
+
+def test_default_easy_threshold_follows_the_readout():
+    temporal = bloc.split(_model(), [2], 4, sample=_bursty(B=16))
+    assert bloc.BlocTrainer(temporal, progress=False).easy_threshold == "auto"
+    rate = bloc.split(_model(), [2], 4, sample=_rate_coded(B=16))
+    assert bloc.BlocTrainer(rate, progress=False).easy_threshold == 0.9  # unchanged for rate heads
+    assert bloc.BlocTrainer(temporal, easy_threshold=0.95, progress=False).easy_threshold == 0.95
 
 
 def test_exit_threshold_moves_the_hcd_decision():

@@ -121,10 +121,11 @@ class RecurrentReadout(nn.Module):
     r"""Small recurrent read-out (Elman network) over the spike sequence.
 
     .. math:: h[t] = \tanh(W_x S[t] + W_h h[t-1] + b), \quad h[-1] = 0, \qquad
-              \text{logits} = W_o h[T-1] + b_o
+              \text{logits}_c = \max_t\, (W_o h[t] + b_o)_c
 
-    with ``hidden`` units. It can model order (a before b) that a leaky
-    integrator cannot, at the price of a dense ``hidden x hidden`` product per
+    with ``hidden`` units (max over time, as :class:`LeakyReadout`: the last
+    step alone reads the silence of zero-padded recordings). It can model
+    order (a before b) that a leaky integrator cannot, at the price of a dense ``hidden x hidden`` product per
     step (counted by :func:`~snntorch_sparse.bloc.count_ops` as MACs and
     synaptic operations: ``h`` is not sparse) and of a backward that keeps the
     input and every ``h[t]``. The linear maps are ``nn.Linear``, so op counting
@@ -144,9 +145,11 @@ class RecurrentReadout(nn.Module):
         _check_sequence(spikes, "spikes", self.in_features)
         drive = self.inp(spikes.flatten(2).to(self.inp.weight.dtype))  # [T, B, hidden], one GEMM
         h = torch.tanh(drive[0])
+        hs = [h]
         for t in range(1, drive.shape[0]):
             h = torch.tanh(drive[t] + self.rec(h))
-        return self.out(h)
+            hs.append(h)
+        return self.out(torch.stack(hs)).max(0).values
 
 
 #: ``readout`` kinds of :func:`~snntorch_sparse.bloc.split`: ``(head(f, C), hcd(f), own read-out)``.

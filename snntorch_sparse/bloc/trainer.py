@@ -98,6 +98,9 @@ class BlocTrainer:
             best-read ``1 - q`` of them become easy whatever the task's accuracy
             level (a fixed 0.95 marks almost nothing easy on spoken digits). The
             threshold used is ``history[k]["easy_threshold"]``.
+            ``None`` (default): ``"auto"`` for a net whose heads read time
+            (``net.readout`` other than ``"rate"``; chosen on spoken digits, see
+            ``benchmarks/results/bloc_fsdd_sweep.json``), else 0.9.
         easy_quantile: ``q`` in [0, 1] of ``easy_threshold="auto"``.
         batch_size: mini-batch size (an int >= 1); ``device``: where to train.
         checkpoint_dir: save after every block (``bloc_k.pt``); ``fit(resume=...)`` continues.
@@ -120,11 +123,14 @@ class BlocTrainer:
     """
 
     def __init__(self, net: BlocNet, loss_fn: Optional[Callable] = None, optimizer: Optional[Callable] = None,
-                 epochs: int = 10, hcd_epochs: int = 5, easy_threshold=0.9, batch_size: int = 64,
+                 epochs: int = 10, hcd_epochs: int = 5, easy_threshold=None, batch_size: int = 64,
                  device=None, checkpoint_dir=None, progress: bool = True, seed: int = 0,
                  easy_quantile: float = 0.5):
         if not isinstance(net, BlocNet):
             raise TypeError(f"net must be a BlocNet (see bloc.split), got {type(net).__name__}")
+        if easy_threshold is None:
+            easy_threshold = "auto" if getattr(net, "readout", None) not in (None, "rate") else 0.9
+
         def unit(v):
             try:
                 return not isinstance(v, (bool, str)) and 0.0 <= float(v) <= 1.0
