@@ -25,6 +25,7 @@ permutation) decides the easy classes; ``--sweep`` evaluates alternatives on it
     python examples/bloc_fsdd.py --quick                      # ~1 min: 1 seed, few epochs, data slice
     python examples/bloc_fsdd.py --out benchmarks/results/bloc_fsdd.json   # 3 seeds, 15 epochs
     python examples/bloc_fsdd.py --sweep --out benchmarks/results/bloc_fsdd_sweep.json
+    python examples/bloc_fsdd.py --splits --out benchmarks/results/bloc_fsdd_splits.json
     python examples/bloc_fsdd.py --tables-from benchmarks/results/bloc_fsdd.json   # docs table only
 
 Needs the FSDD recordings (``../shared/data/fsdd`` beside the repository, or
@@ -143,6 +144,42 @@ def run_seed(seed, data, args, readout="auto", easy_threshold="auto", easy_quant
     return res
 
 
+def split_memory(train, readout="auto"):
+    """Saved-for-backward ratio (end to end / heaviest block) of every cut into 3 blocks, initial weights.
+
+    The sparse network (its 6 layers, cuts ``[a, b]``) and its snnTorch dense twin
+    (``desparsify``: Linear and Leaky apart, cuts ``[2a, 2b]``), on 64 training recordings.
+    """
+    import itertools
+
+    xm, ym = train[0][:, :64], train[1][:64]
+    rows = []
+    n = len(build_model(0))
+    for a, b in itertools.combinations(range(1, n), 2):
+        net = bloc.split(build_model(0), [a, b], 10, sample=train[0][:, :32], readout=readout)
+        sparse = bloc.BlocTrainer(net, progress=False).training_memory(xm, ym)
+        dense = bloc.split(desparsify(build_model(0)), [2 * a, 2 * b], 10, sample=train[0][:, :32], readout=readout)
+        dense = bloc.BlocTrainer(dense, progress=False).training_memory(xm, ym)
+        rows.append({"boundaries": [a, b], "readout": net.readout, "saved_ratio_sparse": sparse["saved_ratio"],
+                     "per_block_saved_bytes_sparse": sparse["per_block_saved_bytes"],
+                     "end_to_end_saved_bytes_sparse": sparse["end_to_end_saved_bytes"],
+                     "saved_ratio_dense": dense["saved_ratio"]})
+    return rows
+
+
+def splits_table(data: dict) -> str:
+    """The cut measurement as a Markdown table."""
+    lines = [f"Bytes saved for backward, end to end / heaviest block, for every cut of the 6-layer network into "
+             f"3 blocks (initial weights, seed 0, 64 training recordings, read-out `{data['rows'][0]['readout']}`); "
+             f"commit `{data['environment']['commit']}`.", "",
+             "| boundaries | sparse network | per block, sparse (KiB) | snnTorch dense twin |", "|---|---|---|---|"]
+    for r in data["rows"]:
+        lines.append(f"| `{r['boundaries']}` | {r['saved_ratio_sparse']:.2f}x | "
+                     f"{' / '.join(f'{v / 1024:.0f}' for v in r['per_block_saved_bytes_sparse'])} | "
+                     f"{r['saved_ratio_dense']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def summary(results, exit_threshold=0.5):
     key = str(exit_threshold)
     mean = lambda v: sum(v) / len(v)  # noqa: E731
@@ -244,6 +281,8 @@ def main(argv=None):
     p.add_argument("--exit-threshold", type=float, default=0.5)
     p.add_argument("--sweep", action="store_true",
                    help="choose defaults on the validation split: read-outs, easy quantiles, exit thresholds")
+    p.add_argument("--splits", action="store_true",
+                   help="no training: the saved-for-backward ratio of every cut into 3 blocks (initial weights)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, help="results JSON")
     p.add_argument("--tables-from", type=Path, metavar="JSON",
@@ -253,6 +292,8 @@ def main(argv=None):
         data = json.loads(args.tables_from.read_text())
         if "runs" in data:
             table = sweep_table(data)
+        elif "rows" in data:
+            table = splits_table(data)
         else:
             data["summary"] = summary(data["seeds"], data["config"]["exit_threshold"])
             args.tables_from.write_text(json.dumps(data, indent=1) + "\n")
@@ -272,6 +313,14 @@ def main(argv=None):
           f"temporal structure R = {bloc.temporal_structure(data[0][0][:, :32]):.2f}", flush=True)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config["temporal_structure"] = round(bloc.temporal_structure(data[0][0][:, :32]), 2)
+    if args.splits:
+        out = {"config": config, "environment": environment(), "rows": split_memory(data[0], args.readout)}
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(out, indent=1) + "\n")
+            args.out.with_suffix(".txt").write_text(splits_table(out))
+        print(splits_table(out))
+        return out
     if args.sweep:
         out = {"config": config, "environment": environment(), "evaluated_on": "validation", "runs": []}
         grid = [(r, e, q) for r in ("rate", "leaky-max", "leaky-last", "recurrent") for e, q in
