@@ -9,6 +9,11 @@ Typical use::
     pred, exit_block = bloc.predict(net, x_test)
     print(bloc.report(net, x_test, y_test))
     print(trainer.training_memory(x_train[:, :64], y_train[:64]))
+
+On sequences with temporal structure (speech, SHD) ``split`` picks heads and HCDs
+that read time (``readout="auto"``: :class:`LeakyReadout`, max over time of a
+leaky membrane) and the trainer sets each block's easy threshold from its
+validation accuracies (``easy_threshold="auto"``); see ``examples/bloc_fsdd.py``.
 """
 from .counting import count_ops
 from .heads import (HardClassDetector, LeakyReadout, RateHead, RecurrentReadout, TimeLast, TimeMax, TimeMean,
