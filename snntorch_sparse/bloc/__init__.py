@@ -9,9 +9,15 @@ Typical use::
     pred, exit_block = bloc.predict(net, x_test)
     print(bloc.report(net, x_test, y_test))
     print(trainer.training_memory(x_train[:, :64], y_train[:64]))
+
+On sequences with temporal structure (speech, SHD) ``split`` picks heads and HCDs
+that read time (``readout="auto"``: :class:`LeakyReadout`, max over time of a
+leaky membrane) and the trainer sets each block's easy threshold from its
+validation accuracies (``easy_threshold="auto"``); see ``examples/bloc_fsdd.py``.
 """
 from .counting import count_ops
-from .heads import HardClassDetector, RateHead, TimeMean, logits_of
+from .heads import (HardClassDetector, LeakyReadout, RateHead, RecurrentReadout, TimeLast, TimeMax, TimeMean,
+                    has_temporal_structure, logits_of, temporal_structure)
 from .inference import predict, report
 from .resnet import BatchNormTT2d, SpikingBasicBlock, conv_bn_lif, spiking_resnet9
 from .sequence import is_multi_step, run_sequence
@@ -19,5 +25,6 @@ from .split import BlocNet, split
 from .trainer import BlocTrainer
 
 __all__ = ["split", "BlocNet", "BlocTrainer", "predict", "report", "run_sequence", "is_multi_step",
-           "RateHead", "HardClassDetector", "TimeMean", "logits_of", "count_ops",
+           "RateHead", "HardClassDetector", "TimeMean", "TimeMax", "TimeLast", "LeakyReadout", "RecurrentReadout",
+           "temporal_structure", "has_temporal_structure", "logits_of", "count_ops",
            "SpikingBasicBlock", "BatchNormTT2d", "conv_bn_lif", "spiking_resnet9"]

@@ -1,6 +1,8 @@
 """Early-exit inference and its report (accuracy, exits, synaptic operations).
 
-A sample leaves after block ``k`` when HCD ``k`` says its class is easy *and*,
+A sample leaves after block ``k`` when HCD ``k`` says its class is easy (its
+probability of "easy", the softmax of its two logits, is at least
+``exit_threshold``, 0.5 by default: the HCD's argmax) *and*,
 if ``confidence`` is given, the combined posterior of heads ``0..k`` has a top
 probability of at least ``confidence`` (the confidence test can only keep a
 sample longer, never make it leave earlier); the last block always exits. Only
@@ -21,11 +23,16 @@ __all__ = ["predict", "report", "combine"]
 
 
 @torch.no_grad()
-def predict(net: BlocNet, x: torch.Tensor, confidence: Optional[float] = None):
-    """Early-exit predictions for ``x [T, B, ...]``: ``(pred [B], exit_block [B])``."""
+def predict(net: BlocNet, x: torch.Tensor, confidence: Optional[float] = None, exit_threshold: float = 0.5):
+    """Early-exit predictions for ``x [T, B, ...]``: ``(pred [B], exit_block [B])``.
+
+    ``exit_threshold`` in [0, 1]: a sample may leave after block ``k`` when HCD
+    ``k`` gives "easy" a probability of at least this (higher: fewer, safer exits).
+    """
     check_time_major(x, "x")
     if confidence is not None and not 0.0 <= confidence <= 1.0:
         raise ValueError(f"confidence must be in [0, 1], got {confidence}")
+    _check_unit(exit_threshold, "exit_threshold")
     net.eval()
     hard = net.hard_classes
     B = x.shape[1]
@@ -39,7 +46,9 @@ def predict(net: BlocNet, x: torch.Tensor, confidence: Optional[float] = None):
         if k == len(net) - 1:
             leave = torch.ones(len(alive), dtype=torch.bool, device=x.device)
         else:
-            leave = net.hcds[k](z).argmax(1) == 0  # 0: easy
+            h = net.hcds[k](z)  # logits of (easy, hard)
+            # 0.5: the argmax, exactly (ties leave)
+            leave = (h.argmax(1) == 0) if exit_threshold == 0.5 else (h.softmax(1)[:, 0] >= exit_threshold)
             if confidence is not None:
                 leave &= prob.max(1).values >= confidence
         pred[alive[leave]] = prob[leave].argmax(1)
@@ -48,6 +57,11 @@ def predict(net: BlocNet, x: torch.Tensor, confidence: Optional[float] = None):
         if not len(alive):
             break
     return pred, exit_block
+
+
+def _check_unit(v, name: str) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
 
 
 def combine(prob: Optional[torch.Tensor], logits: torch.Tensor, hard: set, num_classes: int) -> torch.Tensor:
@@ -79,7 +93,7 @@ def _all_blocks(net: BlocNet, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def report(net: BlocNet, x: torch.Tensor, y: torch.Tensor, confidence: Optional[float] = None,
-           batch_size: int = 256) -> dict:
+           batch_size: int = 256, exit_threshold: float = 0.5) -> dict:
     """Accuracy (early exit vs all blocks), exit fractions, synaptic ops and MACs per inference.
 
     "All blocks" runs every block on every sample and combines all heads
@@ -101,7 +115,7 @@ def report(net: BlocNet, x: torch.Tensor, y: torch.Tensor, confidence: Optional[
     with count_ops(net) as ee:
         preds = []
         for i in range(0, n, batch_size):
-            p, e = predict(net, x[:, i:i + batch_size], confidence)
+            p, e = predict(net, x[:, i:i + batch_size], confidence, exit_threshold)
             preds.append(p.cpu())
             exits += torch.bincount(e.cpu(), minlength=len(net)).float()
     pred_ee = torch.cat(preds)

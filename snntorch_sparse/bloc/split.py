@@ -7,7 +7,7 @@ from typing import Callable, FrozenSet, Iterable, List, Optional, Sequence, Tupl
 import torch
 from torch import nn
 
-from .heads import HardClassDetector, RateHead, TimeMean
+from .heads import TimeMean, has_temporal_structure, readout_factories
 from .sequence import check_time_major, run_sequence
 
 __all__ = ["BlocNet", "split"]
@@ -38,6 +38,7 @@ class BlocNet(nn.Module):
         self.heads = nn.ModuleList(heads)
         self.hcds = nn.ModuleList(hcds)
         self.num_classes = num_classes
+        self.readout = None  # the readout kind chosen by split ("rate", "leaky-max", ...)
         mask = torch.zeros(len(self.blocks), num_classes, dtype=torch.bool)
         mask[0] = True
         self.register_buffer("hard_mask", mask)
@@ -121,7 +122,7 @@ def _out_features(block: nn.Module, x: torch.Tensor) -> tuple:
 
 def split(model: nn.Sequential, boundaries: Sequence[int], num_classes: int, sample: torch.Tensor,
           head: Optional[Callable[[int, int], nn.Module]] = None,
-          hcd: Optional[Callable[[int], nn.Module]] = None) -> BlocNet:
+          hcd: Optional[Callable[[int], nn.Module]] = None, readout: str = "auto") -> BlocNet:
     """Cut ``model`` before each index in ``boundaries`` and attach heads and HCDs.
 
     Args:
@@ -131,10 +132,22 @@ def split(model: nn.Sequential, boundaries: Sequence[int], num_classes: int, sam
             ``[3, 5]`` gives blocks ``model[:3]``, ``model[3:5]``, ``model[5:]``.
         num_classes: number of classes ``C``.
         sample: one input batch ``[T, B, ...]``, used to size heads and HCDs.
-        head: factory ``head(in_features, num_classes)`` used for every block.
-            By default :class:`RateHead`, except that the last block keeps the
-            model's own read-out (:class:`TimeMean`) when it ends in ``num_classes`` outputs.
-        hcd: factory ``hcd(in_features)`` (default :class:`HardClassDetector`).
+        head: factory ``head(in_features, num_classes)`` used for every block
+            (default: the ``readout`` kind's head), except that without it the last
+            block keeps the model's own read-out when it ends in ``num_classes`` outputs:
+            :class:`~snntorch_sparse.bloc.heads.TimeMean` of spikes, or of a
+            membrane with ``readout="rate"``; the max (:class:`~snntorch_sparse.bloc.heads.TimeMax`)
+            or last step (:class:`~snntorch_sparse.bloc.heads.TimeLast`) of a
+            non-spiking read-out's membrane with the time-reading kinds.
+        hcd: factory ``hcd(in_features)`` (default: the ``readout`` kind's HCD).
+        readout: which heads and HCDs read the blocks (see :mod:`~snntorch_sparse.bloc.heads`):
+            ``"rate"`` (linear map of firing rates), ``"leaky-max"`` / ``"leaky-last"``
+            (non-spiking leaky read-out, max over time / last step), ``"recurrent"``
+            (small Elman network), or ``"auto"`` (default): ``"leaky-max"`` when
+            ``sample`` has temporal structure
+            (:func:`~snntorch_sparse.bloc.heads.has_temporal_structure`: per-channel
+            activity that varies over time well beyond chance, as in speech), else ``"rate"``.
+            The kind chosen is ``net.readout``.
 
     The blocks share the model's modules (no copy): training them trains the model.
     """
@@ -154,9 +167,15 @@ def split(model: nn.Sequential, boundaries: Sequence[int], num_classes: int, sam
         raise ValueError(f"boundaries must lie in 1..{len(model) - 1} for a model of {len(model)} layers, "
                          f"got {bounds}")
     check_time_major(sample, "sample")
+    if not isinstance(readout, str):
+        raise TypeError(f"readout must be a string ('auto', 'rate', 'leaky-max', 'leaky-last', 'recurrent'), "
+                        f"got {type(readout).__name__}")
+    if readout == "auto":
+        readout = "leaky-max" if has_temporal_structure(sample) else "rate"
+    default_head, default_hcd, own = readout_factories(readout)
     custom_head = head is not None
-    head = head or RateHead
-    hcd = hcd or HardClassDetector
+    head = head or default_head
+    hcd = hcd or default_hcd
     edges = [0, *bounds, len(model)]
     blocks = [model[a:b] for a, b in zip(edges[:-1], edges[1:])]
     heads, hcds = [], []
@@ -166,8 +185,15 @@ def split(model: nn.Sequential, boundaries: Sequence[int], num_classes: int, sam
         last = k == len(blocks) - 1
         # heads and HCDs follow the blocks' output dtype and device
         own_readout = last and feats == num_classes and not custom_head
-        heads.append((TimeMean() if own_readout else head(feats, num_classes))
-                     .to(dtype=x.dtype, device=x.device))
+        if own_readout:
+            # spikes are read as rates; a membrane (non-binary values) as the kind says
+            spikes = bool(((x == 0) | (x == 1)).all())
+            head_k = TimeMean() if spikes else own()
+        else:
+            head_k = head(feats, num_classes)
+        heads.append(head_k.to(dtype=x.dtype, device=x.device))
         if not last:
             hcds.append(hcd(feats).to(dtype=x.dtype, device=x.device))
-    return BlocNet(blocks, heads, hcds, num_classes)
+    net = BlocNet(blocks, heads, hcds, num_classes)
+    net.readout = readout
+    return net

@@ -7,7 +7,10 @@ For blocks ``k = 0, 1, ...``:
    only samples of the current hard classes :math:`H_k` (all classes for ``k = 0``);
 2. freeze block ``k``; measure the head's per-class accuracy on the validation
    split; classes with accuracy ``>= easy_threshold`` leave the hard set:
-   :math:`H_{k+1} = \\{c \\in H_k : \\mathrm{acc}_k(c) < \\tau\\}`;
+   :math:`H_{k+1} = \\{c \\in H_k : \\mathrm{acc}_k(c) < \\tau_k\\}`, with
+   :math:`\\tau_k` fixed (``easy_threshold=0.95``) or set from the distribution of
+   the validation accuracies (``easy_threshold="auto"``: their ``easy_quantile``
+   quantile over :math:`H_k`);
 3. train HCD ``k`` to predict "label in :math:`H_{k+1}`" from block ``k``'s output.
 
 Only one block's activations are kept for a backward pass at a time: training
@@ -89,7 +92,16 @@ class BlocTrainer:
         optimizer: factory ``optimizer(params)``; default Adam, lr 2e-3.
         epochs: epochs per block; ``hcd_epochs``: epochs per HCD.
         easy_threshold: per-class validation accuracy in [0, 1] at or above which a
-            class is easy for the block.
+            class is easy for the block, or ``"auto"``: per block, the ``easy_quantile``
+            quantile of the validation accuracies of the block's hard classes,
+            :math:`\\tau_k = Q_q(\\{\\mathrm{acc}_k(c) : c \\in H_k\\})`, so that the
+            best-read ``1 - q`` of them become easy whatever the task's accuracy
+            level (a fixed 0.95 marks almost nothing easy on spoken digits). The
+            threshold used is ``history[k]["easy_threshold"]``.
+            ``None`` (default): ``"auto"`` for a net whose heads read time
+            (``net.readout`` other than ``"rate"``; chosen on spoken digits, see
+            ``benchmarks/results/bloc_fsdd_sweep.json``), else 0.9.
+        easy_quantile: ``q`` in [0, 1] of ``easy_threshold="auto"``.
         batch_size: mini-batch size (an int >= 1); ``device``: where to train.
         checkpoint_dir: save after every block (``bloc_k.pt``); ``fit(resume=...)`` continues.
         progress: show progress bars.
@@ -111,16 +123,24 @@ class BlocTrainer:
     """
 
     def __init__(self, net: BlocNet, loss_fn: Optional[Callable] = None, optimizer: Optional[Callable] = None,
-                 epochs: int = 10, hcd_epochs: int = 5, easy_threshold: float = 0.9, batch_size: int = 64,
-                 device=None, checkpoint_dir=None, progress: bool = True, seed: int = 0):
+                 epochs: int = 10, hcd_epochs: int = 5, easy_threshold=None, batch_size: int = 64,
+                 device=None, checkpoint_dir=None, progress: bool = True, seed: int = 0,
+                 easy_quantile: float = 0.5):
         if not isinstance(net, BlocNet):
             raise TypeError(f"net must be a BlocNet (see bloc.split), got {type(net).__name__}")
-        try:
-            ok = 0.0 <= float(easy_threshold) <= 1.0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(f"easy_threshold must be a number in [0, 1], got {easy_threshold!r}")
+        if easy_threshold is None:
+            easy_threshold = "auto" if getattr(net, "readout", None) not in (None, "rate") else 0.9
+
+        def unit(v):
+            try:
+                return not isinstance(v, (bool, str)) and 0.0 <= float(v) <= 1.0
+            except (TypeError, ValueError):
+                return False
+
+        if not (easy_threshold == "auto" if isinstance(easy_threshold, str) else unit(easy_threshold)):
+            raise ValueError(f"easy_threshold must be a number in [0, 1] or 'auto', got {easy_threshold!r}")
+        if not unit(easy_quantile):
+            raise ValueError(f"easy_quantile must be a number in [0, 1], got {easy_quantile!r}")
         for name, value, low in (("epochs", epochs, 1), ("hcd_epochs", hcd_epochs, 0), ("batch_size", batch_size, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -128,7 +148,8 @@ class BlocTrainer:
         self.loss_fn = loss_fn or (lambda out, y: F.cross_entropy(logits_of(out), y))
         self.optimizer = optimizer or (lambda params: torch.optim.Adam(params, lr=2e-3))
         self.epochs, self.hcd_epochs = epochs, hcd_epochs
-        self.easy_threshold = float(easy_threshold)
+        self.easy_threshold = easy_threshold if easy_threshold == "auto" else float(easy_threshold)
+        self.easy_quantile = float(easy_quantile)
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
@@ -190,9 +211,25 @@ class BlocTrainer:
         mask[sorted(hard)] = 0.0
         return mask
 
+    def threshold_for(self, acc: torch.Tensor, hard: set) -> float:
+        """The easy threshold :math:`\\tau_k` for per-class accuracies ``acc`` of the classes ``hard``.
+
+        A fixed ``easy_threshold`` is returned as it is; with ``"auto"`` it is the
+        ``easy_quantile`` quantile (linear interpolation) of the accuracies of the
+        hard classes present in the validation split (1.0 when none is).
+        """
+        if self.easy_threshold != "auto":
+            return self.easy_threshold
+        vals = torch.tensor([float(acc[c]) for c in sorted(hard)], dtype=torch.float64)
+        vals = vals[~vals.isnan()]
+        if not len(vals):
+            return 1.0
+        return float(torch.quantile(vals, self.easy_quantile))
+
     def select_hard(self, acc: torch.Tensor, hard: set) -> set:
         """Classes of ``hard`` whose accuracy is below the threshold (absent classes stay hard)."""
-        return {c for c in hard if not (acc[c] >= self.easy_threshold)}
+        tau = self.threshold_for(acc, hard)
+        return {c for c in hard if not (acc[c] >= tau)}
 
     @staticmethod
     def hcd_labels(y: torch.Tensor, hard: set) -> torch.Tensor:
@@ -257,6 +294,7 @@ class BlocTrainer:
             acc = self.per_class_accuracy(k, zva, yva)
             new_hard = self.select_hard(acc, hard)
             record = {"block": k, "trained_on": int(keep.sum()), "hard_in": sorted(hard),
+                      "easy_threshold": round(self.threshold_for(acc, hard), 4),
                       "per_class_acc": [round(float(a), 4) for a in acc], "hard_out": sorted(new_hard)}
             if k < len(net) - 1 and self.hcd_epochs:
                 hcd = net.hcds[k]

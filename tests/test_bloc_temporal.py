@@ -1,0 +1,266 @@
+"""BlocTrain on temporal inputs: time-reading heads and HCDs, their default selection,
+the easy threshold from the validation accuracies, the HCD exit threshold, and a
+small end-to-end run on a slice of the FSDD spoken digits (issue 22)."""
+import warnings
+
+import pytest
+import snntorch as snn
+import torch
+from torch import nn
+
+from snntorch_sparse import SparseLinearLeaky, sparsify
+from snntorch_sparse import bloc
+from snntorch_sparse.data.audio import fsdd_root, fsdd_spikes
+
+
+def _bursty(T=40, B=6, n=12, seed=0):
+    """Every channel fires in one burst of 10 steps at a random onset (speech-like)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(T, B, n)
+    onset = torch.randint(0, T - 10, (B, n), generator=g)
+    for b in range(B):
+        for c in range(n):
+            x[onset[b, c]:onset[b, c] + 10, b, c] = (torch.rand(10, generator=g) < 0.7).float()
+    return x
+
+
+def _rate_coded(T=40, B=6, n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(B, n, generator=g) * 0.5
+    return (torch.rand(T, B, n, generator=g) < p).float()
+
+
+def _model(n_in=12, readout_layer=True, seed=0):
+    torch.manual_seed(seed)
+    m = [nn.Linear(n_in, 16), snn.Leaky(beta=0.9, init_hidden=True), nn.Linear(16, 16),
+         snn.Leaky(beta=0.9, init_hidden=True)]
+    with torch.no_grad():
+        m[0].weight.mul_(3)
+    last = SparseLinearLeaky(16, 4, beta=0.9, readout=True) if readout_layer else SparseLinearLeaky(16, 4, beta=0.9)
+    return sparsify(nn.Sequential(*m, last))
+
+
+# ------------------------------------------------------------------ heads: the math, shapes, gradients
+
+@pytest.mark.parametrize("reduce", ["max", "last"])
+def test_leaky_readout_matches_its_formula(reduce):
+    torch.manual_seed(0)
+    head = bloc.LeakyReadout(5, 3, beta=0.8, reduce=reduce).double()
+    s = (torch.rand(7, 4, 5, dtype=torch.float64) < 0.4).double()
+    W, b = head.layer.weight, head.layer.bias
+    u, mems = torch.zeros(4, 3, dtype=torch.float64), []
+    for t in range(7):  # U[t] = beta U[t-1] + W S[t] + b
+        u = 0.8 * u + s[t] @ W.T + b
+        mems.append(u)
+    mems = torch.stack(mems)
+    want = mems.max(0).values if reduce == "max" else mems[-1]
+    assert torch.allclose(head(s), want)
+
+
+def test_leaky_readout_gradients_and_shapes():
+    torch.manual_seed(0)
+    head = bloc.LeakyReadout(2 * 3 * 3, 4).double()
+    s = (torch.rand(6, 5, 2, 3, 3, dtype=torch.float64) < 0.5).double().requires_grad_(True)
+    out = head(s)  # conv-shaped block output [T, B, C, H, W] is flattened
+    assert out.shape == (5, 4)
+    out.sum().backward()
+    assert head.layer.weight.grad is not None and head.layer.weight.grad.abs().sum() > 0
+    assert s.grad is not None and s.grad.shape == s.shape and s.grad.abs().sum() > 0
+    # the gradient of the max-over-time logits w.r.t. the weights, against autograd on the formula
+    ref = bloc.LeakyReadout(18, 4).double()
+    ref.load_state_dict(head.state_dict())
+    W = ref.layer.weight.detach().clone().requires_grad_(True)
+    u, best = torch.zeros(5, 4, dtype=torch.float64), None
+    for t in range(6):
+        u = 0.9 * u + s[t].detach().flatten(1) @ W.T + ref.layer.bias
+        best = u if best is None else torch.maximum(best, u)
+    best.sum().backward()
+    assert torch.allclose(head.layer.weight.grad, W.grad)
+
+
+@pytest.mark.parametrize("reduce", ["max", "last"])
+def test_leaky_readout_backward_on_packed_spikes_and_graded_input(reduce):
+    torch.manual_seed(1)
+    head = bloc.LeakyReadout(6, 3, beta=0.85, reduce=reduce).double()
+    s = (torch.rand(9, 4, 6, dtype=torch.float64) < 0.3).double().requires_grad_(True)
+    g = torch.randn(4, 3, dtype=torch.float64)
+    (head(s) * g).sum().backward()  # 0/1 input: kept as packed bits
+    W = head.layer.weight.detach().clone().requires_grad_(True)
+    b = head.layer.bias.detach().clone().requires_grad_(True)
+    x = s.detach().clone().requires_grad_(True)
+    u, mems = 0, []
+    for t in range(9):
+        u = 0.85 * u + x[t] @ W.T + b
+        mems.append(u)
+    ref = torch.stack(mems).max(0).values if reduce == "max" else mems[-1]
+    (ref * g).sum().backward()
+    assert torch.allclose(head.layer.weight.grad, W.grad) and torch.allclose(head.layer.bias.grad, b.grad)
+    assert torch.allclose(s.grad, x.grad)
+    # graded (non-spike) input takes the unpacked path: autograd's numerical check
+    xg = torch.rand(5, 2, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v, w, c: bloc.heads._LeakyReadoutFn.apply(v, w, c, 0.85, reduce == "last"),
+                                    (xg, W.detach().clone().requires_grad_(True),
+                                     b.detach().clone().requires_grad_(True)))
+
+
+def test_leaky_readout_keeps_one_bit_per_input_entry():
+    from snntorch_sparse.memory import saved_tensor_bytes
+
+    head = bloc.LeakyReadout(128, 10)
+    s = (torch.rand(100, 64, 128) < 0.1).float().requires_grad_(True)
+    with saved_tensor_bytes(head) as c:
+        out = head(s)  # the graph lives as long as its output
+    assert c.bytes == 100 * 64 * 128 // 8 + 64 * 10 * 8  # packed spikes + arg-max steps (int64)
+    assert out.shape == (64, 10)
+
+
+def test_recurrent_readout_formula_and_gradients():
+    torch.manual_seed(0)
+    head = bloc.RecurrentReadout(5, 3, hidden=4).double()
+    s = (torch.rand(6, 2, 5, dtype=torch.float64) < 0.5).double().requires_grad_(True)
+    h, hs = torch.zeros(2, 4, dtype=torch.float64), []
+    for t in range(6):  # h[t] = tanh(Wx S[t] + Wh h[t-1] + b); logits = max_t Wo h[t] + bo
+        h = torch.tanh(head.inp(s[t]) + head.rec(h))
+        hs.append(head.out(h))
+    assert torch.allclose(head(s), torch.stack(hs).max(0).values)
+    head(s).sum().backward()
+    assert all(p.grad is not None for p in head.parameters()) and s.grad.abs().sum() > 0
+
+
+def test_time_heads_for_own_readouts():
+    mem = torch.randn(5, 3, 4)
+    assert torch.equal(bloc.TimeMax()(mem), mem.max(0).values)
+    assert torch.equal(bloc.TimeLast()(mem), mem[-1])
+
+
+def test_bad_head_arguments_are_named():
+    with pytest.raises(ValueError, match="reduce must be 'max' or 'last'"):
+        bloc.LeakyReadout(4, 2, reduce="mean")
+    with pytest.raises(ValueError, match=r"beta must be a number in \[0, 1\]"):
+        bloc.LeakyReadout(4, 2, beta=1.5)
+    with pytest.raises(ValueError, match="hidden must be an int >= 1"):
+        bloc.RecurrentReadout(4, 2, hidden=0)
+    with pytest.raises(ValueError, match="in_features = 4"):
+        bloc.LeakyReadout(4, 2)(torch.zeros(3, 2, 5))
+    with pytest.raises(ValueError, match=r"\[T, B, \.\.\.\]"):
+        bloc.RecurrentReadout(4, 2)(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="bins must be an int >= 2"):
+        bloc.temporal_structure(_bursty(), bins=1)
+
+
+# ------------------------------------------------------------------ default selection on sequence input
+
+def test_temporal_structure_separates_bursts_from_rates_and_latency():
+    assert bloc.temporal_structure(_bursty(B=16)) > 3.0
+    assert 0.5 < bloc.temporal_structure(_rate_coded(B=16)) < 1.5
+    latency = torch.zeros(25, 8, 12)  # one spike per channel: a latency code of a static value
+    latency[torch.randint(0, 25, (8, 12)), torch.arange(8)[:, None], torch.arange(12)] = 1
+    assert bloc.temporal_structure(latency) == 0.0
+    assert bloc.temporal_structure(_bursty()[:6]) == 0.0  # too short to tell
+    assert bloc.has_temporal_structure(_bursty(B=16)) and not bloc.has_temporal_structure(_rate_coded(B=16))
+
+
+def test_split_picks_time_reading_heads_on_temporal_input():
+    x = _bursty(B=16)
+    net = bloc.split(_model(), [2], 4, sample=x)
+    assert net.readout == "leaky-max"
+    assert isinstance(net.heads[0], bloc.LeakyReadout) and isinstance(net.hcds[0], bloc.LeakyReadout)
+    assert isinstance(net.heads[1], bloc.TimeMax)  # the model's own membrane read-out, max over time
+    assert net.heads[0](net.run_block(0, x)).shape == (16, 4)
+    assert net.hcds[0](net.run_block(0, x)).shape == (16, 2)
+    rate = bloc.split(_model(), [2], 4, sample=_rate_coded(B=16))
+    assert rate.readout == "rate" and isinstance(rate.heads[0], bloc.RateHead)
+    assert isinstance(rate.heads[1], bloc.TimeMean)  # unchanged behaviour on rate-coded input
+
+
+def test_split_readout_argument():
+    x = _rate_coded(B=8)
+    last = bloc.split(_model(), [2], 4, sample=x, readout="leaky-last")
+    assert last.heads[0].reduce == "last" and isinstance(last.heads[1], bloc.TimeLast)
+    rec = bloc.split(_model(), [2], 4, sample=x, readout="recurrent")
+    assert isinstance(rec.heads[0], bloc.RecurrentReadout) and isinstance(rec.hcds[0], bloc.RecurrentReadout)
+    spiking = bloc.split(_model(readout_layer=False), [2], 4, sample=x, readout="leaky-max")
+    assert isinstance(spiking.heads[1], bloc.TimeMean)  # a spiking class layer is read as a rate
+    with pytest.raises(ValueError, match="readout must be 'auto' or one of"):
+        bloc.split(_model(), [2], 4, sample=x, readout="attention")
+    with pytest.raises(TypeError, match="readout must be a string"):
+        bloc.split(_model(), [2], 4, sample=x, readout=None)
+
+
+# ------------------------------------------------------------------ easy threshold and exit threshold
+
+def test_easy_threshold_from_validation_accuracies():
+    net = bloc.split(_model(), [2], 4, sample=_bursty())
+    acc = torch.tensor([0.9, 0.8, 0.5, float("nan")])
+    auto = bloc.BlocTrainer(net, easy_threshold="auto", progress=False)  # q = 0.5: the median
+    assert auto.threshold_for(acc, {0, 1, 2, 3}) == pytest.approx(0.8)
+    assert auto.select_hard(acc, {0, 1, 2, 3}) == {2, 3}  # absent class stays hard
+    assert auto.threshold_for(acc, {1, 2}) == pytest.approx(0.65)  # quantile over the hard classes only
+    low = bloc.BlocTrainer(net, easy_threshold="auto", easy_quantile=0.0, progress=False)
+    assert low.select_hard(acc, {0, 1, 2, 3}) == {3}
+    high = bloc.BlocTrainer(net, easy_threshold="auto", easy_quantile=1.0, progress=False)
+    assert high.select_hard(acc, {0, 1, 2, 3}) == {1, 2, 3}
+    fixed = bloc.BlocTrainer(net, easy_threshold=0.95, progress=False)
+    assert fixed.threshold_for(acc, {0, 1, 2, 3}) == 0.95 and fixed.select_hard(acc, {0, 1, 2, 3}) == {0, 1, 2, 3}
+    assert auto.threshold_for(torch.full((4,), float("nan")), {0, 1}) == 1.0
+    for bad in ("median", 1.5, True, [0.9]):
+        with pytest.raises(ValueError, match="easy_threshold must be a number in"):
+            bloc.BlocTrainer(net, easy_threshold=bad)
+    with pytest.raises(ValueError, match="easy_quantile must be a number in"):
+        bloc.BlocTrainer(net, easy_threshold="auto", easy_quantile=2)
+
+
+def test_default_easy_threshold_follows_the_readout():
+    temporal = bloc.split(_model(), [2], 4, sample=_bursty(B=16))
+    assert bloc.BlocTrainer(temporal, progress=False).easy_threshold == "auto"
+    rate = bloc.split(_model(), [2], 4, sample=_rate_coded(B=16))
+    assert bloc.BlocTrainer(rate, progress=False).easy_threshold == 0.9  # unchanged for rate heads
+    assert bloc.BlocTrainer(temporal, easy_threshold=0.95, progress=False).easy_threshold == 0.95
+
+
+def test_exit_threshold_moves_the_hcd_decision():
+    x = _bursty(B=8)
+    net = bloc.split(_model(), [2], 4, sample=x)
+    with torch.no_grad():  # p(easy) = sigmoid(1) = 0.73 for every input
+        net.hcds[0].layer.weight.zero_()
+        net.hcds[0].layer.bias.copy_(torch.tensor([1.0, 0.0]) * (1 - 0.9))  # U[T-1] -> bias / (1 - beta)
+    _, ex = bloc.predict(net, x)
+    assert ex.tolist() == [0] * 8
+    _, ex = bloc.predict(net, x, exit_threshold=0.7)
+    assert ex.tolist() == [0] * 8
+    _, ex = bloc.predict(net, x, exit_threshold=0.75)
+    assert ex.tolist() == [1] * 8
+    with pytest.raises(ValueError, match=r"exit_threshold must be a number in \[0, 1\]"):
+        bloc.predict(net, x, exit_threshold=2)
+
+
+# ------------------------------------------------------------------ small run on real spoken digits
+
+@pytest.mark.skipif(fsdd_root() is None, reason="FSDD recordings not found (../shared/data/fsdd)")
+def test_bloctrain_fsdd_slice_small():
+    torch.manual_seed(0)
+    (x, y), (xte, yte) = fsdd_spikes(max_files=700)
+    xv, yv, xt, yt = x[:, :100], y[:100], x[:, 100:], y[100:]
+    torch.manual_seed(0)
+    mods = []
+    for i, (a, b) in enumerate([(64, 64), (64, 64), (64, 64), (64, 64)]):
+        fc = nn.Linear(a, b)
+        with torch.no_grad():
+            fc.weight.mul_(5.0 if i == 0 else 2.5)
+        mods += [fc, snn.Leaky(beta=0.9, init_hidden=True)]
+    model = sparsify(nn.Sequential(*mods, SparseLinearLeaky(64, 10, beta=0.9, readout=True)))
+    net = bloc.split(model, [2, 4], 10, sample=xt[:, :32])
+    assert net.readout == "leaky-max"  # chosen from the input: speech has temporal structure
+    tr = bloc.BlocTrainer(net, epochs=8, hcd_epochs=3, easy_threshold="auto", progress=False,
+                          optimizer=lambda p: torch.optim.Adam(p, lr=5e-3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hist = tr.fit((xt, yt), (xv, yv))
+    h0 = hist[0]
+    accs = torch.tensor(h0["per_class_acc"])
+    assert h0["easy_threshold"] == pytest.approx(float(torch.quantile(accs[~accs.isnan()].double(), 0.5)), abs=1e-4)
+    assert 0 < len(h0["hard_out"]) < 10  # the median rule makes some classes easy, not all
+    rep = bloc.report(net, xte, yte)
+    assert rep["accuracy_all_blocks"] > 0.3  # 10 classes: chance is 0.1
+    assert rep["exit_fraction"][0] > 0.2 and rep["synops_ratio"] > 1.0
+    assert abs(sum(rep["exit_fraction"]) - 1) < 1e-6
