@@ -47,10 +47,11 @@ __all__ = ["sparsify", "desparsify", "TimeDistributed"]
 
 
 class TimeDistributed(nn.Module):
-    """Apply a stateless module to every time step of ``[T, B, ...]`` at once.
+    """Apply a stateless module to every time step of ``[T, B, ...]``.
 
-    Folds time into the batch (``[T·B, ...]``), applies ``module`` and unfolds.
-    Note that batch-norm layers then see statistics over all time steps.
+    Convolutions and pooling run step by step (see :attr:`per_step`); other
+    modules see time folded into the batch (``[T·B, ...]``) and unfolded after.
+    Batch-norm layers therefore see statistics over all time steps.
     """
 
     multi_step = True
@@ -60,17 +61,32 @@ class TimeDistributed(nn.Module):
         self.module = module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        expected = _time_major_dims(self.module)
+        expected, first = _time_major_dims(self.module)
         if x.dim() < 2 or (expected is not None and x.dim() != expected):
             want = f"{expected} dims" if expected is not None else "2 or more dims"
             raise ValueError(
-                f"x must be time-major [T, B, ...] ({want} for {type(self.module).__name__}), got shape "
+                f"x must be time-major [T, B, ...] ({want} for {type(first).__name__}), got shape "
                 f"{tuple(x.shape)}. A converted model takes the whole sequence in one call; a static input "
                 "that snnTorch's loop feeds at every step is repeated over time first: "
                 "x.unsqueeze(0).expand(num_steps, *x.shape)")
         T, B = x.shape[:2]
+        if self.per_step:
+            return torch.stack([self.module(x_t) for x_t in x.unbind(0)])   # unbind: one backward node
         y = self.module(x.reshape(T * B, *x.shape[2:]))
         return y.reshape(T, B, *y.shape[1:])
+
+    @property
+    def per_step(self) -> bool:
+        """Convolutions and pooling run one time step at a time.
+
+        On ``[B, C, H, W]`` blocks their working set stays in cache; folded into
+        one ``[T·B, C, H, W]`` batch the same convolution ran 2x slower, forward
+        and backward (tutorial 6's CSNN on 2 CPU cores). Other layers fold time
+        into the batch.
+        """
+        m = self.module
+        return type(m) in _PER_STEP or (type(m) is nn.Sequential and len(m) > 0
+                                        and all(type(c) in _PER_STEP for c in m))
 
 
 _CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3,
@@ -78,13 +94,17 @@ _CONV_DIMS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3, nn.MaxPool1d: 1, nn.MaxP
               nn.BatchNorm3d: 3, nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}
 
 
+_PER_STEP = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d,
+             nn.AvgPool2d, nn.AvgPool3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
 def _time_major_dims(module: nn.Module):
-    """The dims a time-major input of ``module`` must have (``[T, B, C, *spatial]``), if fixed."""
+    """The dims a time-major input of ``module`` must have (``[T, B, C, *spatial]``), if fixed, and its first layer."""
     first = module
     while isinstance(first, nn.Sequential) and len(first):
         first = first[0]
     spatial = _CONV_DIMS.get(type(first))
-    return None if spatial is None else spatial + 3
+    return (None if spatial is None else spatial + 3), first
 
 
 def _is_param(t) -> bool:
@@ -316,7 +336,18 @@ def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_for
                     "than neurons and nested nn.Sequential to all T·B rows at once, which would run this "
                     "neuron as one time step over the whole sequence. Put its layers in an nn.Sequential, "
                     "or sparsify a model whose own forward loops over time")
-            td = TimeDistributed(_copy(m))
+            if type(m) in _PER_STEP:
+                # a run of convolutions / pooling: one per-step block, so each step's
+                # intermediate stays in cache and only the block's output is stacked
+                run = [m]
+                while i + 1 < len(items) and type(items[i + 1][1]) in _PER_STEP:
+                    i += 1
+                    run.append(items[i][1])
+                block = _copy(run[0]) if len(run) == 1 else nn.Sequential(*(_copy(r) for r in run))
+                block.training = m.training
+                td = TimeDistributed(block)
+            else:
+                td = TimeDistributed(_copy(m))
             td.training = m.training
             out.append(td)
         i += 1
@@ -367,7 +398,8 @@ def _desparsify_sequential(seq: nn.Sequential) -> nn.Sequential:
         elif isinstance(m, SparseLeaky):
             out.append(_dense_leaky(m, init_hidden=m.init_hidden, output=m.output))
         elif isinstance(m, TimeDistributed):
-            out.append(_copy(m.module))
+            inner = _copy(m.module)
+            out += list(inner) if type(inner) is nn.Sequential else [inner]
         else:
             out.append(_copy(m))
     res = nn.Sequential(*out)

@@ -56,7 +56,6 @@ __all__ = [
     "sparse_sigmoid",
     "sparsify_surrogate",
     "quantile_window",
-    "QUANTILE_STEPS",
     "mass_gain",
     "DEFAULT_SLOPE",
     "DEFAULT_BTH",
@@ -84,45 +83,30 @@ def _rows_by_features(shift: torch.Tensor) -> torch.Tensor:
     return mag.reshape(mag.shape[0], math.prod(mag.shape[1:]))
 
 
-#: Bisection steps of :func:`quantile_window` (the window's count is exact to 2^-12 of the range).
-QUANTILE_STEPS = 12
-
-
 def quantile_window(shift: torch.Tensor, fraction: float) -> torch.Tensor:
-    r"""Per-neuron half-widths :math:`B_n` whose windows hold about a ``fraction`` of each neuron's entries.
+    r"""Per-neuron half-widths :math:`B_n` whose windows hold a ``fraction`` of each neuron's entries.
 
     ``shift`` is :math:`U - \theta` as ``[rows, *features]`` (rows: the batch, or
     time x batch). For each neuron :math:`n`, with :math:`k = \lceil
-    \text{fraction}\cdot\text{rows}\rceil`, a bisection of
-    :data:`QUANTILE_STEPS` steps over :math:`[0, \max_i |x_{in}|]`, all neurons
-    at once, finds a level with about :math:`k` of the neuron's :math:`|x_{in}|`
-    below it (a vectorised stand-in for a per-neuron selection, which PyTorch
-    runs slice by slice, 100x slower). :math:`B_n` is then moved halfway between
-    the largest :math:`|x_{in}|` below that level and the smallest one above, so
-    the window has a clear margin on both sides: a membrane that differs from
-    the measured one by float rounding (another summation order) stays on the
-    same side. Deterministic; returns ``[features]`` flattened.
+    \text{fraction}\cdot\text{rows}\rceil`, :math:`B_n` lies halfway between the
+    :math:`k`-th and the :math:`(k+1)`-th smallest :math:`|x_{in}|` (just above the
+    :math:`k`-th on a tie), so the window holds those :math:`k` entries with a
+    clear margin on both sides: a membrane that differs from the measured one by
+    float rounding (another summation order) stays on its side. Returns
+    ``[features]`` flattened.
     """
     mag = _rows_by_features(shift)
     rows = mag.shape[0]
     if rows == 0 or mag.shape[1] == 0:         # no entries (e.g. an empty batch): any window will do
         return torch.ones(mag.shape[1], dtype=shift.dtype, device=shift.device)
     k = min(rows, max(1, math.ceil(fraction * rows)))
-    top = mag.amax(0)
-    lo, hi = torch.zeros_like(top), top
-    for _ in range(QUANTILE_STEPS):
-        mid = lo + (hi - lo) / 2
-        enough = (mag < mid).to(mag.dtype).sum(0) >= k
-        hi = torch.where(enough, mid, hi)
-        lo = torch.where(enough, lo, mid)
-    inf = torch.full_like(top, math.inf)
-    inside = mag < hi
-    below = torch.where(inside, mag, -inf).amax(0)      # largest entry inside
-    above = torch.where(inside, inf, mag).amin(0)       # smallest entry outside
-    above = torch.where(torch.isfinite(above), above, torch.nextafter(top, inf) * 2 + 1)
-    below = torch.where(torch.isfinite(below), below, torch.zeros_like(below))
-    mid = below + (above - below) / 2
-    return torch.where(mid > below, mid, torch.nextafter(below, inf))
+    inf = torch.tensor(math.inf, dtype=mag.dtype, device=mag.device)
+    if k == rows:
+        return torch.nextafter(mag.amax(0), inf)
+    low = torch.topk(mag, k + 1, dim=0, largest=False, sorted=True).values
+    v, nxt = low[k - 1], low[k]
+    mid = v + (nxt - v) / 2
+    return torch.where(mid > v, mid, torch.nextafter(v, inf))
 
 
 def mass_gain(surrogate, shift: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
@@ -168,10 +152,10 @@ def windowed_derivative(sg, mem_shift: torch.Tensor) -> torch.Tensor:
     """:math:`c\\,\\sigma'(x)\\,[|x| < B]` for one per-step call (rows first), recorded on ``sg``."""
     window = sg.window(mem_shift)
     active = mem_shift.abs() < per_neuron(window, mem_shift)
-    d = torch.where(active, sg.derivative(mem_shift), torch.zeros((), dtype=mem_shift.dtype))
+    full = sg.derivative(mem_shift)
+    d = torch.where(active, full, torch.zeros((), dtype=mem_shift.dtype))
     gain = None
     if sg.adaptive:
-        full = sg.derivative(mem_shift)
         gain = mass_gain_from(full, d, sg.active_fraction)
         d = d * per_neuron(gain, mem_shift)
     elif sg.fixed_gain is not None:
