@@ -187,6 +187,20 @@ def _single_step_options(leaky) -> dict:
                 learn_graded_spikes_factor=_is_param(g))
 
 
+def _output_full(sg, leaky, active_fraction):
+    """An output neuron (``output=True``) with the default adaptive window keeps its full surrogate.
+
+    The output layer carries the loss's own gradient and holds few neurons, so
+    clamping it saves little and cost accuracy on snnTorch's tutorial CSNNs;
+    with ``active_fraction=1`` every entry is inside the window (gain 1): its
+    gradient is the dense surrogate's. A fixed ``bth`` or an explicit
+    ``active_fraction`` applies to it as to every other neuron.
+    """
+    if getattr(leaky, "output", False) and sg.adaptive and active_fraction is None:
+        return sg.with_window(None, 1.0)
+    return sg
+
+
 def _sparse_neuron(leaky: snn.Leaky, step_mode: str, bth, spike_grad, backend, where: str,
                    active_fraction=None) -> SparseLeaky:
     beta, threshold = _beta_threshold(leaky, where)
@@ -197,7 +211,8 @@ def _sparse_neuron(leaky: snn.Leaky, step_mode: str, bth, spike_grad, backend, w
         extra = {}
     else:
         extra = _single_step_options(leaky)
-    sg = resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth, active_fraction)
+    sg = _output_full(resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth,
+                                        active_fraction), leaky, active_fraction)
     new = SparseLeaky(beta=beta.clamp(0, 1), threshold=threshold, learn_beta=_is_param(leaky.beta),
                       learn_threshold=_is_param(leaky.threshold), reset_mechanism=leaky.reset_mechanism,
                       spike_grad=sg, init_hidden=leaky.init_hidden, output=leaky.output,
@@ -215,7 +230,8 @@ def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend, event_f
     beta, threshold = _beta_threshold(leaky, where)
     _check_shape(beta, "beta", where, linear.out_features)
     _check_shape(threshold, "threshold", where, linear.out_features)
-    sg = resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth, active_fraction)
+    sg = _output_full(resolve_surrogate(spike_grad if spike_grad is not None else leaky.spike_grad, bth,
+                                        active_fraction), leaky, active_fraction)
     with torch.random.fork_rng(devices=[]):  # the layer's own init is overwritten: leave the generator as it was
         layer = SparseLinearLeaky(linear.in_features, linear.out_features, beta=beta.clamp(0, 1),
                                   threshold=threshold, spike_grad=sg, bias=linear.bias is not None,

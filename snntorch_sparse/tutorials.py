@@ -40,7 +40,7 @@ from torch import nn
 from .convert import sparsify
 
 __all__ = ["TUTORIALS", "tutorial5_net", "tutorial6_net", "tutorial7_net", "digits_images", "load_data",
-           "compare", "main"]
+           "compare", "summarize", "readme_row", "main"]
 
 TUTORIALS = ("tutorial5", "tutorial6", "tutorial7")
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "tutorials-cpu.json"
@@ -243,6 +243,18 @@ def summarize(runs: list) -> dict:
                      "hidden_activity": mean("hidden_activity"), "step_ms_dense": mean("step_ms_dense"),
                      "step_ms_sparse": mean("step_ms_sparse"), "speedup": mean("speedup")}
     return out
+
+
+def readme_row(result: dict) -> str:
+    """The README's table row for a results file (``tests/test_tutorials.py`` checks the README holds it)."""
+    cells = []
+    for name, s in result["summary"].items():
+        cells.append(f"{name.replace('tutorial', 'tutorial ')}: {100 * s['acc_dense']:.1f}% dense vs "
+                     f"{100 * s['acc_sparse']:.1f}% sparse, activity {100 * s['hidden_activity']:.1f}%, "
+                     f"step {s['speedup']:.2f}x")
+    seeds = len(next(iter(result["summary"].values()))["seeds"]) if result["summary"] else 0
+    return (f"| snnTorch's tutorial models at default init, `sparsify(net)` with no arguments "
+            f"(CPU, {seeds} seeds) | `python -m snntorch_sparse.tutorials` | " + "; ".join(cells) + " |")
 
 
 def main(argv=None) -> dict:

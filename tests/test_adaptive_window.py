@@ -316,3 +316,18 @@ def test_own_forward_reuse_notices_an_input_changed_in_place():
     sparse = sps.sparsify(dense)
     x = torch.rand(2, 4)
     assert torch.allclose(dense(x.clone()), sparse(x.clone()))
+
+
+def test_output_layer_keeps_its_full_surrogate_by_default():
+    net = tutorial6_net()
+    sp = sps.sparsify(net)
+    out = sp[-1]
+    assert out.surrogate.adaptive and out.surrogate.active_fraction == 1.0
+    assert sp[1].surrogate.active_fraction == sps.surrogate.DEFAULT_ACTIVE_FRACTION
+    x = (torch.rand(6, 4, 1, 28, 28) < 0.3).float()
+    spk, mem = sp(x)
+    (spk.sum() + mem.sum()).backward()
+    assert out.activity == 1.0
+    # an explicit choice applies to every layer, the output too
+    assert sps.sparsify(net, active_fraction=0.1)[-1].surrogate.active_fraction == 0.1
+    assert sps.sparsify(net, bth=0.3)[-1].bth == 0.3
