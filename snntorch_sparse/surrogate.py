@@ -72,7 +72,7 @@ DEFAULT_ACTIVE_FRACTION = 0.08
 #: How many entries of ``|U - θ|`` a multi-step layer samples for its adaptive windows (at least).
 WINDOW_SAMPLES = 65536
 #: ... and at least this many per neuron.
-WINDOW_SAMPLES_PER_NEURON = 256
+WINDOW_SAMPLES_PER_NEURON = 128
 
 
 def _rows_by_features(shift: torch.Tensor) -> torch.Tensor:
