@@ -61,6 +61,7 @@ __all__ = [
     "DEFAULT_BTH",
     "DEFAULT_ACTIVE_FRACTION",
     "WINDOW_SAMPLES",
+    "STEP_WINDOW_ROWS",
 ]
 
 #: Default steepness of :func:`sparse_fast_sigmoid` and :func:`sparse_sigmoid` (snnTorch's).
@@ -73,6 +74,8 @@ DEFAULT_ACTIVE_FRACTION = 0.08
 WINDOW_SAMPLES = 65536
 #: ... and at least this many per neuron.
 WINDOW_SAMPLES_PER_NEURON = 128
+#: A per-step call takes its adaptive window and gain from at most this many rows of its batch (strided).
+STEP_WINDOW_ROWS = 64
 
 
 def _rows_by_features(shift: torch.Tensor) -> torch.Tensor:
@@ -150,13 +153,18 @@ def per_neuron(value, like: torch.Tensor):
 
 def windowed_derivative(sg, mem_shift: torch.Tensor) -> torch.Tensor:
     """:math:`c\\,\\sigma'(x)\\,[|x| < B]` for one per-step call (rows first), recorded on ``sg``."""
-    window = sg.window(mem_shift)
+    rows = mem_shift.shape[0] if mem_shift.dim() > 1 else 1
+    sample = mem_shift
+    if sg.adaptive and rows > STEP_WINDOW_ROWS:   # the window and gain from a strided subset of the batch
+        sample = mem_shift[::-(-rows // STEP_WINDOW_ROWS)]
+    window = sg.window(sample)
     active = mem_shift.abs() < per_neuron(window, mem_shift)
     full = sg.derivative(mem_shift)
     d = torch.where(active, full, torch.zeros((), dtype=mem_shift.dtype))
     gain = None
     if sg.adaptive:
-        gain = mass_gain_from(full, d, sg.active_fraction)
+        gain = mass_gain_from(full, d, sg.active_fraction) if sample is mem_shift else \
+            mass_gain(sg, sample, window)
         d = d * per_neuron(gain, mem_shift)
     elif sg.fixed_gain is not None:
         gain = sg.fixed_gain
