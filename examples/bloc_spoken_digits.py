@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -43,7 +45,13 @@ assert SIZE in ("small", "full"), f"SNNTORCH_SPARSE_NB_SIZE must be small or ful
 SMALL = SIZE == "small"
 torch.manual_seed(0)
 
-import bloc_fsdd as ex  # examples/bloc_fsdd.py, next to this notebook
+import sys
+
+# the repository root: this notebook's folder's parent, or (docs build) the first parent holding examples/
+ROOT = next((q for q in [Path.cwd().parent, *Path.cwd().parents] if (q / "examples" / "bloc_fsdd.py").exists()),
+            Path.cwd().parent)
+sys.path.insert(0, str(ROOT / "examples"))
+import bloc_fsdd as ex  # examples/bloc_fsdd.py
 from snntorch_sparse import bloc
 from snntorch_sparse.data.audio import fsdd_root
 
@@ -111,7 +119,7 @@ if HAVE_FSDD:
 # seeds 0, 1, 2 at the full size; this cell shows what that file holds.
 
 # %%
-results = Path("..") / "benchmarks" / "results" / "bloc_fsdd.json"
+results = ROOT / "benchmarks" / "results" / "bloc_fsdd.json"
 if results.exists():
     data = json.loads(results.read_text())
     print(ex.markdown_table(data))
