@@ -38,7 +38,7 @@ bench-quick: bench-deps
 
 # Executes the example notebooks in small mode, so every example page shows its outputs.
 docs: setup
-	SNNTORCH_SPARSE_DOCS_EXECUTE=force SNNTORCH_SPARSE_NB_SIZE=small MPLBACKEND=Agg OMP_NUM_THREADS=1 \
+	SNNTORCH_SPARSE_DOCS_EXECUTE=force SNNTORCH_SPARSE_NB_SIZE=small OMP_NUM_THREADS=1 \
 	  $(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 asan: setup

@@ -45,7 +45,7 @@ images = F.interpolate(torch.tensor(digits.images / 16.0, dtype=torch.float32).u
 x_train, x_test, y_train, y_test = train_test_split(images, torch.tensor(digits.target), test_size=0.2,
                                                     random_state=0, stratify=digits.target)
 if SMALL:
-    x_train, y_train, x_test, y_test = x_train[:256], y_train[:256], x_test[:128], y_test[:128]
+    x_train, y_train, x_test, y_test = x_train[:640], y_train[:640], x_test[:200], y_test[:200]
 
 from snntorch import spikegen
 
@@ -109,7 +109,7 @@ def forward_sparse(net, data):
 
 # %%
 loss_fn = SF.ce_rate_loss()
-batch_size, epochs = 128, (1 if SMALL else 3)
+batch_size, epochs = 128, (2 if SMALL else 3)
 runs = {"dense snnTorch": (net, forward_pass), "sparsify": (sparse_net, forward_sparse)}
 history = {name: {"loss": [], "step_s": []} for name in runs}
 optimizers = {name: torch.optim.Adam(m.parameters(), lr=1e-2, betas=(0.9, 0.999)) for name, (m, _) in runs.items()}

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -37,7 +39,7 @@ from snntorch_sparse.data.nmnist_like import NMNISTFolder, write_nmnist_like
 
 SMALL = os.environ.get("SNNTORCH_SPARSE_NB_SIZE", "full").strip().lower() == "small"
 ROOT_DIR = Path("data") / "nmnist_like"
-write_nmnist_like(ROOT_DIR, n_per_class=12 if SMALL else 120)
+write_nmnist_like(ROOT_DIR, n_per_class=30 if SMALL else 120)
 
 sensor_size = tonic.datasets.NMNIST.sensor_size
 num_steps = 25
@@ -98,7 +100,7 @@ def forward_sparse(net, data):        # one call for the whole sequence
 
 # %%
 loss_fn = SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2)
-batch_size, epochs = 64, (1 if SMALL else 3)
+batch_size, epochs = 64, (2 if SMALL else 3)
 runs = {"dense snnTorch": (net, forward_pass), "sparsify": (sparse_net, forward_sparse)}
 optimizers = {k: torch.optim.Adam(m.parameters(), lr=2e-2, betas=(0.9, 0.999)) for k, (m, _) in runs.items()}
 history = {k: {"loss": [], "step_s": []} for k in runs}
