@@ -20,6 +20,7 @@ Data (real, bundled, offline):
 
     python -m snntorch_sparse.tutorials                    # all three, 3 seeds, writes the results file
     python -m snntorch_sparse.tutorials --quick            # a small run (CI's notebooks use the same code)
+    python -m snntorch_sparse.tutorials --tutorials tutorial5 --update   # re-measure one, keep the others
 """
 from __future__ import annotations
 
@@ -264,6 +265,8 @@ def main(argv=None) -> dict:
     p.add_argument("--epochs", type=int, default=None, help="override each tutorial's epochs")
     p.add_argument("--quick", action="store_true", help="small data, one epoch")
     p.add_argument("--out", default=None, help=f"results JSON (default {RESULTS.name} unless --quick)")
+    p.add_argument("--update", action="store_true",
+                   help="replace only these tutorials' runs in the existing results file, keep the others")
     args = p.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs must be >= 1, got {args.epochs}")
@@ -274,6 +277,10 @@ def main(argv=None) -> dict:
             r = compare(name, seed, args.quick, data=data, epochs=args.epochs)
             print(json.dumps(r))
             runs.append(r)
+    out = args.out or (None if args.quick else str(RESULTS))
+    if args.update and out and Path(out).exists():
+        kept = [r for r in json.loads(Path(out).read_text())["runs"] if r["tutorial"] not in args.tutorials]
+        runs = kept + runs
     summary = summarize(runs)
     print(f"{'model':<10} {'acc dense':>9} {'acc sparse':>10} {'gap (pt)':>8} {'activity':>9} "
           f"{'step dense':>10} {'step sparse':>11} {'speed-up':>8}")
@@ -283,7 +290,6 @@ def main(argv=None) -> dict:
               f"{s['speedup']:>7.2f}x")
     result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
               "snntorch": snn.__version__, "quick": args.quick, "runs": runs, "summary": summary}
-    out = args.out or (None if args.quick else str(RESULTS))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=1) + "\n")
