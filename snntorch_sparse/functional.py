@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from ._validation import check_call_tensors, check_finite, per_feature
 from .fused_cpu import SpikeSets, first_order_only, fused_sparse_lif, usable as _fused_usable, values_on_active_set
 from .ops import get_backend
+from .surrogate import WINDOW_SAMPLES, WINDOW_SAMPLES_PER_NEURON
 
 __all__ = ["LIFConfig", "sparse_lif", "ACTIVE_INDEX_ATTR"]
 
@@ -308,7 +309,6 @@ def _call_window(x, weight, bias, beta, threshold, cfg: LIFConfig):
     n = weight.shape[0] if weight is not None else math.prod(x.shape[2:])
     if x.device.type == "meta" or (last is not None and not needs_grad and last.numel() == n):
         return (x.new_ones(n) if last is None else last), cfg.stats.get("gain")
-    from .surrogate import WINDOW_SAMPLES, WINDOW_SAMPLES_PER_NEURON
     with torch.no_grad():
         T = x.shape[0]
         n_in = x.shape[-1] if weight is not None else n

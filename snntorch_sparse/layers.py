@@ -18,9 +18,10 @@ from torch import nn
 from ._buffers import BufferPool
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
                           check_sequence, check_threshold)
-from .functional import LIFConfig, sparse_lif
 from ._activity import ActivityMonitor
+from .functional import LIFConfig, sparse_lif
 from .neurons import resolve_surrogate
+from .surrogate import frozen_copy
 
 __all__ = ["SparseLinearLeaky"]
 
@@ -148,14 +149,7 @@ class SparseLinearLeaky(nn.Module):
         Given to a dense ``snn.Leaky`` (``spike_grad=layer.frozen_surrogate()``), it
         reproduces exactly the gradient rule this layer used in its last call.
         """
-        sg = self.surrogate
-        if sg is None or not sg.adaptive:
-            return sg if sg is None else sg.with_window(sg.bth, gain=sg.fixed_gain)
-        window = self.window
-        if window is None:
-            raise RuntimeError("frozen_surrogate() needs a call first: the adaptive window is set per call")
-        gain = sg.last_gain if getattr(self, "step_mode", "multi") == "single" else self._stats.get("gain")
-        return sg.with_window(window, gain=gain)
+        return frozen_copy(self.surrogate, self.window, self._stats.get("gain"))
 
     @property
     def activity(self):

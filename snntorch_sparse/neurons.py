@@ -22,10 +22,10 @@ import torch
 
 from ._validation import (as_float_param, autocast_input, check_beta, check_reset, check_same_device, check_sequence,
                           check_threshold)
+from ._activity import ActivityMonitor
 from .functional import LIFConfig, sparse_lif
 from .step import leaky_step
-from ._activity import ActivityMonitor
-from .surrogate import DEFAULT_ACTIVE_FRACTION, SparseSurrogate, sparse_atan, sparsify_surrogate
+from .surrogate import DEFAULT_ACTIVE_FRACTION, SparseSurrogate, frozen_copy, sparse_atan, sparsify_surrogate
 
 __all__ = ["SparseLeaky", "resolve_surrogate"]
 
@@ -141,14 +141,7 @@ class SparseLeaky(snn.Leaky):
         Given to a dense ``snn.Leaky`` (``spike_grad=layer.frozen_surrogate()``), it
         reproduces exactly the gradient rule this layer used in its last call.
         """
-        sg = self.surrogate
-        if sg is None or not sg.adaptive:
-            return sg if sg is None else sg.with_window(sg.bth, gain=sg.fixed_gain)
-        window = self.window
-        if window is None:
-            raise RuntimeError("frozen_surrogate() needs a call first: the adaptive window is set per call")
-        gain = sg.last_gain if getattr(self, "step_mode", "multi") == "single" else self._stats.get("gain")
-        return sg.with_window(window, gain=gain)
+        return frozen_copy(self.surrogate, self.window, self.surrogate.last_gain if self.step_mode == "single" else self._stats.get("gain"))
 
     @property
     def activity(self):

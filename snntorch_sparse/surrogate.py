@@ -12,16 +12,16 @@ around the threshold:
 Only *active* neurons (inside the window) carry gradient. The window
 half-width :math:`B` is chosen in one of two ways:
 
-* **adaptive** (``bth=None``, the default): in every call, :math:`B` is the
-  ``active_fraction``-quantile of :math:`|U - \theta|` over the call's
-  entries, so the ``active_fraction`` of entries closest to threshold -- those
-  with the largest :math:`\sigma'` -- carry gradient, wherever the membranes
-  sit. A layer can never be left without gradient because its membranes are
-  far from threshold (as at snnTorch's default initialisation). :math:`B` is
-  treated as a constant of the call (it is piecewise constant in :math:`U`, so
-  its derivative is zero almost everywhere): the gradient is *exactly* the
-  clamped surrogate gradient with window :math:`B`, which the layer reports as
-  ``layer.window``. See :func:`quantile_window` for how the quantile is taken.
+* **adaptive** (``bth=None``, the default): in every call, each neuron
+  :math:`n` gets its own half-width :math:`B_n`, placed so that the
+  ``active_fraction`` of its entries closest to threshold -- those with the
+  largest :math:`\sigma'` -- are inside (:func:`quantile_window`), and a gain
+  :math:`c_n` (:func:`mass_gain`) that scales the windowed derivative to the
+  neuron's whole surrogate mass. No layer is left without gradient because
+  its membranes are far from threshold (as at snnTorch's default
+  initialisation). :math:`B_n` and :math:`c_n` are constants of the call: the
+  gradient is *exactly* :math:`c_n\,\sigma'(U - \theta)\,\mathbb{1}[|U - \theta| < B_n]`,
+  which ``layer.frozen_surrogate()`` hands to a dense snnTorch neuron.
 * **fixed** (``bth=0.2`` etc.): :math:`B = B_{th}` in every call; gradients
   equal snnTorch's dense BPTT with the same clamped surrogate.
 
@@ -57,6 +57,7 @@ __all__ = [
     "sparsify_surrogate",
     "quantile_window",
     "mass_gain",
+    "frozen_copy",
     "DEFAULT_SLOPE",
     "DEFAULT_BTH",
     "DEFAULT_ACTIVE_FRACTION",
@@ -138,6 +139,15 @@ def mass_gain_from(full: torch.Tensor, inside: torch.Tensor, fraction: float) ->
     total = full.reshape(rows, feats).sum(0)
     kept = inside.reshape(rows, feats).sum(0)
     return (total / kept.clamp_min(torch.finfo(full.dtype).tiny)).clamp(1.0, 1.0 / fraction)
+
+
+def frozen_copy(surrogate, window, gain):
+    """A fixed-window copy of ``surrogate`` with a layer's last ``window`` and ``gain`` (see ``frozen_surrogate``)."""
+    if surrogate is None or not surrogate.adaptive:
+        return surrogate if surrogate is None else surrogate.with_window(surrogate.bth, gain=surrogate.fixed_gain)
+    if window is None:
+        raise RuntimeError("frozen_surrogate() needs a call first: the adaptive window is set per call")
+    return surrogate.with_window(window, gain=gain)
 
 
 def per_neuron(value, like: torch.Tensor):

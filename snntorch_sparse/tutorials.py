@@ -125,8 +125,7 @@ def load_data(name: str, num_steps: int, quick: bool, cache_dir=None):
         return (xtr.flatten(1), ytr), (xte.flatten(1), yte)          # static [N, 784]
     if name == "tutorial6":
         (xtr, ytr), (xte, yte) = digits_images(limit=limit)
-        g = torch.random.fork_rng()
-        with g:
+        with torch.random.fork_rng():
             torch.manual_seed(1234)
             return (spikegen.rate(xtr, num_steps=num_steps), ytr), (spikegen.rate(xte, num_steps=num_steps), yte)
     if name == "tutorial7":
