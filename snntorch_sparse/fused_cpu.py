@@ -1,4 +1,8 @@
-r"""Autograd function of the fused Linear+LIF layer on the CPU kernels.
+r"""Autograd function of the fused Linear+LIF layer, CPU and CUDA.
+
+One autograd function for both devices: the ops of :mod:`snntorch_sparse.ops.fused`
+have CPU kernels (``csrc/cpu/fused_lif.cpp``) and CUDA kernels
+(``csrc/cuda/fused_launch.cu``) behind the same schemas; the dispatcher picks them.
 
 Same mathematics as :class:`snntorch_sparse.functional._SparseLIF` (see its
 module docstring), organised so that nothing of size ``[T, B, N]`` but the
@@ -150,7 +154,7 @@ def dense_grad(d_spk: torch.Tensor) -> torch.Tensor:
 
 
 def usable(x: torch.Tensor, weight: Optional[torch.Tensor], cfg) -> bool:
-    """The fused CPU path applies: a linear layer on CPU, compiled backend, float32/64."""
+    """The fused path applies: a linear layer on CPU or CUDA, compiled backend, float32/64."""
     if weight is None or cfg.backend == "reference" or not fused.supported(x):
         return False
     from .ops import get_backend, compiled
@@ -173,18 +177,20 @@ class _FusedSparseLIF(torch.autograd.Function):
             x_csr = (*up.spikes_csr, None)  # binary, finite by construction
         else:
             rowptr, col, vals = fused.dense_to_csr(x2)
-            if cfg.check_finite:  # NaN and inf are non-zero: checking the non-zeros suffices
-                check_finite(vals, "x")
-            binary = bool((vals == 1).all())
+            binary = _check_events(vals, cfg.check_finite)
             x_csr = (rowptr, col, None if binary else vals)
             if need_w and vals.numel() > _DENSE_INPUT_DENSITY * max(x2.numel(), 1):
                 # dense enough that ∂L/∂W = hᵀ X is best a GEMM; binary spikes keep 1 byte each
                 x_dense = (x2 != 0) if binary else x2
         current = None
         event = cfg.event_forward
-        if event is None:  # auto: events while they are at most a quarter of the input
-            event = x_dense is None and x_csr[1].numel() <= _AUTO_EVENT_DENSITY * max(x2.numel(), 1)
-        if not event:
+        on_cuda = x.device.type == "cuda"
+        if event is None:  # auto: events while they are at most a quarter of the input (CPU)
+            # CUDA: never automatic -- cuBLAS beats every event-driven form of this GEMM there
+            event = not on_cuda and x_dense is None and x_csr[1].numel() <= _AUTO_EVENT_DENSITY * max(x2.numel(), 1)
+        if event and on_cuda:  # asked for explicitly: the CSR product, then the same kernels
+            current = _csr_linear(x_csr, x2.shape, weight, bias).view(T, B, n)
+        elif not event:
             current = cfg.pool.take("current", (R, n), x.dtype, x.device) if cfg.pool is not None else \
                 torch.empty((R, n), dtype=x.dtype, device=x.device)
             if bias is None:
@@ -206,7 +212,7 @@ class _FusedSparseLIF(torch.autograd.Function):
             need_spike_csr=not cfg.readout, need_active=not cfg.readout)
         del current
         if cfg.readout:
-            act_rowptr = torch.zeros(R + 1, dtype=torch.long)
+            act_rowptr = torch.zeros(R + 1, dtype=torch.long, device=x.device)
             act_sg = x.new_empty(0)
         else:
             act_sg = cfg.surrogate.derivative(act_shift)
@@ -266,7 +272,8 @@ class _FusedSparseLIF(torch.autograd.Function):
         sparse_dx = need_dx and up_rowptr is not None
         if sparse_dx and up_col.numel() > _DENSE_DX_FRACTION * T * B * n_in:
             sparse_dx = False  # most entries requested: one GEMM on h is cheaper than per-entry dots
-        copies = min(torch.get_num_threads(), max(B, 1)) * n * n_in * act_sg.element_size()
+        # CPU: per-thread dWᵀ copies (bounded); CUDA: chunked cuBLAS GEMMs over the input events
+        copies = 0 if device.type == "cuda" else min(torch.get_num_threads(), max(B, 1)) * n * n_in * act_sg.element_size()
         dw_in_kernel = need_dw and x_dense is None and copies <= _MAX_DW_COPIES_BYTES
         need_h = (ctx.needs_input_grad[3] or ctx.needs_input_grad[4] or (need_dx and not sparse_dx)
                   or (need_dw and not dw_in_kernel))
@@ -326,6 +333,32 @@ class _FusedSparseLIF(torch.autograd.Function):
                 dthr_n = dthr_n - (h * prev_spk).sum((0, 1))
             dthr = _reduce_to(dthr_n, threshold)
         return dx, dw, dbias, dbeta, dthr, None
+
+
+def _check_events(vals: torch.Tensor, finite: bool) -> bool:
+    """Whether the input's non-zeros ``vals`` are all 1 (binary spikes); NaN/inf raise when ``finite``.
+
+    NaN and inf are non-zero, so checking the non-zeros suffices. One
+    device-to-host read for both answers (one synchronisation on CUDA).
+    """
+    if not vals.numel():
+        return True
+    v = vals.detach()
+    total, not_one = torch.stack([v.sum(), (v != 1).any().to(v.dtype)]).tolist()
+    if finite and not math.isfinite(total):
+        check_finite(v, "x")  # exact elementwise check (a finite overflow passes)
+    return not not_one
+
+
+def _csr_linear(x_csr, shape, weight, bias):
+    """``X Wᵀ + b`` from X's CSR ``(rowptr, col, values-or-None)`` (explicit ``event_forward`` on CUDA)."""
+    rowptr, col, vals = x_csr
+    if vals is None:
+        vals = torch.ones(col.numel(), dtype=weight.dtype, device=weight.device)
+    xc = torch.sparse_csr_tensor(rowptr, col.long(), vals, size=shape)
+    if bias is None:
+        return torch.sparse.mm(xc, weight.t())
+    return torch.sparse.addmm(bias.expand(shape[0], -1), xc, weight.t())
 
 
 def fused_sparse_lif(x, weight, bias, beta, threshold, cfg):
