@@ -173,18 +173,19 @@ class _FusedSparseLIF(torch.autograd.Function):
         need_w = ctx.needs_input_grad[1]
 
         x_dense = None
+        on_cuda = x.device.type == "cuda"
+        unchecked = None  # the input's events, checked after the forward on CUDA
         if up is not None and up.spikes_csr is not None:
             x_csr = (*up.spikes_csr, None)  # binary, finite by construction
         else:
-            rowptr, col, vals = fused.dense_to_csr(x2)
-            binary = _check_events(vals, cfg.check_finite)
-            x_csr = (rowptr, col, None if binary else vals)
-            if need_w and vals.numel() > _DENSE_INPUT_DENSITY * max(x2.numel(), 1):
-                # dense enough that ∂L/∂W = hᵀ X is best a GEMM; binary spikes keep 1 byte each
-                x_dense = (x2 != 0) if binary else x2
+            x_csr = fused.dense_to_csr(x2)
+            if on_cuda:
+                # the check's device-to-host read waits for the forward's own synchronisation
+                unchecked, flags = x_csr, _event_flags(x_csr[2])
+            else:
+                x_csr, x_dense = _input_events(x_csr, _event_flags(x_csr[2]), x2, need_w, cfg.check_finite)
         current = None
         event = cfg.event_forward
-        on_cuda = x.device.type == "cuda"
         if event is None:  # auto: events while they are at most a quarter of the input (CPU)
             # CUDA: never automatic -- cuBLAS beats every event-driven form of this GEMM there
             event = not on_cuda and x_dense is None and x_csr[1].numel() <= _AUTO_EVENT_DENSITY * max(x2.numel(), 1)
@@ -211,6 +212,8 @@ class _FusedSparseLIF(torch.autograd.Function):
             current, x_csr, weight, bias, beta_v, thr_v, cfg.reset_mode, bth, spk, mem,
             need_spike_csr=not cfg.readout, need_active=not cfg.readout)
         del current
+        if unchecked is not None:
+            x_csr, x_dense = _input_events(unchecked, flags, x2, need_w, cfg.check_finite)
         if cfg.readout:
             act_rowptr = torch.zeros(R + 1, dtype=torch.long, device=x.device)
             act_sg = x.new_empty(0)
@@ -335,19 +338,30 @@ class _FusedSparseLIF(torch.autograd.Function):
         return dx, dw, dbias, dbeta, dthr, None
 
 
-def _check_events(vals: torch.Tensor, finite: bool) -> bool:
-    """Whether the input's non-zeros ``vals`` are all 1 (binary spikes); NaN/inf raise when ``finite``.
-
-    NaN and inf are non-zero, so checking the non-zeros suffices. One
-    device-to-host read for both answers (one synchronisation on CUDA).
-    """
-    if not vals.numel():
-        return True
+def _event_flags(vals: torch.Tensor) -> torch.Tensor:
+    """``[Σ vals, any(vals != 1)]`` of the input's non-zeros, on their device (no synchronisation)."""
     v = vals.detach()
-    total, not_one = torch.stack([v.sum(), (v != 1).any().to(v.dtype)]).tolist()
+    return torch.stack([v.sum(), (v != 1).any().to(v.dtype)])
+
+
+def _input_events(x_csr, flags: torch.Tensor, x2: torch.Tensor, need_w: bool, finite: bool):
+    """The input's events as the backward keeps them: ``(x_csr, x_dense)``.
+
+    ``x_csr = (rowptr, col, values)`` from :func:`~snntorch_sparse.ops.fused.dense_to_csr`
+    and its :func:`_event_flags`. NaN and inf are non-zero, so checking the
+    non-zeros suffices (``finite``: they raise ``ValueError``). Binary spikes
+    keep no values; an input denser than a third keeps the dense tensor for a
+    ∂L/∂W GEMM instead (binary: 1 byte per entry). One device-to-host read.
+    """
+    rowptr, col, vals = x_csr
+    total, not_one = flags.tolist() if vals.numel() else (0.0, 0.0)
     if finite and not math.isfinite(total):
-        check_finite(v, "x")  # exact elementwise check (a finite overflow passes)
-    return not not_one
+        check_finite(vals, "x")  # the exact elementwise check (a finite overflow passes)
+    binary = not not_one
+    x_dense = None
+    if need_w and vals.numel() > _DENSE_INPUT_DENSITY * max(x2.numel(), 1):
+        x_dense = (x2 != 0) if binary else x2
+    return (rowptr, col, None if binary else vals), x_dense
 
 
 def _csr_linear(x_csr, shape, weight, bias):

@@ -28,8 +28,9 @@ def _layer(T, B, N, Ni, dtype, seed, density=0.1):
     return x, w, b, beta, thr, win
 
 
-def _cuda(*ts):
-    return [t.cuda() if isinstance(t, torch.Tensor) else t for t in ts]
+def relative_error(got, want):
+    """Normwise relative error ‖got - want‖ / ‖want‖ (cuBLAS sums in another order: rounding only)."""
+    return float((got - want).double().norm() / want.double().norm().clamp_min(1e-300))
 
 
 def test_the_fused_kernels_are_registered_for_cuda():
@@ -93,9 +94,9 @@ def test_backward_matches_the_cpu_kernel(shape, mode, dtype, compact):
                                           dx_compact=compact)
         res[dev] = (h, dw, db, dx)
     assert torch.equal(res["cpu"][0], res["cuda"][0].cpu())
-    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
     for a, c in zip(res["cpu"][1:], res["cuda"][1:]):
-        torch.testing.assert_close(c.cpu(), a, **tol)
+        assert relative_error(c.cpu(), a) < tol
 
 
 @pytest.mark.parametrize("event_forward", [None, True])
@@ -108,7 +109,7 @@ def test_layer_takes_the_fused_path_and_matches_cpu(event_forward):
     for dev in ("cpu", "cuda"):
         layer.to(dev)
         layer.zero_grad()
-        xi = x.to(dev).requires_grad_()
+        xi = x.to(dev).detach().clone().requires_grad_()
         spk = layer(xi)
         sets = getattr(spk, ACTIVE_INDEX_ATTR)
         assert sets._active_csr is not None  # the fused op's CSR sets, not the generic path's flat indices

@@ -12,7 +12,7 @@
 //   4. compact_shift_kernel    warp per row: active (column, U - θ) and spike
 //                              columns in column order; the row becomes spikes
 // Backward: scatter_active_kernel (g on the active set), the adjoint scan
-// (kernels.cuh), then per chunk of rows densify_kernel (input events -> a
+// with the per-column sums for ∂L/∂b (lif_fused_backward_kernel), then per chunk of rows densify_kernel (input events -> a
 // dense chunk for the ∂L/∂W GEMM) and gather_active_kernel (∂L/∂X of the
 // upstream active set from the chunk's h W GEMM).
 #pragma once
@@ -56,6 +56,28 @@ cudaError_t launch_lif_fused_scan(const T* cur, const T* beta, const T* thr, T* 
     case 1: lif_fused_scan_kernel<T, 1, kScanChunk><<<grid, block, 0, stream>>>(cur, beta, thr, out, mem, spikes, Tn, BN, N); break;
     default: lif_fused_scan_kernel<T, 2, kScanChunk><<<grid, block, 0, stream>>>(cur, beta, thr, out, mem, spikes, Tn, BN, N); break;
   }
+  return cudaGetLastError();
+}
+
+template <typename T, bool ZERO>
+__global__ void __launch_bounds__(kScanThreads)
+lif_fused_backward_kernel(T* h, const T* __restrict__ beta, const uint8_t* __restrict__ spk, T* __restrict__ hsum,
+                          int64_t Tn, int64_t BN, int64_t N) {
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= BN) return;
+  lif_fused_backward_column<T, ZERO>(c, h, beta, spk, hsum, Tn, BN, N);
+}
+
+// h: g on entry, the adjoint on return (in place); spk: bool spikes for
+// reset_mode 1, else nullptr; hsum: [B*N] Σ_t h, or nullptr.
+template <typename T>
+cudaError_t launch_lif_fused_backward_scan(T* h, const T* beta, const uint8_t* spk, T* hsum, int64_t Tn, int64_t BN,
+                                           int64_t N, int reset_mode, cudaStream_t stream) {
+  if (Tn == 0 || BN == 0) return cudaSuccess;
+  const int threads = scan_threads(BN);
+  const dim3 grid(blocks_for(BN, threads)), block(threads);
+  if (reset_mode == 1) lif_fused_backward_kernel<T, true><<<grid, block, 0, stream>>>(h, beta, spk, hsum, Tn, BN, N);
+  else lif_fused_backward_kernel<T, false><<<grid, block, 0, stream>>>(h, beta, nullptr, hsum, Tn, BN, N);
   return cudaGetLastError();
 }
 

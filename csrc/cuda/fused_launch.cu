@@ -28,6 +28,20 @@ namespace {
 // dense would otherwise be alive at once).
 constexpr int64_t kChunkBytes = int64_t{32} << 20;
 
+// [R + 1] row pointers: 0 then the running sum of the per-row counts. A 1-D
+// scan (CUB's device scan; a [2, R] scan along the rows ran 0.22 ms at
+// R = 128,000 on an H200).
+at::Tensor exclusive_rowptr(const at::Tensor& cnt) {
+  const int64_t R = cnt.numel();
+  auto rowptr = at::empty({R + 1}, cnt.options());
+  rowptr.narrow(0, 0, 1).zero_();
+  if (R > 0) {
+    auto ends = rowptr.narrow(0, 1, R);
+    at::cumsum_out(ends, cnt, 0);
+  }
+  return rowptr;
+}
+
 void check_launch(cudaError_t err, const char* op) {
   TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
 }
@@ -58,17 +72,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dense_to_csr_cuda(const at::Tenso
   const auto x = x_.contiguous();
   const int64_t R = x.size(0), N = x.size(1);
   const auto stream = c10::cuda::getCurrentCUDAStream().stream();
-  auto rowptr = at::zeros({R + 1}, x.options().dtype(at::kLong));
   auto cnt = at::empty({R}, x.options().dtype(at::kLong));
-  at::Tensor col, val;
+  at::Tensor rowptr, col, val;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dense_to_csr_cuda", [&] {
     check_launch(cuda::launch_count_nonzero<scalar_t>(x.const_data_ptr<scalar_t>(), R, N,
                                                       cnt.mutable_data_ptr<int64_t>(), stream),
                  "dense_to_csr");
-    if (R > 0) {
-      auto ends = rowptr.narrow(0, 1, R);
-      at::cumsum_out(ends, cnt, 0);
-    }
+    rowptr = exclusive_rowptr(cnt);
     const int64_t nnz = R > 0 ? rowptr[R].item<int64_t>() : 0;
     col = at::empty({nnz}, x.options().dtype(at::kInt));
     val = at::empty({nnz}, x.options());
@@ -144,30 +154,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
                  op);
     if (!sets) return;
     // the spike buffer holds U - θ until compact_shift turns it into spikes
-    auto cnt = at::empty({2, R}, lopt);
-    check_launch(cuda::launch_count_shift<T>(out, win.const_data_ptr<T>(), R, N, cnt[0].mutable_data_ptr<int64_t>(),
-                                             cnt[1].mutable_data_ptr<int64_t>(), stream),
+    auto act_cnt = at::empty({R}, lopt), spk_cnt = at::empty({R}, lopt);
+    check_launch(cuda::launch_count_shift<T>(out, win.const_data_ptr<T>(), R, N, act_cnt.mutable_data_ptr<int64_t>(),
+                                             spk_cnt.mutable_data_ptr<int64_t>(), stream),
                  op);
-    auto rowptrs = at::zeros({2, R + 1}, lopt);
-    if (R > 0) {
-      auto ends = rowptrs.narrow(1, 1, R);
-      at::cumsum_out(ends, cnt, 1);
-    }
-    const auto totals = rowptrs.select(1, R).cpu();  // the one host synchronisation
+    auto a_rp = exclusive_rowptr(act_cnt), s_rp = exclusive_rowptr(spk_cnt);
+    const auto totals = at::stack({a_rp[R], s_rp[R]}).cpu();  // the one host synchronisation
     const int64_t n_act = totals[0].item<int64_t>(), n_spk = totals[1].item<int64_t>();
     if (need_active) {
-      act_rowptr = rowptrs[0];
+      act_rowptr = a_rp;
       act_col = at::empty({n_act}, iopt);
       act_shift = at::empty({n_act}, spk_out.options());
     }
     if (need_spike_csr) {
-      spk_rowptr = rowptrs[1];
+      spk_rowptr = s_rp;
       spk_col = at::empty({n_spk}, iopt);
     }
     check_launch(cuda::launch_compact_shift<T>(
-                     out, win.const_data_ptr<T>(), R, N, rowptrs[0].const_data_ptr<int64_t>(),
+                     out, win.const_data_ptr<T>(), R, N, a_rp.const_data_ptr<int64_t>(),
                      need_active ? act_col.mutable_data_ptr<int32_t>() : nullptr,
-                     need_active ? act_shift.mutable_data_ptr<T>() : nullptr, rowptrs[1].const_data_ptr<int64_t>(),
+                     need_active ? act_shift.mutable_data_ptr<T>() : nullptr, s_rp.const_data_ptr<int64_t>(),
                      need_spike_csr ? spk_col.mutable_data_ptr<int32_t>() : nullptr, stream),
                  op);
   });
@@ -236,6 +242,7 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
   }
   at::Tensor dw = at::empty({0}, opts), db = at::empty({0}, opts);
   const auto beta = beta_.contiguous();
+  const auto hsum = need_db ? at::empty({B * N}, opts) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(dtype, "lif_fused_backward_cuda", [&] {
     using T = scalar_t;
     T* hp = h.mutable_data_ptr<T>();
@@ -245,13 +252,13 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
                                                   d_spk.const_data_ptr<T>(), d_spk_compact, has_mem, hp, N, stream),
                    op);
     const uint8_t* sb = reset_mode == 1 ? reinterpret_cast<const uint8_t*>(spk.const_data_ptr<bool>()) : nullptr;
-    check_launch(cuda::launch_lif_scan_backward<T, uint8_t>(hp, beta.const_data_ptr<T>(), sb, hp,
-                                                            T_, B * N, N, static_cast<int>(reset_mode),
-                                                            cuda::kScanChunk, stream),
+    check_launch(cuda::launch_lif_fused_backward_scan<T>(hp, beta.const_data_ptr<T>(), sb,
+                                                         need_db ? hsum.mutable_data_ptr<T>() : nullptr, T_, B * N, N,
+                                                         static_cast<int>(reset_mode), stream),
                  op);
   });
   const auto h2 = h.view({R, N});
-  if (need_db) db = h2.sum(0);
+  if (need_db) db = hsum.view({B, N}).sum(0);  // Σ over the batch of the scan's Σ over time
 
   const bool need_dx = up_rowptr_.has_value() && up_rowptr_->defined();
   if (!need_dw && !need_dx) return {dw, db};

@@ -69,12 +69,18 @@ def _register_fakes() -> None:
                 act_sg.new_empty((n,) if need_db else (0,)))
 
 
+_kernels = {"cpu": True}
+
+
 def _has_kernel(device_type: str) -> bool:
-    """The fused ops have kernels for this device type (CUDA: the library was built with nvcc)."""
-    if device_type == "cpu":
-        return True
-    return device_type == "cuda" and torch._C._dispatch_has_kernel_for_dispatch_key(
-        "snntorch_sparse::lif_fused_forward", "CUDA")
+    """The fused ops have kernels for this device type (CUDA: the library was built with nvcc).
+
+    Asked only once the library is loaded (:func:`compiled.available`), so the answer is cached.
+    """
+    if device_type not in _kernels:
+        _kernels[device_type] = device_type == "cuda" and torch._C._dispatch_has_kernel_for_dispatch_key(
+            "snntorch_sparse::lif_fused_forward", "CUDA")
+    return _kernels[device_type]
 
 
 def supported(x: torch.Tensor) -> bool:
