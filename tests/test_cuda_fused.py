@@ -114,7 +114,8 @@ def test_layer_takes_the_fused_path_and_matches_cpu(event_forward):
         sets = getattr(spk, ACTIVE_INDEX_ATTR)
         assert sets._active_csr is not None  # the fused op's CSR sets, not the generic path's flat indices
         (spk * torch.linspace(-1, 1, spk.numel(), dtype=spk.dtype, device=dev).view_as(spk)).sum().backward()
-        outs[dev] = (spk.detach().cpu(), layer.fc.weight.grad.cpu(), layer.fc.bias.grad.cpu(), xi.grad.cpu())
+        # copies: moving the layer to the next device moves its .grad tensors in place
+        outs[dev] = tuple(t.detach().cpu().clone() for t in (spk, layer.fc.weight.grad, layer.fc.bias.grad, xi.grad))
     assert torch.equal(outs["cpu"][0], outs["cuda"][0])
     for a, c in zip(outs["cpu"][1:], outs["cuda"][1:]):
         torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-10)
