@@ -17,6 +17,9 @@ on the *same* input batch, in one process:
 * ``sparse_reference``, ``sparse_compiled`` -- the sparse layer on the
   pure-PyTorch and the compiled backend (dense GEMM forward, bit-exact);
 * ``sparse_event``    -- compiled backend plus the event-driven forward;
+* ``sparse_bf16``     -- ``sparse_compiled`` under ``torch.autocast(bfloat16)``:
+  the GEMMs in bfloat16 as ``nn.Linear`` runs them, the neurons in float32
+  (compared with ``sparse_compiled`` too);
 * ``spikingjelly``    -- SpikingJelly's multi-step LIF, when installed.
 
 Activity is made realistic first: the weight scale is calibrated to a target
@@ -81,7 +84,7 @@ class BenchConfig:
     calib_steps: int = 10
     data: str = "synthetic"        # or "fsdd": real spoken digits, SHD-style encoding (fsdd_batch)
     variants: tuple = ("snntorch", "fused_dense", "sparse_reference", "sparse_compiled", "sparse_event",
-                       "spikingjelly")
+                       "sparse_bf16", "spikingjelly")
 
 
 def _paper(name, n_in, T, density):
@@ -163,6 +166,21 @@ class FusedNet(nn.Module):
         spiking = [l for l in self.layers if not l.readout]
         acts = [l.activity for l in spiking if l.activity is not None]
         return sum(acts) / len(acts) if acts else None
+
+
+class AutocastNet(nn.Module):
+    """``net`` run under ``torch.autocast`` (bfloat16 GEMMs, neurons in float32): the mixed-precision variant."""
+
+    def __init__(self, net: nn.Module, dtype=torch.bfloat16):
+        super().__init__()
+        self.net, self.dtype = net, dtype
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.net(x)
+
+    def activity(self):
+        return self.net.activity()
 
 
 class JellyNet(nn.Module):
@@ -389,6 +407,8 @@ def step_peak_bytes(net: nn.Module, x, labels, cfg: BenchConfig, measure=cpu_pea
 
 
 def _copy_weights(src: FusedNet, dst: nn.Module) -> None:
+    if isinstance(dst, AutocastNet):
+        dst = dst.net
     with torch.no_grad():
         if isinstance(dst, SnnTorchNet):
             for layer, fc in zip(src.layers, dst.fcs):
@@ -418,6 +438,8 @@ def build_variant(name: str, cfg: BenchConfig, device, compiled_ok: bool):
         return FusedNet(cfg, bth=1e30, backend="compiled" if compiled_ok else "reference")
     if name == "sparse_reference":
         return FusedNet(cfg, bth=cfg.bth, backend="reference")
+    if name == "sparse_bf16":
+        return AutocastNet(FusedNet(cfg, bth=cfg.bth, backend="compiled")) if compiled_ok else None
     if name in ("sparse_compiled", "sparse_event"):
         if not compiled_ok:
             return None
@@ -481,7 +503,7 @@ def run_config(cfg: BenchConfig, device, repeats: int, warmup: int, log=print) -
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     for name, res in timed.items():
-        if isinstance(nets[name], FusedNet):
+        if isinstance(nets[name], (FusedNet, AutocastNet)):
             res["activity"] = nets[name].activity()
         result["variants"][name] = res
         log(f"  {name:17s} fwd {res['forward_s'] * 1e3:9.2f} ms  bwd {res['backward_s'] * 1e3:9.2f} ms  "
@@ -498,13 +520,15 @@ def run_config(cfg: BenchConfig, device, repeats: int, warmup: int, log=print) -
 def ratios(variants: dict) -> dict:
     """Speed-ups and memory saved of each sparse variant against each baseline."""
     out = {}
-    for base in ("snntorch", "fused_dense", "spikingjelly"):
+    for base in ("snntorch", "fused_dense", "spikingjelly", "sparse_compiled"):
         if base not in variants:
             continue
         b = variants[base]
         for name, v in variants.items():
             if name == base or not name.startswith("sparse"):
                 continue
+            if base == "sparse_compiled" and name != "sparse_bf16":
+                continue  # against our own float32 step: the mixed-precision variant only
             r = {"backward_speedup": b["backward_s"] / v["backward_s"],
                  "step_speedup": b["step_s"] / v["step_s"],
                  "forward_speedup": b["forward_s"] / v["forward_s"],

@@ -399,6 +399,15 @@ def _check_call(x, weight, bias, beta, threshold, cfg: LIFConfig):
     return out
 
 
+def _autocast_gemm(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Autocast is on for ``x``'s device with a dtype narrower than the weight's."""
+    dev = x.device.type
+    if dev not in ("cpu", "cuda") or not torch.is_autocast_enabled(dev):
+        return False
+    dtype = torch.get_autocast_dtype(dev)
+    return dtype.is_floating_point and torch.finfo(dtype).bits < torch.finfo(weight.dtype).bits
+
+
 def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[torch.Tensor],
                beta: torch.Tensor, threshold: torch.Tensor, cfg: LIFConfig):
     """Fused (Linear +) LIF over a whole sequence with the sparse backward.
@@ -420,8 +429,22 @@ def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
 
     The backward is first-order only: a backward through it with
     ``create_graph=True`` (for double backward) raises a ``RuntimeError``.
+
+    **Mixed precision.** Under ``torch.autocast`` (CUDA or CPU) with a dtype
+    narrower than the weight's (bfloat16, float16), a linear call computes
+    ``I = X Wᵀ + b`` exactly as ``nn.Linear`` does under autocast (operands cast
+    to that dtype, the GEMM's output in it) and casts ``I`` up to the weight's
+    dtype; the scan, the membrane, the window and σ' run in the weight's dtype.
+    The GEMM's backward is then autocast's own (dense ``∂L/∂W``, ``∂L/∂X`` in
+    that dtype), as for snnTorch's ``nn.Linear``; the neuron's backward stays
+    sparse. Outside autocast nothing is cast.
     """
     beta, threshold = _check_call(x, weight, bias, beta, threshold, cfg)
+    if weight is not None and _autocast_gemm(x, weight):
+        # The GEMM exactly as nn.Linear runs under autocast (its dtype, cuBLAS / oneDNN),
+        # the neuron in the parameters' dtype: the current is cast up before the scan.
+        current = F.linear(x, weight, bias).to(weight.dtype)
+        return sparse_lif(current, None, None, beta, threshold, cfg)
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
     cfg = _call_config(x, rows, cfg)  # this call's copy: the caller's cfg is left as it is
     if weight is None:  # neuron only: ∂L/∂X = h, not restricted to an upstream set
@@ -436,8 +459,8 @@ def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
         cfg.stats["window"], cfg.stats["gain"] = cfg.window, cfg.gain
     fn = fused_sparse_lif if fused else _SparseLIF.apply
     if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
-        # Opt out of autocast: a half-precision GEMM would move membranes across
-        # the threshold and flip spikes. The layer runs in its parameters' dtype.
+        # The scan, membrane, window and σ' stay in the parameters' dtype (the
+        # GEMM of a linear call ran in the autocast dtype above).
         with torch.autocast(x.device.type, enabled=False):
             spk, mem = fn(x, weight, bias, beta, threshold, cfg)
     else:

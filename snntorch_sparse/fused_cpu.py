@@ -154,8 +154,8 @@ def dense_grad(d_spk: torch.Tensor) -> torch.Tensor:
 
 
 def usable(x: torch.Tensor, weight: Optional[torch.Tensor], cfg) -> bool:
-    """The fused path applies: a linear layer on CPU or CUDA, compiled backend, float32/64."""
-    if weight is None or cfg.backend == "reference" or not fused.supported(x):
+    """The fused path applies: a linear layer or a neuron alone, on CPU or CUDA, compiled backend, float32/64."""
+    if cfg.backend == "reference" or not fused.supported(x):
         return False
     from .ops import get_backend, compiled
     return get_backend(cfg.backend, x.device) is compiled
@@ -165,8 +165,15 @@ class _FusedSparseLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, beta, threshold, cfg):
         T = x.shape[0]
-        n, n_in = weight.shape
-        x2 = x.reshape(-1, n_in)
+        linear = weight is not None
+        if linear:
+            n, n_in = weight.shape
+            x2 = x.reshape(-1, n_in)
+        else:  # neuron only: x is the current [T, B, ...], n = its features per row
+            n = n_in = math.prod(x.shape[2:])
+            x2 = x.reshape(T * x.shape[1], n)
+            if cfg.check_finite:
+                check_finite(x, "input_")
         R = x2.shape[0]
         B = R // T if T else 0
         up: Optional[SpikeSets] = cfg.upstream
@@ -175,7 +182,10 @@ class _FusedSparseLIF(torch.autograd.Function):
         x_dense = None
         on_cuda = x.device.type == "cuda"
         unchecked = None  # the input's events, checked after the forward on CUDA
-        if up is not None and up.spikes_csr is not None:
+        x_csr = (None, None, None)
+        if not linear:
+            pass
+        elif up is not None and up.spikes_csr is not None:
             x_csr = (*up.spikes_csr, None)  # binary, finite by construction
         else:
             x_csr = fused.dense_to_csr(x2)
@@ -186,12 +196,14 @@ class _FusedSparseLIF(torch.autograd.Function):
                 x_csr, x_dense = _input_events(x_csr, _event_flags(x_csr[2]), x2, need_w, cfg.check_finite)
         current = None
         event = cfg.event_forward
-        if event is None:  # auto: events while they are at most a quarter of the input (CPU)
+        if not linear:
+            event, current = False, x2.reshape(T, B, n)
+        elif event is None:  # auto: events while they are at most a quarter of the input (CPU)
             # CUDA: never automatic -- cuBLAS beats every event-driven form of this GEMM there
             event = not on_cuda and x_dense is None and x_csr[1].numel() <= _AUTO_EVENT_DENSITY * max(x2.numel(), 1)
         if event and on_cuda:  # asked for explicitly: the CSR product, then the same kernels
             current = _csr_linear(x_csr, x2.shape, weight, bias).view(T, B, n)
-        elif not event:
+        elif current is None and not event:
             current = cfg.pool.take("current", (R, n), x.dtype, x.device) if cfg.pool is not None else \
                 torch.empty((R, n), dtype=x.dtype, device=x.device)
             if bias is None:
@@ -244,7 +256,7 @@ class _FusedSparseLIF(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         if cfg.readout:
             ctx.mark_non_differentiable(spk)
-        out_shape = (*x.shape[:-1], n)
+        out_shape = (*x.shape[:-1], n) if linear else x.shape
         if mem is None:
             mem = x.new_empty(0)
         else:
@@ -304,7 +316,7 @@ class _FusedSparseLIF(torch.autograd.Function):
 
         dbias = db if ctx.needs_input_grad[2] else None
         if need_dx and not sparse_dx:
-            dx = (h.view(-1, n) @ weight).view(ctx.x_shape)
+            dx = h.view(ctx.x_shape) if weight is None else (h.view(-1, n) @ weight).view(ctx.x_shape)
         if need_dw and x_dense is not None:
             dw = h.view(-1, n).t() @ x_dense.to(dtype)
         elif need_dw and not dw_in_kernel:

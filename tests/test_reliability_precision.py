@@ -58,22 +58,18 @@ def _net():
     return net
 
 
-def test_autocast_bfloat16_is_ignored_inside_sparse_layers():
-    """Decision: the sparse layers compute in their weights' dtype (float32) under autocast.
-
-    Threshold crossings are discontinuous: a bfloat16 GEMM (8-bit mantissa)
-    flips spikes, and the sparse backward's active set depends on exact
-    membrane values. The layers therefore opt out of autocast, as norm layers
-    do; surrounding layers still autocast.
-    """
+def test_autocast_runs_the_gemm_in_bfloat16_and_the_neuron_in_float32():
+    """Decision: under autocast the layers' GEMM runs in the autocast dtype, as
+    snnTorch's ``nn.Linear`` does; the scan, membrane and window stay float32
+    (tests/test_autocast.py checks the numbers)."""
     net = _net()
     x = (torch.rand(20, 3, 10) < 0.3).float()
     ref_spk, ref_mem = net(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         spk, mem = net(x)
     assert spk.dtype == torch.float32 and mem.dtype == torch.float32
-    assert torch.equal(spk, ref_spk)
-    assert torch.equal(mem, ref_mem)
+    assert not torch.equal(mem, ref_mem)  # the bfloat16 GEMM rounds the current
+    assert (mem - ref_mem).abs().max() < 0.1
 
 
 def test_autocast_bfloat16_input_from_autocast_layer():
