@@ -38,7 +38,7 @@ def _snntorch_twin(layer):
     with torch.no_grad():
         fc.weight.copy_(layer.weight)
         fc.bias.copy_(layer.bias)
-    lif = snn.Leaky(beta=0.9, spike_grad=layer.frozen_surrogate())
+    lif = snn.Leaky(beta=0.9, spike_grad=layer.frozen_surrogate()).to(layer.weight.device)
     return fc, lif
 
 
