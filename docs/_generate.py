@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import pkgutil
 import shutil
 import sys
@@ -251,6 +252,53 @@ def generate_tutorials(root: Path, out: Path) -> None:
     _write(out / "tutorial_results.md", "\n".join(lines))
 
 
+# ------------------------------------------------------------ GPU cost model
+def measured_gpu_step(root: Path, config: str = "shd") -> dict:
+    """Measured SHD step on the GPU: ``{variant: (forward ms, backward ms, step ms)}`` and the profiled kernel total.
+
+    From ``benchmarks/results/nvidia-*.json`` (the newest H200 file first) and
+    the profile of that run (``*-profile-shd-sparse_compiled.txt``).
+    """
+    res = root / "benchmarks" / "results"
+    out = {}
+    for path in sorted(res.glob("nvidia-h200*.json")) + sorted(res.glob("nvidia-*.json")):
+        data = json.loads(path.read_text())
+        for r in data.get("results", []):
+            if r["config"]["name"] != config:
+                continue
+            for name in ("sparse_compiled", "sparse_bf16", "spikingjelly", "snntorch"):
+                v = r["variants"].get(name)
+                if v and name not in out:
+                    out[name] = (1e3 * v["forward_s"], 1e3 * v["backward_s"], 1e3 * v["step_s"], path.name)
+    for name in ("sparse_compiled", "sparse_bf16"):
+        prof = res / f"nvidia-h200-profile-shd-{name}.txt"
+        if prof.exists():
+            m = re.search(r"Self CUDA time total:\s*([0-9.]+)(ms|us)", prof.read_text())
+            if m:
+                out[f"{name}_kernels_ms"] = float(m.group(1)) / (1 if m.group(2) == "ms" else 1e3)
+    return out
+
+
+def generate_costs(root: Path, out: Path) -> None:
+    from snntorch_sparse import cost_model as cm
+
+    lines = []
+    measured = measured_gpu_step(root)
+    for prec, variant in (("fp32", "sparse_compiled"), ("bf16", "sparse_bf16")):
+        kernels = cm.network_kernels(cm.shd_network(), prec)
+        model = sum(k.seconds(cm.H200) for k in kernels) * 1e3
+        lines += [f"### {variant} ({'float32' if prec == 'fp32' else 'bfloat16 autocast'} GEMMs)", "",
+                  cm.markdown_table(kernels), ""]
+        m = measured.get(variant)
+        if m:
+            kern = measured.get(f"{variant}_kernels_ms")
+            lines += [f"Model: {model:.2f} ms of kernels per step. Measured on the H200 "
+                      f"(`benchmarks/results/{m[3]}`): step {m[2]:.2f} ms (forward {m[0]:.2f}, backward {m[1]:.2f})"
+                      + (f", of which {kern:.2f} ms of GPU kernels in the profile" if kern else "")
+                      + "; the rest is launch, synchronisation and Python time, which the model leaves out.", ""]
+    _write(out / "gpu_costs.md", "\n".join(lines))
+
+
 # -------------------------------------------------------------------- notebooks
 def copy_notebooks(root: Path, out: Path) -> None:
     dst = out / "examples"
@@ -272,4 +320,5 @@ def run(root: Path, docs: Path) -> None:
     generate_api(out)
     generate_benchmarks(root, out)
     generate_tutorials(root, out)
+    generate_costs(root, out)
     copy_notebooks(root, out)
