@@ -24,7 +24,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUTDIR/gpu_info.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$OUTDIR/gpu_info.txt"
 if want tests; then
-  python3 -m pytest -q -p no:cacheprovider tests/test_cuda_fused.py tests/test_cuda_parity.py \
+  python3 -m pytest -q -p no:cacheprovider tests/test_cuda_fused.py tests/test_cuda_parity.py tests/test_autocast.py \
     tests/test_compiled_ops.py tests/test_parity.py -k "cuda or parity or fused" 2>&1 | tail -n 25 \
     | tee "$OUTDIR/cuda_tests.txt"
 fi
@@ -33,7 +33,7 @@ if want bench; then
 fi
 if want profile; then
   # Where one SHD training step spends its GPU time (kernel table per variant).
-  for v in sparse_compiled fused_dense; do
-    python3 benchmarks/profile_step.py --config shd --variant "$v" 2>&1 | tee "$OUTDIR/profile-$v.txt" | tail -n 40
+  for v in sparse_compiled sparse_bf16; do
+    python3 benchmarks/profile_step.py --config shd --variant "$v" 2>&1 | tee "$OUTDIR/profile-shd-$v.txt" | tail -n 40
   done
 fi

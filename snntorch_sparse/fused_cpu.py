@@ -203,6 +203,8 @@ class _FusedSparseLIF(torch.autograd.Function):
             event = not on_cuda and x_dense is None and x_csr[1].numel() <= _AUTO_EVENT_DENSITY * max(x2.numel(), 1)
         if event and on_cuda:  # asked for explicitly: the CSR product, then the same kernels
             current = _csr_linear(x_csr, x2.shape, weight, bias).view(T, B, n)
+        elif on_cuda:
+            pass  # the op computes I by cuBLAS over time chunks of X's events (no [T, B, N] current)
         elif current is None and not event:
             current = cfg.pool.take("current", (R, n), x.dtype, x.device) if cfg.pool is not None else \
                 torch.empty((R, n), dtype=x.dtype, device=x.device)

@@ -62,7 +62,7 @@ _FUSED_INSTANTIATIONS = """
 namespace k = snntorch_sparse::cuda;
 #define INST(T)                                                                                       \\
   template cudaError_t k::launch_lif_fused_scan<T>(const T*, const T*, const T*, T*, T*, bool, int64_t, \\
-                                                   int64_t, int64_t, int, cudaStream_t);              \\
+                                                   int64_t, int64_t, int, cudaStream_t, T*);          \\
   template cudaError_t k::launch_lif_fused_backward_scan<T>(T*, const T*, const uint8_t*, T*, int64_t,     \\
                                                             int64_t, int64_t, int, cudaStream_t);       \\
   template cudaError_t k::launch_count_shift<T>(const T*, const T*, int64_t, int64_t, int64_t*,       \\

@@ -119,3 +119,24 @@ def test_layer_takes_the_fused_path_and_matches_cpu(event_forward):
     assert torch.equal(outs["cpu"][0], outs["cuda"][0])
     for a, c in zip(outs["cpu"][1:], outs["cuda"][1:]):
         torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_forward_without_current_gemms_time_chunks_with_the_membrane_carried(mode):
+    """No current given: the op densifies the input's events per time chunk (32 MiB:
+    here 4 chunks) and runs cuBLAS on each; same result as the whole GEMM."""
+    T, B, N, Ni = 300, 64, 50, 700
+    x, w, b, beta, thr, win = _layer(T, B, N, Ni, torch.float64, seed=mode)
+    x, w, b, beta, thr, win = (t.cuda() for t in (x, w, b, beta, thr, win))
+    csr = fused.dense_to_csr(x)
+    outs = []
+    for current in (torch.addmm(b, x, w.t()).view(T, B, N), None):
+        spk = torch.empty(T, B, N, dtype=torch.float64, device="cuda")
+        mem = torch.empty_like(spk)
+        sets = fused.lif_fused_forward(current, (csr[0], csr[1], None), w, b, beta, thr, mode, win, spk, mem,
+                                       True, True)
+        outs.append((spk, mem, *sets))
+    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-12, atol=1e-12)
+    assert torch.equal(outs[1][0], outs[0][0])
+    for a, c in zip(outs[0][2:4], outs[1][2:4]):  # the spike CSR
+        assert torch.equal(a, c)

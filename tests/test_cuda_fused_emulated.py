@@ -48,6 +48,21 @@ static void fwd_scan(const T* cur, const T* beta, const T* thr, T* out, T* mem, 
   }
 }
 
+// The forward without a given current: time chunks of Tc steps, the membrane carried.
+// cur holds the chunk's current at its own rows (the caller computed it per chunk).
+template <typename T>
+static void fwd_scan_chunked(const T* cur, const T* beta, const T* thr, T* out, T* mem, int64_t Tn, int64_t B,
+                             int64_t N, int mode, int64_t Tc, T* carry) {
+  for (int64_t t0 = 0; t0 < Tn; t0 += Tc) {
+    const int64_t n_t = (t0 + Tc < Tn ? Tc : Tn - t0), off = t0 * B * N;
+    for (int64_t c = 0; c < B * N; ++c) {
+      if (mode == 0) lif_fused_scan_column<T, 0>(c, cur + off, beta, thr, out + off, mem + off, false, n_t, B * N, N, carry);
+      else if (mode == 1) lif_fused_scan_column<T, 1>(c, cur + off, beta, thr, out + off, mem + off, false, n_t, B * N, N, carry);
+      else lif_fused_scan_column<T, 2>(c, cur + off, beta, thr, out + off, mem + off, false, n_t, B * N, N, carry);
+    }
+  }
+}
+
 template <typename T>
 static void fwd_count(const T* sh, const T* win, int64_t R, int64_t N, int64_t* act_cnt, int64_t* spk_cnt) {
   for (int64_t r = 0; r < R; ++r) count_shift_row<T>(HostLanes{}, sh + r * N, win, N, act_cnt + r, spk_cnt + r);
@@ -98,6 +113,8 @@ static void bwd_gather(int64_t r0, int64_t r1, const int64_t* rp, const int32_t*
 #define EXPORT(T, S)                                                                                            \
   void fwd_scan_##S(const T* a, const T* b, const T* c, T* d, T* e, int f, int64_t g, int64_t h, int64_t i,      \
                     int m) { fwd_scan<T>(a, b, c, d, e, f, g, h, i, m); }                                        \
+  void fwd_scan_chunked_##S(const T* a, const T* b, const T* c, T* d, T* e, int64_t g, int64_t h, int64_t i,     \
+                            int m, int64_t tc, T* carry) { fwd_scan_chunked<T>(a, b, c, d, e, g, h, i, m, tc, carry); } \
   void fwd_count_##S(const T* a, const T* b, int64_t c, int64_t d, int64_t* e, int64_t* f) {                     \
     fwd_count<T>(a, b, c, d, e, f); }                                                                            \
   void fwd_compact_##S(T* a, const T* b, int64_t c, int64_t d, const int64_t* e, int32_t* f, T* g,               \
@@ -262,6 +279,24 @@ def test_forward_passes_match_the_cpu_kernel_bitwise(lib, shape, mode, dtype):
     assert torch.equal(e_arp, a_rp) and torch.equal(e_acol, a_col) and torch.equal(e_ash, a_shift)
     assert 0 < a_col.numel() < T * B * N or T * B * N < 50  # the window holds some, not all
     assert torch.equal(emulated_spikes_only(lib, current, beta, thr, mode), spk_ref)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 16, 17, 100])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_time_chunked_scan_with_carry_matches_the_whole_scan_bitwise(lib, mode, chunk):
+    T, B, N, Ni = 37, 3, 45, 20
+    for dtype in DTYPES:
+        x, w, b, beta, thr, win, current = _layer(T, B, N, Ni, dtype, seed=mode * 7 + chunk)
+        whole_out, whole_mem, _, _ = emulated_forward(lib, current, beta, thr, win, mode)
+        out = torch.full_like(current, float("nan"))
+        mem = torch.full_like(current, float("nan"))
+        carry = torch.zeros(B * N, dtype=dtype)
+        _fn(lib, "fwd_scan_chunked", dtype)(_p(current), _p(beta), _p(thr), _p(out), _p(mem), _i(T), _i(B), _i(N),
+                                            ctypes.c_int(mode), _i(chunk), _p(carry))
+        assert torch.equal(mem, whole_mem)
+        assert torch.equal(carry, whole_mem[-1].reshape(-1))
+        # the spike buffer still holds U - θ here (compaction turns it into spikes)
+        assert torch.equal((out > 0).to(dtype), whole_out)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -38,23 +38,26 @@ __device__ __forceinline__ int64_t warp_index() {
 template <typename T, int MODE, int CHUNK>
 __global__ void __launch_bounds__(kScanThreads)
 lif_fused_scan_kernel(const T* __restrict__ cur, const T* __restrict__ beta, const T* __restrict__ thr,
-                      T* __restrict__ out, T* __restrict__ mem, bool spikes, int64_t Tn, int64_t BN, int64_t N) {
+                      T* __restrict__ out, T* __restrict__ mem, bool spikes, int64_t Tn, int64_t BN, int64_t N,
+                      T* __restrict__ carry) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= BN) return;
-  lif_fused_scan_column<T, MODE, CHUNK>(c, cur, beta, thr, out, mem, spikes, Tn, BN, N);
+  lif_fused_scan_column<T, MODE, CHUNK>(c, cur, beta, thr, out, mem, spikes, Tn, BN, N, carry);
 }
 
 // out: U - θ (spikes = false, a compaction follows) or the spikes themselves.
+// carry: [BN] membrane carried between time chunks, or nullptr (start from 0).
 template <typename T>
 cudaError_t launch_lif_fused_scan(const T* cur, const T* beta, const T* thr, T* out, T* mem, bool spikes,
-                                  int64_t Tn, int64_t BN, int64_t N, int reset_mode, cudaStream_t stream) {
+                                  int64_t Tn, int64_t BN, int64_t N, int reset_mode, cudaStream_t stream,
+                                  T* carry = nullptr) {
   if (Tn == 0 || BN == 0) return cudaSuccess;
   const int threads = scan_threads(BN);
   const dim3 grid(blocks_for(BN, threads)), block(threads);
   switch (reset_mode) {
-    case 0: lif_fused_scan_kernel<T, 0, kScanChunk><<<grid, block, 0, stream>>>(cur, beta, thr, out, mem, spikes, Tn, BN, N); break;
-    case 1: lif_fused_scan_kernel<T, 1, kScanChunk><<<grid, block, 0, stream>>>(cur, beta, thr, out, mem, spikes, Tn, BN, N); break;
-    default: lif_fused_scan_kernel<T, 2, kScanChunk><<<grid, block, 0, stream>>>(cur, beta, thr, out, mem, spikes, Tn, BN, N); break;
+    case 0: lif_fused_scan_kernel<T, 0, kScanChunk><<<grid, block, 0, stream>>>(cur, beta, thr, out, mem, spikes, Tn, BN, N, carry); break;
+    case 1: lif_fused_scan_kernel<T, 1, kScanChunk><<<grid, block, 0, stream>>>(cur, beta, thr, out, mem, spikes, Tn, BN, N, carry); break;
+    default: lif_fused_scan_kernel<T, 2, kScanChunk><<<grid, block, 0, stream>>>(cur, beta, thr, out, mem, spikes, Tn, BN, N, carry); break;
   }
   return cudaGetLastError();
 }

@@ -6,6 +6,10 @@
 //
 // Host synchronisation: one small device-to-host copy per op that returns
 // sets (the totals that size the column lists); the backward has none.
+// Without a given current the forward computes I = X Wᵀ + b itself, by
+// cuBLAS over time chunks of the input's events densified (at most
+// kChunkBytes each of input and current), the membrane carried from chunk
+// to chunk: no dense [T, B, N] current lives through the call.
 // GEMMs go through ATen (cuBLAS): TF32 follows
 // torch.backends.cuda.matmul.allow_tf32, as for nn.Linear.
 #include <ATen/Dispatch.h>
@@ -116,12 +120,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
               ": spk_out must be a contiguous [T, B, N] tensor, got ", spk_out.sizes());
   check_scan_args(op, spk_out, beta_, reset_mode);
   check_threshold(op, spk_out, threshold_);
-  TORCH_CHECK(current_.has_value() && current_->defined(), op,
-              ": on CUDA the current must be given (the event-driven current is summed by the caller)");
-  TORCH_CHECK(current_->sizes() == spk_out.sizes() && current_->scalar_type() == spk_out.scalar_type() &&
-                  current_->device() == spk_out.device(),
-              op, ": current must be [T, B, N] like spk_out, got ", current_->sizes());
   const int64_t Tn = spk_out.size(0), B = spk_out.size(1), N = spk_out.size(2), R = Tn * B;
+  const auto dev = spk_out.device();
+  const bool has_current = current_.has_value() && current_->defined();
+  at::Tensor current, weight, bias, x_rowptr, x_col, x_val;
+  int64_t Ni = 0;
+  if (has_current) {
+    TORCH_CHECK(current_->sizes() == spk_out.sizes() && current_->scalar_type() == spk_out.scalar_type() &&
+                    current_->device() == dev,
+                op, ": current must be [T, B, N] like spk_out, got ", current_->sizes());
+    current = current_->contiguous();
+  } else {  // I = X Wᵀ + b by cuBLAS over time chunks of the input's events, densified
+    TORCH_CHECK(weight_.has_value() && weight_->defined() && x_rowptr_.has_value() && x_rowptr_->defined() &&
+                    x_col_.has_value() && x_col_->defined(),
+                op, ": without current, weight and the input CSR (x_rowptr, x_col) are required");
+    TORCH_CHECK(weight_->dim() == 2 && weight_->size(0) == N && weight_->scalar_type() == spk_out.scalar_type() &&
+                    weight_->device() == dev,
+                op, ": weight must be [N, N_in] with N = ", N, " of the output's dtype and device, got ",
+                weight_->scalar_type(), " ", weight_->sizes());
+    weight = *weight_;
+    Ni = weight.size(1);
+    x_rowptr = x_rowptr_->contiguous();
+    x_col = x_col_->contiguous();
+    check_rowptr(op, "x", x_rowptr, x_col, R, dev);
+    if (x_val_.has_value() && x_val_->defined()) {
+      TORCH_CHECK(x_val_->numel() == x_col.numel() && x_val_->scalar_type() == spk_out.scalar_type(), op,
+                  ": x_val must be [nnz] of the output's dtype");
+      x_val = x_val_->contiguous();
+    }
+    if (bias_.has_value() && bias_->defined()) {
+      TORCH_CHECK(bias_->numel() == N && bias_->scalar_type() == spk_out.scalar_type() && bias_->device() == dev,
+                  op, ": bias must be [N] of the output's dtype, got ", bias_->sizes());
+      bias = bias_->contiguous();
+    }
+  }
   TORCH_CHECK(N < (int64_t{1} << 31), op, ": N must fit in int32");
   TORCH_CHECK(bth_.dim() == 1 && bth_.numel() == N && bth_.scalar_type() == spk_out.scalar_type() &&
                   bth_.device() == spk_out.device(),
@@ -133,7 +165,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
                     mem_out_->scalar_type() == spk_out.scalar_type() && mem_out_->device() == spk_out.device(),
                 op, ": mem_out must be contiguous like spk_out, got ", mem_out_->sizes());
   const c10::cuda::CUDAGuard guard(spk_out.device());
-  const auto current = current_->contiguous();
   const auto beta = beta_.contiguous();
   const auto thr = threshold_.contiguous();
   const auto win = bth_.contiguous();
@@ -147,11 +178,41 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
   AT_DISPATCH_FLOATING_TYPES(spk_out.scalar_type(), "lif_fused_forward_cuda", [&] {
     using T = scalar_t;
     T* out = spk_out.mutable_data_ptr<T>();
-    check_launch(cuda::launch_lif_fused_scan<T>(current.const_data_ptr<T>(), beta.const_data_ptr<T>(),
-                                                thr.const_data_ptr<T>(), out,
-                                                has_mem ? mem_out_->mutable_data_ptr<T>() : nullptr, !sets, Tn,
-                                                B * N, N, static_cast<int>(reset_mode), stream),
-                 op);
+    T* mem = has_mem ? mem_out_->mutable_data_ptr<T>() : nullptr;
+    if (has_current) {
+      check_launch(cuda::launch_lif_fused_scan<T>(current.const_data_ptr<T>(), beta.const_data_ptr<T>(),
+                                                  thr.const_data_ptr<T>(), out, mem, !sets, Tn, B * N, N,
+                                                  static_cast<int>(reset_mode), stream),
+                   op);
+    } else {
+      // Time chunks of whole steps, each at most kChunkBytes of densified input and of
+      // current: the dense [T, B, N] current never exists; the membrane is carried.
+      const int64_t step_bytes = B * std::max(Ni, N) * static_cast<int64_t>(sizeof(T));
+      const int64_t Tc = std::max<int64_t>(1, std::min<int64_t>(Tn, kChunkBytes / std::max<int64_t>(1, step_bytes)));
+      auto xbuf = at::empty({Tc * B, Ni}, spk_out.options());
+      auto cbuf = at::empty({Tc * B, N}, spk_out.options());
+      auto carry = at::zeros({B * N}, spk_out.options());
+      const auto wt = weight.t();
+      for (int64_t t0 = 0; t0 < Tn; t0 += Tc) {
+        const int64_t t1 = std::min(Tn, t0 + Tc), r0 = t0 * B, r1 = t1 * B;
+        auto xc = xbuf.narrow(0, 0, r1 - r0);
+        auto cc = cbuf.narrow(0, 0, r1 - r0);
+        xc.zero_();
+        check_launch(cuda::launch_densify<T>(r0, r1, x_rowptr.const_data_ptr<int64_t>(),
+                                             x_col.const_data_ptr<int32_t>(),
+                                             x_val.defined() ? x_val.const_data_ptr<T>() : nullptr,
+                                             xc.mutable_data_ptr<T>(), Ni, stream),
+                     op);
+        if (bias.defined()) at::addmm_out(cc, bias, xc, wt);
+        else at::mm_out(cc, xc, wt);
+        check_launch(cuda::launch_lif_fused_scan<T>(cc.const_data_ptr<T>(), beta.const_data_ptr<T>(),
+                                                    thr.const_data_ptr<T>(), out + r0 * N,
+                                                    mem != nullptr ? mem + r0 * N : nullptr, !sets, t1 - t0,
+                                                    B * N, N, static_cast<int>(reset_mode), stream,
+                                                    carry.mutable_data_ptr<T>()),
+                     op);
+      }
+    }
     if (!sets) return;
     // the spike buffer holds U - θ until compact_shift turns it into spikes
     auto act_cnt = at::empty({R}, lopt), spk_cnt = at::empty({R}, lopt);

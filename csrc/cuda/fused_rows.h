@@ -66,14 +66,16 @@ struct DeviceLanes {
 // order of lif_scan_column, writing U - θ into out (the spike buffer: the
 // compaction pass turns it into spikes) and U into mem when given. With
 // `spikes` the spike itself (U - θ > 0) is written instead of U - θ (no
-// compaction pass follows). cur is only read.
+// compaction pass follows). cur is only read. carry (may be nullptr: start
+// from 0) holds the membrane before the first step on entry and after the
+// last on return, so a sequence scanned in time chunks gives the same bits.
 template <typename T, int MODE, int CHUNK = kScanChunk>
 SNNTORCH_SPARSE_HD void lif_fused_scan_column(int64_t c, const T* cur, const T* beta, const T* thr, T* out, T* mem,
-                                              bool spikes, int64_t Tn, int64_t BN, int64_t N) {
+                                              bool spikes, int64_t Tn, int64_t BN, int64_t N, T* carry = nullptr) {
   const int64_t n = c % N;
   const T b = beta[n];
   const T th = thr[n];
-  T u = T(0);
+  T u = carry != nullptr ? carry[c] : T(0);
   T now[CHUNK], next[CHUNK];
   load_chunk<CHUNK>(now, cur, 0, 1, Tn, BN, c);
   for (int64_t t0 = 0; t0 < Tn; t0 += CHUNK) {
@@ -98,6 +100,7 @@ SNNTORCH_SPARSE_HD void lif_fused_scan_column(int64_t c, const T* cur, const T* 
     SNNTORCH_SPARSE_UNROLL
     for (int k = 0; k < CHUNK; ++k) now[k] = next[k];
   }
+  if (carry != nullptr) carry[c] = u;
 }
 
 // ---- adjoint scan of column c, in place (h holds g on entry): h[t] = g[t] +

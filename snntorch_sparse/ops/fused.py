@@ -14,7 +14,8 @@ in time-major order ``r = t·B + b`` (the order of a coalesced COO index)::
   ``∂L/∂X`` on the upstream active set; ``h`` itself is stored only on request.
 
 The same op schemas on both devices; the dispatcher picks the kernels. On CUDA
-the current is always given (a cuBLAS GEMM by the caller), the forward makes
+the forward computes the current itself by cuBLAS in time chunks (or takes
+it given), makes
 one small device-to-host copy (the sizes of the two sets) and the backward
 runs its ∂L/∂W and ∂L/∂X GEMMs in row chunks of at most 32 MiB
 (``csrc/cuda/fused_launch.cu``). float32/float64 only; other devices and
@@ -110,8 +111,11 @@ def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[t
     """Fill ``spk_out`` (and ``mem_out``); return the spike CSR and the active-set CSR.
 
     Args:
-        current: ``[T, B, N]`` input current, or ``None`` to sum it event by
-            event from ``x_csr = (rowptr, col, values-or-None)`` and ``weight``/``bias``.
+        current: ``[T, B, N]`` input current, or ``None`` to compute it from
+            ``x_csr = (rowptr, col, values-or-None)`` and ``weight``/``bias``:
+            summed event by event on CPU; on CUDA by cuBLAS over time chunks of
+            the events densified (at most 32 MiB of input and of current per
+            chunk, the membrane carried between chunks).
         beta, threshold: ``[N]`` (``beta`` clamped), of the output's dtype.
         reset_mode: 0 subtract, 1 zero, 2 none.
         bth: half-width of the active window ``|U - θ| < bth``: a float, or one per
