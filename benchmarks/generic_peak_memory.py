@@ -1,13 +1,18 @@
-"""Peak memory of one training step on the device-generic path (what CUDA runs), measured on CPU.
+"""Peak memory of one training step, measured on CPU with the allocator's high-water mark.
 
     python benchmarks/generic_peak_memory.py --configs shd
     python benchmarks/generic_peak_memory.py --configs shd --variants sparse_compiled --timeline
+    python benchmarks/generic_peak_memory.py --configs shd --path generic
 
-The device-generic autograd function allocates the same buffers on any
-device, so the CPU allocator's high-water mark during one forward + backward
-(:func:`snntorch_sparse.bench.step_peak_bytes`) tracks
-its GPU peak without a GPU. Same data and calibrated weights as
-``python -m snntorch_sparse.bench``; the fused CPU kernels are switched off.
+``--path fused`` (default) measures the fused op both CPU and CUDA run
+(:mod:`snntorch_sparse.fused_cpu`; on CUDA its forward adds two 32 MiB
+time-chunk buffers, its backward ``h`` and two 32 MiB row-chunk buffers);
+``--path generic`` the device-generic autograd function of
+:mod:`snntorch_sparse.functional`, which allocates the same buffers on any
+device (the reference backend's path, and CUDA's before the fused CUDA
+kernels). Peak of one forward + backward
+(:func:`snntorch_sparse.bench.step_peak_bytes`), same data and calibrated
+weights as ``python -m snntorch_sparse.bench``.
 
 ``--timeline`` also lists where that peak comes from: every allocation or
 free of at least ``--min-mib`` (and the one at the peak) with the running
@@ -16,6 +21,7 @@ total after it and the innermost op it happened in
 the GPU peak can be checked here first.
 """
 import argparse
+import contextlib
 from unittest import mock
 
 import torch
@@ -45,6 +51,8 @@ p.add_argument("--configs", nargs="+", default=["shd"], choices=sorted(bench.PRE
 p.add_argument("--variants", nargs="+", default=["snntorch", "sparse_compiled"])
 p.add_argument("--timeline", action="store_true", help="list the step's large allocations in order")
 p.add_argument("--min-mib", type=float, default=8.0, help="with --timeline: list allocations and frees above this")
+p.add_argument("--path", choices=["fused", "generic"], default="fused",
+               help="the fused op (CPU and CUDA) or the device-generic autograd function")
 args = p.parse_args()
 cpu = torch.device("cpu")
 for name in args.configs:
@@ -54,7 +62,9 @@ for name in args.configs:
         net = bench.build_variant(v, cfg, cpu, compiled_ok)
         bench._copy_weights(ref, net)
 
-        with mock.patch.object(functional, "_fused_usable", lambda *a, **k: False):
+        patch = mock.patch.object(functional, "_fused_usable", lambda *a, **k: False) if args.path == "generic" \
+            else contextlib.nullcontext()
+        with patch:
             allocations, ops = bench.step_peak_bytes(net, x, labels, cfg, measure=cpu_allocation_timeline)
         peak = max([0] + [live for _, _, live in allocations])
         print(f"{name:10s} {v:18s} peak {peak / 2**20:8.1f} MiB")
