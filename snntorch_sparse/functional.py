@@ -91,6 +91,16 @@ def _shift_in_time(x: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def _prev_reset(spk_bool: torch.Tensor, thr_v: torch.Tensor, dtype) -> torch.Tensor:
+    """The reset ``R[t] = H(U[t-1] - θ)`` of each step: the spikes shifted one step,
+    with ``R[0] = H(0 - θ)`` (``U[-1] = 0``: a neuron with a negative threshold
+    resets at the first step, as in snnTorch and the forward scan)."""
+    prev = _shift_in_time(spk_bool).to(dtype)
+    if prev.shape[0]:
+        prev[0] = (0 - thr_v).gt(0).to(dtype)
+    return prev
+
+
 def _active_window(shift: torch.Tensor, bth: float) -> torch.Tensor:
     """Bool mask ``|U - θ| < B_th`` of ``shift = U - θ``.
 
@@ -278,7 +288,7 @@ class _SparseLIF(torch.autograd.Function):
             if g_spk is not None:
                 dthr_n.index_add_(0, act_idx % n, -g_spk)
             if cfg.reset_mode == 0:
-                prev_spk = _shift_in_time(spk_bool.view(T, R, n)).to(dtype)
+                prev_spk = _prev_reset(spk_bool.view(T, R, n), thr_v, dtype)
                 dthr_n = dthr_n - (h * prev_spk).sum((0, 1))
             dthr = _reduce_to(dthr_n, threshold)
         return dx, dw, db, dbeta, dthr, None

@@ -312,7 +312,7 @@ class _FusedSparseLIF(torch.autograd.Function):
             inside = ((beta >= 0) & (beta <= 1)).to(dtype)
             dbeta = _reduce_to((h * prev).sum((0, 1)), beta) * inside
         if ctx.needs_input_grad[4]:
-            from .functional import _reduce_to, _shift_in_time
+            from .functional import _prev_reset, _reduce_to
             dthr_n = torch.zeros(n, dtype=dtype, device=device)
             if d_spk is not None and act_col.numel():
                 if d_spk_compact:
@@ -322,7 +322,7 @@ class _FusedSparseLIF(torch.autograd.Function):
                     g_spk = d_spk.reshape(-1).index_select(0, flat) * act_sg
                 dthr_n.index_add_(0, act_col.long(), -g_spk)
             if cfg.reset_mode == 0:
-                prev_spk = _shift_in_time(spk_bool.view(T, B, n)).to(dtype)
+                prev_spk = _prev_reset(spk_bool.view(T, B, n), thr_v, dtype)
                 dthr_n = dthr_n - (h * prev_spk).sum((0, 1))
             dthr = _reduce_to(dthr_n, threshold)
         return dx, dw, dbias, dbeta, dthr, None
