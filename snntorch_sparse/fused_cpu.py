@@ -169,17 +169,17 @@ class _FusedSparseLIF(torch.autograd.Function):
         need_w = ctx.needs_input_grad[1]
 
         x_dense = None
-        if up is not None and up.spikes_csr is not None:
-            x_csr = (*up.spikes_csr, None)  # binary, finite by construction
-        else:
-            rowptr, col, vals = fused.dense_to_csr(x2)
-            if cfg.check_finite:  # NaN and inf are non-zero: checking the non-zeros suffices
-                check_finite(vals, "x")
-            binary = bool((vals == 1).all())
-            x_csr = (rowptr, col, None if binary else vals)
-            if need_w and vals.numel() > _DENSE_INPUT_DENSITY * max(x2.numel(), 1):
-                # dense enough that ∂L/∂W = hᵀ X is best a GEMM; binary spikes keep 1 byte each
-                x_dense = (x2 != 0) if binary else x2
+        # The input's events are read from the tensor itself, never from the upstream
+        # layer's spike CSR: a write through ``.data`` changes the values without bumping
+        # any version counter, and an exact check would cost as much as this pass.
+        rowptr, col, vals = fused.dense_to_csr(x2)
+        if cfg.check_finite:  # NaN and inf are non-zero: checking the non-zeros suffices
+            check_finite(vals, "x")
+        binary = bool((vals == 1).all())
+        x_csr = (rowptr, col, None if binary else vals)
+        if need_w and vals.numel() > _DENSE_INPUT_DENSITY * max(x2.numel(), 1):
+            # dense enough that ∂L/∂W = hᵀ X is best a GEMM; binary spikes keep 1 byte each
+            x_dense = (x2 != 0) if binary else x2
         current = None
         event = cfg.event_forward
         if event is None:  # auto: events while they are at most a quarter of the input
