@@ -38,7 +38,7 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from ._validation import as_float_param
+from ._validation import as_float_param, check_backend, check_event_forward
 from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky, resolve_surrogate
 from .reuse import disable_input_reuse, enable_input_reuse
@@ -135,7 +135,7 @@ def _beta_threshold(leaky, where: str):
     beta = as_float_param(leaky.beta.detach().clone())
     threshold = leaky.threshold.detach().clone()
     for name, t in (("beta", beta), ("threshold", threshold)):
-        if not torch.isfinite(t).all():
+        if t.device.type != "meta" and not torch.isfinite(t).all():  # meta: no values
             raise ValueError(f"sparsify: {name} of the {type(leaky).__name__} at {where} contains NaN or inf")
     return beta, threshold
 
@@ -168,7 +168,8 @@ def _check_multi_step(leaky: snn.Leaky, where: str) -> None:
         ("reset_delay=False", not leaky.reset_delay),
         ("surrogate_disable=True", getattr(leaky, "surrogate_disable", False)),
         ("learn_graded_spikes_factor=True", _is_param(g)),
-        ("graded_spikes_factor != 1", bool((torch.as_tensor(g).detach() != 1).any())))
+        ("graded_spikes_factor != 1", torch.as_tensor(g).device.type != "meta"
+         and bool((torch.as_tensor(g).detach() != 1).any())))
         if on]
     if bad:
         raise ValueError(f"sparsify: the snn.Leaky at {where} uses {', '.join(bad)}, which the multi-step "
@@ -279,6 +280,8 @@ def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backen
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_backend(backend)
+    check_event_forward(event_forward)
     if active_fraction is not None and bth is not None:
         raise ValueError("sparsify: give bth (a fixed window) or active_fraction (the adaptive window), not both")
     opts = dict(bth=bth, spike_grad=spike_grad, backend=backend, active_fraction=active_fraction)

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from ._buffers import BufferPool
-from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
-                          check_sequence, check_threshold)
+from ._validation import (as_float_param, autocast_input, check_backend, check_beta, check_event_forward,
+                          check_features, check_param_shape, check_reset, check_same_device, check_sequence,
+                          check_threshold)
 from ._activity import ActivityMonitor
 from .functional import LIFConfig, sparse_lif
 from .neurons import resolve_surrogate
@@ -92,6 +93,10 @@ class SparseLinearLeaky(nn.Module):
         check_features(out_features, "out_features")
         check_beta(beta)
         check_threshold(threshold)
+        check_backend(backend)
+        check_event_forward(event_forward)
+        for name, v in (("beta", beta), ("threshold", threshold)):
+            check_param_shape(v, name, (out_features,))
         beta, threshold = as_float_param(beta), as_float_param(threshold)  # 1 -> 1.0, as snnTorch accepts
         self.reset_mode = check_reset("none" if readout else reset_mechanism)
         self.reset_mechanism = "none" if readout else reset_mechanism
