@@ -53,7 +53,25 @@ _DENSE_INPUT_DENSITY = 1.0 / 3.0
 
 @dataclass
 class LIFConfig:
-    """Non-tensor settings of one fused call.
+    """Non-tensor settings of one fused call (:func:`sparse_lif`).
+
+    Attributes:
+        surrogate: the sparse surrogate (e.g. :func:`~snntorch_sparse.sparse_fast_sigmoid`);
+            ``None`` only for a readout.
+        reset_mode: 0 reset by subtraction, 1 to zero, 2 none (snnTorch's ``reset_mechanism``).
+        readout: non-spiking: no spikes, no active set; the membrane is the output.
+        backend: ``"auto"``, ``"reference"``, ``"compiled"`` or ``None`` (the package default).
+        event_forward: ``True``: the input current is summed over the input's non-zeros
+            only; ``False``: one GEMM; ``None``: automatic (events on the fused CPU path
+            when at most a quarter of the input is non-zero).
+        upstream_index, upstream: the upstream sparse layer's active set; leave them
+            ``None`` (they travel with the input spikes).
+        pool: the calling layer's work-buffer pool, or ``None``.
+        check_finite: raise ``ValueError`` on NaN/inf in the input.
+        window, gain: set by :func:`sparse_lif` for the call (the window half-widths and
+            per-neuron gains); not inputs.
+        need_mem: ``False``: the membrane is not returned (an empty tensor is).
+        stats: the last call's counts (``active``, ``total``, ``window``, ``gain``).
 
     A config may be reused for any number of calls: :func:`sparse_lif` never
     writes to it except for ``stats`` (the last call's activity counts). The
