@@ -446,6 +446,13 @@ def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
         (``mem`` is an empty tensor when ``cfg.need_mem`` is ``False``).
         ``spk`` carries the active set for the next sparse layer.
 
+    Gradients of hidden spikes: when ``x`` is the output spikes of a sparse
+    layer, ``∂L/∂x`` is computed on that layer's active set only and is zero
+    elsewhere (all that layer's backward uses). So ``retain_grad``, tensor hooks
+    and ``torch.autograd.grad`` on hidden spikes see the gradient on the active
+    set and zero off the active set, not the full ``∂L/∂S``; parameter and input
+    gradients are exact.
+
     The backward is first-order only: a backward through it with
     ``create_graph=True`` (for double backward) raises a ``RuntimeError``.
     """

@@ -69,6 +69,13 @@ class SparseLinearLeaky(nn.Module):
         input ``[T, B, in_features]`` (spikes; graded values work too),
         output ``[T, B, out_features]``.
 
+    Gradients: every parameter and input gradient is that of dense BPTT with the
+    same clamped surrogate. The gradient *of the output spikes* that the next
+    sparse layer hands back is computed on this layer's active set only (zero
+    elsewhere): hooks, ``retain_grad`` and ``torch.autograd.grad`` on these
+    hidden spikes see that, not the full ``∂L/∂S`` (see the guide "The sparse
+    gradient", "Gradients of hidden spikes").
+
     Example::
 
         layer = SparseLinearLeaky(700, 200, beta=0.9, bth=0.2)
