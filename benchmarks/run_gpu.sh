@@ -24,18 +24,16 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUTDIR/gpu_info.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$OUTDIR/gpu_info.txt"
 if want tests; then
-  python3 -m pytest -q -p no:cacheprovider tests/test_cuda_parity.py tests/test_compiled_ops.py \
-    tests/test_parity.py -k "cuda or parity" 2>&1 | tail -n 25 | tee "$OUTDIR/cuda_tests.txt"
+  python3 -m pytest -q -p no:cacheprovider tests/test_cuda_fused.py tests/test_cuda_parity.py \
+    tests/test_compiled_ops.py tests/test_parity.py -k "cuda or parity or fused" 2>&1 | tail -n 25 \
+    | tee "$OUTDIR/cuda_tests.txt"
 fi
 if want bench; then
   python3 -m snntorch_sparse.bench --out "$OUTDIR" "${@:2}" 2>&1 | tee "$OUTDIR/bench_log.txt"
 fi
 if want profile; then
   # Where one SHD training step spends its GPU time (kernel table per variant).
-  for v in sparse_event sparse_compiled fused_dense; do
+  for v in sparse_compiled fused_dense; do
     python3 benchmarks/profile_step.py --config shd --variant "$v" 2>&1 | tee "$OUTDIR/profile-$v.txt" | tail -n 40
   done
-  # The same step with the scans loading one step ahead (the form before chunked loads).
-  SNNTORCH_SPARSE_CUDA_SCAN_CHUNK=1 python3 benchmarks/profile_step.py --config shd --variant sparse_event 2>&1 \
-    | tee "$OUTDIR/profile-sparse_event-scan-chunk1.txt" | tail -n 40
 fi

@@ -1,4 +1,8 @@
-r"""Autograd function of the fused Linear+LIF layer on the CPU kernels.
+r"""Autograd function of the fused Linear+LIF layer, CPU and CUDA.
+
+One autograd function for both devices: the ops of :mod:`snntorch_sparse.ops.fused`
+have CPU kernels (``csrc/cpu/fused_lif.cpp``) and CUDA kernels
+(``csrc/cuda/fused_launch.cu``) behind the same schemas; the dispatcher picks them.
 
 Same mathematics as :class:`snntorch_sparse.functional._SparseLIF` (see its
 module docstring), organised so that nothing of size ``[T, B, N]`` but the
@@ -150,7 +154,7 @@ def dense_grad(d_spk: torch.Tensor) -> torch.Tensor:
 
 
 def usable(x: torch.Tensor, weight: Optional[torch.Tensor], cfg) -> bool:
-    """The fused CPU path applies: a linear layer on CPU, compiled backend, float32/64."""
+    """The fused path applies: a linear layer on CPU or CUDA, compiled backend, float32/64."""
     if weight is None or cfg.backend == "reference" or not fused.supported(x):
         return False
     from .ops import get_backend, compiled
@@ -169,22 +173,26 @@ class _FusedSparseLIF(torch.autograd.Function):
         need_w = ctx.needs_input_grad[1]
 
         x_dense = None
+        on_cuda = x.device.type == "cuda"
+        unchecked = None  # the input's events, checked after the forward on CUDA
         # The input's events are read from the tensor itself, never from the upstream
-        # layer's spike CSR: a write through ``.data`` changes the values without bumping
-        # any version counter, and an exact check would cost as much as this pass.
-        rowptr, col, vals = fused.dense_to_csr(x2)
-        if cfg.check_finite:  # NaN and inf are non-zero: checking the non-zeros suffices
-            check_finite(vals, "x")
-        binary = bool((vals == 1).all())
-        x_csr = (rowptr, col, None if binary else vals)
-        if need_w and vals.numel() > _DENSE_INPUT_DENSITY * max(x2.numel(), 1):
-            # dense enough that ∂L/∂W = hᵀ X is best a GEMM; binary spikes keep 1 byte each
-            x_dense = (x2 != 0) if binary else x2
+        # layer's spike CSR (up.spikes_csr): a write through ``.data`` changes the values
+        # without bumping any version counter, and an exact check would cost as much as
+        # this pass (tests/test_data_writes.py).
+        x_csr = fused.dense_to_csr(x2)
+        if on_cuda:
+            # the check's device-to-host read waits for the forward's own synchronisation
+            unchecked, flags = x_csr, _event_flags(x_csr[2])
+        else:
+            x_csr, x_dense = _input_events(x_csr, _event_flags(x_csr[2]), x2, need_w, cfg.check_finite)
         current = None
         event = cfg.event_forward
-        if event is None:  # auto: events while they are at most a quarter of the input
-            event = x_dense is None and x_csr[1].numel() <= _AUTO_EVENT_DENSITY * max(x2.numel(), 1)
-        if not event:
+        if event is None:  # auto: events while they are at most a quarter of the input (CPU)
+            # CUDA: never automatic -- cuBLAS beats every event-driven form of this GEMM there
+            event = not on_cuda and x_dense is None and x_csr[1].numel() <= _AUTO_EVENT_DENSITY * max(x2.numel(), 1)
+        if event and on_cuda:  # asked for explicitly: the CSR product, then the same kernels
+            current = _csr_linear(x_csr, x2.shape, weight, bias).view(T, B, n)
+        elif not event:
             current = cfg.pool.take("current", (R, n), x.dtype, x.device) if cfg.pool is not None else \
                 torch.empty((R, n), dtype=x.dtype, device=x.device)
             if bias is None:
@@ -205,8 +213,10 @@ class _FusedSparseLIF(torch.autograd.Function):
             current, x_csr, weight, bias, beta_v, thr_v, cfg.reset_mode, bth, spk, mem,
             need_spike_csr=not cfg.readout, need_active=not cfg.readout)
         del current
+        if unchecked is not None:
+            x_csr, x_dense = _input_events(unchecked, flags, x2, need_w, cfg.check_finite)
         if cfg.readout:
-            act_rowptr = torch.zeros(R + 1, dtype=torch.long)
+            act_rowptr = torch.zeros(R + 1, dtype=torch.long, device=x.device)
             act_sg = x.new_empty(0)
         else:
             act_sg = cfg.surrogate.derivative(act_shift)
@@ -266,7 +276,8 @@ class _FusedSparseLIF(torch.autograd.Function):
         sparse_dx = need_dx and up_rowptr is not None
         if sparse_dx and up_col.numel() > _DENSE_DX_FRACTION * T * B * n_in:
             sparse_dx = False  # most entries requested: one GEMM on h is cheaper than per-entry dots
-        copies = min(torch.get_num_threads(), max(B, 1)) * n * n_in * act_sg.element_size()
+        # CPU: per-thread dWᵀ copies (bounded); CUDA: chunked cuBLAS GEMMs over the input events
+        copies = 0 if device.type == "cuda" else min(torch.get_num_threads(), max(B, 1)) * n * n_in * act_sg.element_size()
         dw_in_kernel = need_dw and x_dense is None and copies <= _MAX_DW_COPIES_BYTES
         need_h = (ctx.needs_input_grad[3] or ctx.needs_input_grad[4] or (need_dx and not sparse_dx)
                   or (need_dw and not dw_in_kernel))
@@ -326,6 +337,43 @@ class _FusedSparseLIF(torch.autograd.Function):
                 dthr_n = dthr_n - (h * prev_spk).sum((0, 1))
             dthr = _reduce_to(dthr_n, threshold)
         return dx, dw, dbias, dbeta, dthr, None
+
+
+def _event_flags(vals: torch.Tensor) -> torch.Tensor:
+    """``[Σ vals, any(vals != 1)]`` of the input's non-zeros, on their device (no synchronisation)."""
+    v = vals.detach()
+    return torch.stack([v.sum(), (v != 1).any().to(v.dtype)])
+
+
+def _input_events(x_csr, flags: torch.Tensor, x2: torch.Tensor, need_w: bool, finite: bool):
+    """The input's events as the backward keeps them: ``(x_csr, x_dense)``.
+
+    ``x_csr = (rowptr, col, values)`` from :func:`~snntorch_sparse.ops.fused.dense_to_csr`
+    and its :func:`_event_flags`. NaN and inf are non-zero, so checking the
+    non-zeros suffices (``finite``: they raise ``ValueError``). Binary spikes
+    keep no values; an input denser than a third keeps the dense tensor for a
+    ∂L/∂W GEMM instead (binary: 1 byte per entry). One device-to-host read.
+    """
+    rowptr, col, vals = x_csr
+    total, not_one = flags.tolist() if vals.numel() else (0.0, 0.0)
+    if finite and not math.isfinite(total):
+        check_finite(vals, "x")  # the exact elementwise check (a finite overflow passes)
+    binary = not not_one
+    x_dense = None
+    if need_w and vals.numel() > _DENSE_INPUT_DENSITY * max(x2.numel(), 1):
+        x_dense = (x2 != 0) if binary else x2
+    return (rowptr, col, None if binary else vals), x_dense
+
+
+def _csr_linear(x_csr, shape, weight, bias):
+    """``X Wᵀ + b`` from X's CSR ``(rowptr, col, values-or-None)`` (explicit ``event_forward`` on CUDA)."""
+    rowptr, col, vals = x_csr
+    if vals is None:
+        vals = torch.ones(col.numel(), dtype=weight.dtype, device=weight.device)
+    xc = torch.sparse_csr_tensor(rowptr, col.long(), vals, size=shape)
+    if bias is None:
+        return torch.sparse.mm(xc, weight.t())
+    return torch.sparse.addmm(bias.expand(shape[0], -1), xc, weight.t())
 
 
 def fused_sparse_lif(x, weight, bias, beta, threshold, cfg):

@@ -56,6 +56,32 @@ INST(float)
 INST(double)
 """
 
+# The fused Linear+LIF kernels (fused_kernels.cuh), every launcher.
+_FUSED_INSTANTIATIONS = """
+#include "fused_kernels.cuh"
+namespace k = snntorch_sparse::cuda;
+#define INST(T)                                                                                       \\
+  template cudaError_t k::launch_lif_fused_scan<T>(const T*, const T*, const T*, T*, T*, bool, int64_t, \\
+                                                   int64_t, int64_t, int, cudaStream_t);              \\
+  template cudaError_t k::launch_lif_fused_backward_scan<T>(T*, const T*, const uint8_t*, T*, int64_t,     \\
+                                                            int64_t, int64_t, int, cudaStream_t);       \\
+  template cudaError_t k::launch_count_shift<T>(const T*, const T*, int64_t, int64_t, int64_t*,       \\
+                                                int64_t*, cudaStream_t);                              \\
+  template cudaError_t k::launch_compact_shift<T>(T*, const T*, int64_t, int64_t, const int64_t*,     \\
+                                                  int32_t*, T*, const int64_t*, int32_t*, cudaStream_t); \\
+  template cudaError_t k::launch_count_nonzero<T>(const T*, int64_t, int64_t, int64_t*, cudaStream_t); \\
+  template cudaError_t k::launch_compact_nonzero<T>(const T*, int64_t, int64_t, const int64_t*,       \\
+                                                    int32_t*, T*, cudaStream_t);                      \\
+  template cudaError_t k::launch_scatter_active<T>(int64_t, const int64_t*, const int32_t*, const T*, \\
+                                                   const T*, bool, bool, T*, int64_t, cudaStream_t);  \\
+  template cudaError_t k::launch_densify<T>(int64_t, int64_t, const int64_t*, const int32_t*,         \\
+                                            const T*, T*, int64_t, cudaStream_t);                     \\
+  template cudaError_t k::launch_gather_active<T>(int64_t, int64_t, const int64_t*, const int32_t*,   \\
+                                                  const T*, bool, T*, int64_t, cudaStream_t);
+INST(float)
+INST(double)
+"""
+
 
 def _run(cmd, timeout):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -63,10 +89,11 @@ def _run(cmd, timeout):
     return proc
 
 
+@pytest.mark.parametrize("unit", ["scan", "fused"])
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-def test_kernels_compile_with_plain_nvcc(arch, tmp_path):
+def test_kernels_compile_with_plain_nvcc(arch, unit, tmp_path):
     tu = tmp_path / "kernels_check.cu"
-    tu.write_text(_INSTANTIATIONS)
+    tu.write_text(_INSTANTIATIONS if unit == "scan" else _FUSED_INSTANTIATIONS)
     obj = tmp_path / f"kernels_{arch}.o"
     _run([NVCC, "-std=c++17", "-O3", "--fmad=false", f"-arch={arch}", "-Werror=all-warnings",
           "-I", str(CSRC / "cuda"), "-c", str(tu), "-o", str(obj)], timeout=120)
@@ -82,7 +109,8 @@ def test_kernels_compile_with_plain_nvcc(arch, tmp_path):
 
 
 @pytest.mark.slow
-def test_launch_unit_compiles_against_torch_headers(tmp_path):
+@pytest.mark.parametrize("unit", ["ops_launch.cu", "fused_launch.cu"])
+def test_launch_unit_compiles_against_torch_headers(unit, tmp_path):
     torch = pytest.importorskip("torch")
     from torch.utils.cpp_extension import include_paths
 
@@ -100,6 +128,6 @@ def test_launch_unit_compiles_against_torch_headers(tmp_path):
            "-I", sysconfig.get_paths()["include"]]
     for p in incs:
         cmd += ["-isystem", p]
-    obj = tmp_path / "ops_launch.o"
-    _run(cmd + ["-c", str(CSRC / "cuda" / "ops_launch.cu"), "-o", str(obj)], timeout=300)
+    obj = tmp_path / "launch.o"
+    _run(cmd + ["-c", str(CSRC / "cuda" / unit), "-o", str(obj)], timeout=300)
     assert obj.stat().st_size > 0

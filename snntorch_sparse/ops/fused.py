@@ -1,4 +1,4 @@
-r"""Fused CPU kernels of the Linear+LIF layer (``csrc/cpu/fused_lif.cpp``).
+r"""Fused kernels of the Linear+LIF layer: CPU (``csrc/cpu/fused_lif.cpp``) and CUDA (``csrc/cuda/fused_launch.cu``).
 
 Sparse sets are CSR over the ``R = T·B`` rows of a ``[T, B, N]`` tensor, rows
 in time-major order ``r = t·B + b`` (the order of a coalesced COO index)::
@@ -13,8 +13,13 @@ in time-major order ``r = t·B + b`` (the order of a coalesced COO index)::
   consumed row by row: ``∂L/∂b``, ``∂L/∂W`` over the input's events and
   ``∂L/∂X`` on the upstream active set; ``h`` itself is stored only on request.
 
-CPU only (float32/float64); other devices and dtypes use the four primitive
-ops of :mod:`snntorch_sparse.ops.compiled` / :mod:`~snntorch_sparse.ops.reference`.
+The same op schemas on both devices; the dispatcher picks the kernels. On CUDA
+the current is always given (a cuBLAS GEMM by the caller), the forward makes
+one small device-to-host copy (the sizes of the two sets) and the backward
+runs its ∂L/∂W and ∂L/∂X GEMMs in row chunks of at most 32 MiB
+(``csrc/cuda/fused_launch.cu``). float32/float64 only; other devices and
+dtypes use the four primitive ops of :mod:`snntorch_sparse.ops.compiled` /
+:mod:`~snntorch_sparse.ops.reference`.
 """
 from __future__ import annotations
 
@@ -64,19 +69,33 @@ def _register_fakes() -> None:
                 act_sg.new_empty((n,) if need_db else (0,)))
 
 
+_kernels = {"cpu": True}
+
+
+def _has_kernel(device_type: str) -> bool:
+    """The fused ops have kernels for this device type (CUDA: the library was built with nvcc).
+
+    Asked only once the library is loaded (:func:`compiled.available`), so the answer is cached.
+    """
+    if device_type not in _kernels:
+        _kernels[device_type] = device_type == "cuda" and torch._C._dispatch_has_kernel_for_dispatch_key(
+            "snntorch_sparse::lif_fused_forward", "CUDA")
+    return _kernels[device_type]
+
+
 def supported(x: torch.Tensor) -> bool:
-    """The fused kernels run for this tensor: CPU, float32/float64, compiled backend built."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+    """The fused kernels run for this tensor: CPU or CUDA, float32/float64, compiled backend built."""
+    if x.device.type not in ("cpu", "cuda") or x.dtype not in (torch.float32, torch.float64):
         return False
     if not compiled.available():
         return False
     _register_fakes()
-    return True
+    return _has_kernel(x.device.type)
 
 
 def supported_index(t: torch.Tensor) -> bool:
-    """The compiled CPU index ops (``csr_to_flat_``) run for this tensor."""
-    return t.device.type == "cpu" and compiled.available()
+    """The compiled index ops (``csr_to_flat_``) run for this tensor."""
+    return t.device.type in ("cpu", "cuda") and compiled.available() and _has_kernel(t.device.type)
 
 
 def dense_to_csr(x2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -147,7 +166,7 @@ def csr_rows(rowptr: torch.Tensor) -> torch.Tensor:
 def csr_to_flat(rowptr: torch.Tensor, col: torch.Tensor, n_cols: int) -> torch.Tensor:
     """Flat int64 indices ``r·N + j`` (sorted) of a CSR set."""
     if supported_index(col):
-        out = torch.empty(col.numel(), dtype=torch.long)
+        out = torch.empty(col.numel(), dtype=torch.long, device=col.device)
         torch.ops.snntorch_sparse.csr_to_flat_(rowptr, col, int(n_cols), out)
         return out
     return csr_rows(rowptr) * n_cols + col.long()

@@ -1,0 +1,255 @@
+// Per-column and per-row bodies of the fused CUDA Linear+LIF kernels
+// (fused_kernels.cuh, launched by fused_launch.cu).
+//
+// Host-compilable like scan_columns.h: tests/test_cuda_emulated.py builds this
+// header with the system C++ compiler and runs every body on the CPU, thread
+// after thread, against the CPU kernels bit for bit.
+//
+// Sparse sets are CSR over the R = T*B rows of a [T, B, N] tensor (row
+// r = t*B + b), int64 row pointers and int32 columns, exactly the CPU
+// kernels' format (csrc/cpu/fused_lif.cpp), so the autograd function and the
+// next layer read either device's sets the same way.
+//
+// Row bodies run on one warp per row. Their cross-lane step is a ballot: a
+// `Lanes` policy gives it, DeviceLanes with __ballot_sync (each lane
+// evaluates its own predicate), HostLanes by evaluating the 32 lanes one
+// after another. Order-preserving compaction: lane l of a 32-column tile
+// writes at (entries so far) + popc(ballot & lanes below l), so every row's
+// entries come out in column order, as on the CPU.
+#pragma once
+
+#include "scan_columns.h"
+
+namespace snntorch_sparse {
+namespace cuda {
+
+constexpr int kWarp = 32;
+
+SNNTORCH_SPARSE_HD int popc32(unsigned m) {
+#if defined(__CUDA_ARCH__)
+  return __popc(m);
+#else
+  return __builtin_popcount(m);
+#endif
+}
+
+// Mask of the lanes below `lane` (0 for lane 0).
+SNNTORCH_SPARSE_HD unsigned lanes_below(int lane) { return lane == 0 ? 0u : (0xffffffffu >> (32 - lane)); }
+
+struct HostLanes {
+  template <class F>
+  unsigned ballot(F f) const {
+    unsigned m = 0;
+    for (int l = 0; l < kWarp; ++l) m |= (f(l) ? 1u : 0u) << l;
+    return m;
+  }
+  template <class F>
+  void each(F f) const {
+    for (int l = 0; l < kWarp; ++l) f(l);
+  }
+};
+
+#if defined(__CUDACC__)
+struct DeviceLanes {
+  template <class F>
+  __device__ __forceinline__ unsigned ballot(F f) const {
+    return __ballot_sync(0xffffffffu, f(static_cast<int>(threadIdx.x & 31)));
+  }
+  template <class F>
+  __device__ __forceinline__ void each(F f) const {
+    f(static_cast<int>(threadIdx.x & 31));
+  }
+};
+#endif
+
+// ---- forward scan of column c (c = b*N + n): snnTorch Leaky's update in the
+// order of lif_scan_column, writing U - θ into out (the spike buffer: the
+// compaction pass turns it into spikes) and U into mem when given. With
+// `spikes` the spike itself (U - θ > 0) is written instead of U - θ (no
+// compaction pass follows). cur is only read.
+template <typename T, int MODE, int CHUNK = kScanChunk>
+SNNTORCH_SPARSE_HD void lif_fused_scan_column(int64_t c, const T* cur, const T* beta, const T* thr, T* out, T* mem,
+                                              bool spikes, int64_t Tn, int64_t BN, int64_t N) {
+  const int64_t n = c % N;
+  const T b = beta[n];
+  const T th = thr[n];
+  T u = T(0);
+  T now[CHUNK], next[CHUNK];
+  load_chunk<CHUNK>(now, cur, 0, 1, Tn, BN, c);
+  for (int64_t t0 = 0; t0 < Tn; t0 += CHUNK) {
+    load_chunk<CHUNK>(next, cur, t0 + CHUNK, 1, Tn, BN, c);
+    SNNTORCH_SPARSE_UNROLL
+    for (int k = 0; k < CHUNK; ++k) {
+      const int64_t t = t0 + k;
+      if (t < Tn) {
+        const T r = sub_rn(u, th) > T(0) ? T(1) : T(0);
+        if (MODE == 0) {
+          u = sub_rn(add_rn(mul_rn(b, u), now[k]), mul_rn(r, th));
+        } else if (MODE == 1) {
+          u = add_rn(mul_rn(b, mul_rn(sub_rn(T(1), r), u)), now[k]);
+        } else {
+          u = add_rn(mul_rn(b, u), now[k]);
+        }
+        if (mem != nullptr) mem[t * BN + c] = u;
+        const T sh = sub_rn(u, th);
+        out[t * BN + c] = spikes ? (sh > T(0) ? T(1) : T(0)) : sh;
+      }
+    }
+    SNNTORCH_SPARSE_UNROLL
+    for (int k = 0; k < CHUNK; ++k) now[k] = next[k];
+  }
+}
+
+// ---- adjoint scan of column c, in place (h holds g on entry): h[t] = g[t] +
+// β h[t+1], masked by S[t] when ZERO, as lif_scan_backward_column; also
+// hsum[c] = Σ_t h[t] (∂L/∂b before the sum over the batch) when hsum is given.
+template <typename T, bool ZERO, int CHUNK = kScanChunk>
+SNNTORCH_SPARSE_HD void lif_fused_backward_column(int64_t c, T* h, const T* beta, const uint8_t* spk, T* hsum,
+                                                  int64_t Tn, int64_t BN, int64_t N) {
+  const T b = beta[c % N];
+  T acc = T(0), total = T(0);
+  T g_now[CHUNK], g_next[CHUNK];
+  uint8_t s_now[CHUNK], s_next[CHUNK];
+  load_chunk<CHUNK>(g_now, h, Tn - 1, -1, Tn, BN, c);
+  if (ZERO) load_chunk<CHUNK>(s_now, spk, Tn - 1, -1, Tn, BN, c);
+  for (int64_t t_hi = Tn - 1; t_hi >= 0; t_hi -= CHUNK) {
+    load_chunk<CHUNK>(g_next, h, t_hi - CHUNK, -1, Tn, BN, c);
+    if (ZERO) load_chunk<CHUNK>(s_next, spk, t_hi - CHUNK, -1, Tn, BN, c);
+    SNNTORCH_SPARSE_UNROLL
+    for (int k = 0; k < CHUNK; ++k) {
+      const int64_t t = t_hi - k;
+      if (t >= 0) {
+        if (ZERO) acc = mul_rn(acc, s_now[k] == 0 ? T(1) : T(0));
+        acc = add_rn(g_now[k], mul_rn(b, acc));
+        h[t * BN + c] = acc;
+        total = add_rn(total, acc);
+      }
+    }
+    SNNTORCH_SPARSE_UNROLL
+    for (int k = 0; k < CHUNK; ++k) {
+      g_now[k] = g_next[k];
+      if (ZERO) s_now[k] = s_next[k];
+    }
+  }
+  if (hsum != nullptr) hsum[c] = total;
+}
+
+template <typename T>
+SNNTORCH_SPARSE_HD bool in_window(T sh, T w) { return sh > -w && sh < w; }
+
+// ---- counts of one row of U - θ: entries in the window |U - θ| < win[n] and
+// spikes (U - θ > 0). Every lane gets both totals.
+template <typename T, class Lanes>
+SNNTORCH_SPARSE_HD void count_shift_row(const Lanes& lanes, const T* sh, const T* win, int64_t N, int64_t* n_act,
+                                        int64_t* n_spk) {
+  int64_t a = 0, s = 0;
+  for (int64_t base = 0; base < N; base += kWarp) {
+    a += popc32(lanes.ballot([&](int l) { const int64_t i = base + l; return i < N && in_window(sh[i], win[i]); }));
+    s += popc32(lanes.ballot([&](int l) { const int64_t i = base + l; return i < N && sh[i] > T(0); }));
+  }
+  *n_act = a;
+  *n_spk = s;
+}
+
+// ---- one row of U - θ (in the spike buffer) -> the row's active entries
+// (column, U - θ) from act_pos and spike columns from spk_pos, in column
+// order; then the row becomes spikes in place. act_col / spk_col may be
+// nullptr (set not wanted).
+template <typename T, class Lanes>
+SNNTORCH_SPARSE_HD void compact_shift_row(const Lanes& lanes, T* row, const T* win, int64_t N, int64_t act_pos,
+                                          int32_t* act_col, T* act_shift, int64_t spk_pos, int32_t* spk_col) {
+  for (int64_t base = 0; base < N; base += kWarp) {
+    const unsigned ma = lanes.ballot([&](int l) { const int64_t i = base + l; return i < N && in_window(row[i], win[i]); });
+    const unsigned ms = lanes.ballot([&](int l) { const int64_t i = base + l; return i < N && row[i] > T(0); });
+    lanes.each([&](int l) {
+      const int64_t i = base + l;
+      if (i >= N) return;
+      const T sh = row[i];
+      if (act_col != nullptr && ((ma >> l) & 1u)) {
+        const int64_t k = act_pos + popc32(ma & lanes_below(l));
+        act_col[k] = static_cast<int32_t>(i);
+        act_shift[k] = sh;
+      }
+      if (spk_col != nullptr && ((ms >> l) & 1u)) spk_col[spk_pos + popc32(ms & lanes_below(l))] = static_cast<int32_t>(i);
+      row[i] = ((ms >> l) & 1u) ? T(1) : T(0);
+    });
+    act_pos += popc32(ma);
+    spk_pos += popc32(ms);
+  }
+}
+
+// ---- dense_to_csr: non-zeros of one row of x.
+template <typename T, class Lanes>
+SNNTORCH_SPARSE_HD int64_t count_nonzero_row(const Lanes& lanes, const T* x, int64_t N) {
+  int64_t q = 0;
+  for (int64_t base = 0; base < N; base += kWarp)
+    q += popc32(lanes.ballot([&](int l) { const int64_t i = base + l; return i < N && x[i] != T(0); }));
+  return q;
+}
+
+template <typename T, class Lanes>
+SNNTORCH_SPARSE_HD void compact_nonzero_row(const Lanes& lanes, const T* x, int64_t N, int64_t pos, int32_t* col,
+                                            T* val) {
+  for (int64_t base = 0; base < N; base += kWarp) {
+    const unsigned m = lanes.ballot([&](int l) { const int64_t i = base + l; return i < N && x[i] != T(0); });
+    lanes.each([&](int l) {
+      if ((m >> l) & 1u) {
+        const int64_t k = pos + popc32(m & lanes_below(l));
+        col[k] = static_cast<int32_t>(base + l);
+        val[k] = x[base + l];
+      }
+    });
+    pos += popc32(m);
+  }
+}
+
+// ---- backward, row r: g = ∂L/∂S · σ' on the row's active entries, added to
+// h (which holds ∂L/∂U, or zeros). d_spk is one value per active entry
+// (compact) or the dense [R, N] gradient. Each (r, n) occurs once: no races.
+template <typename T, class Lanes>
+SNNTORCH_SPARSE_HD void scatter_active_row(const Lanes& lanes, int64_t r, const int64_t* rowptr, const int32_t* col,
+                                           const T* sg, const T* d_spk, bool compact, bool add, T* h, int64_t N) {
+  const int64_t k0 = rowptr[r], k1 = rowptr[r + 1];
+  for (int64_t base = k0; base < k1; base += kWarp)
+    lanes.each([&](int l) {
+      const int64_t k = base + l;
+      if (k >= k1) return;
+      const int64_t e = r * N + col[k];
+      const T g = mul_rn(compact ? d_spk[k] : d_spk[e], sg[k]);
+      h[e] = add ? add_rn(h[e], g) : g;
+    });
+}
+
+// ---- rows [r0, r1) of a CSR set written densely into x ([r1 - r0, N],
+// zeroed by the caller): value or 1 per entry. Row r of the chunk is one warp.
+template <typename T, class Lanes>
+SNNTORCH_SPARSE_HD void densify_row(const Lanes& lanes, int64_t r, int64_t r0, const int64_t* rowptr, const int32_t* col,
+                                    const T* val, T* x, int64_t N) {
+  const int64_t k0 = rowptr[r], k1 = rowptr[r + 1];
+  T* row = x + (r - r0) * N;
+  for (int64_t base = k0; base < k1; base += kWarp)
+    lanes.each([&](int l) {
+      const int64_t k = base + l;
+      if (k < k1) row[col[k]] = val != nullptr ? val[k] : T(1);
+    });
+}
+
+// ---- ∂L/∂X on the upstream active set, row r: the entries of that set in
+// row r read from p (rows [r0, ...) of h W, [., N_in]). compact: out[k] per
+// entry k of the set; else out is the dense [R, N_in] input gradient.
+template <typename T, class Lanes>
+SNNTORCH_SPARSE_HD void gather_active_row(const Lanes& lanes, int64_t r, int64_t r0, const int64_t* rowptr,
+                                          const int32_t* col, const T* p, bool compact, T* out, int64_t Ni) {
+  const int64_t k0 = rowptr[r], k1 = rowptr[r + 1];
+  const T* row = p + (r - r0) * Ni;
+  for (int64_t base = k0; base < k1; base += kWarp)
+    lanes.each([&](int l) {
+      const int64_t k = base + l;
+      if (k >= k1) return;
+      const int64_t j = col[k];
+      out[compact ? k : r * Ni + j] = row[j];
+    });
+}
+
+}  // namespace cuda
+}  // namespace snntorch_sparse

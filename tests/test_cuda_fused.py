@@ -1,0 +1,120 @@
+"""The fused Linear+LIF ops on an NVIDIA GPU against the CPU kernels (same schemas).
+
+Forward: spikes, membrane, the spike CSR and the active-set CSR with ``U - θ``
+bit for bit (the scans round every operation as the CPU does). Backward:
+``h`` bit for bit, ``∂L/∂W``, ``∂L/∂b``, ``∂L/∂X`` to rounding (cuBLAS sums in
+another order). Also: the layers really take the fused path on CUDA, and the
+explicit event-driven forward agrees with the GEMM one.
+"""
+import pytest
+import torch
+
+from snntorch_sparse import SparseLinearLeaky, sparse_fast_sigmoid
+from snntorch_sparse.functional import ACTIVE_INDEX_ATTR
+from snntorch_sparse.ops import compiled, fused
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")]
+
+
+def _layer(T, B, N, Ni, dtype, seed, density=0.1):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(T * B, Ni, generator=g) < density).to(dtype)
+    w = torch.randn(N, Ni, generator=g, dtype=dtype) * 0.6
+    b = torch.randn(N, generator=g, dtype=dtype) * 0.1
+    beta = torch.rand(N, generator=g, dtype=dtype) * 0.3 + 0.65
+    thr = torch.rand(N, generator=g, dtype=dtype) * 0.5 + 0.75
+    win = torch.rand(N, generator=g, dtype=dtype) * 0.4 + 0.1
+    return x, w, b, beta, thr, win
+
+
+def relative_error(got, want):
+    """Normwise relative error ‖got - want‖ / ‖want‖ (cuBLAS sums in another order: rounding only)."""
+    return float((got - want).double().norm() / want.double().norm().clamp_min(1e-300))
+
+
+def test_the_fused_kernels_are_registered_for_cuda():
+    assert compiled.available(strict=True)
+    assert fused.supported(torch.zeros(1, device="cuda"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(30, 6, 45, 33), (200, 64, 200, 700), (1, 1, 1, 1)])
+def test_forward_matches_the_cpu_kernel_bitwise(shape, mode, dtype):
+    T, B, N, Ni = shape
+    x, w, b, beta, thr, win = _layer(T, B, N, Ni, dtype, seed=sum(shape) + mode)
+    current = torch.addmm(b, x, w.t()).view(T, B, N)
+    outs = {}
+    for dev in ("cpu", "cuda"):
+        cur, be, th, wn = (t.to(dev) for t in (current, beta, thr, win))
+        spk = torch.empty(T, B, N, dtype=dtype, device=dev)
+        mem = torch.empty(T, B, N, dtype=dtype, device=dev)
+        sets = fused.lif_fused_forward(cur, None, None, None, be, th, mode, wn, spk, mem, True, True)
+        outs[dev] = [spk, mem, *sets]
+    for a, c in zip(outs["cpu"], outs["cuda"]):
+        assert torch.equal(a, c.cpu())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dense_to_csr_matches_the_cpu_kernel(dtype):
+    x = torch.randn(3000, 700, dtype=dtype)
+    x[torch.rand(x.shape) < 0.97] = 0
+    for a, c in zip(fused.dense_to_csr(x), fused.dense_to_csr(x.cuda())):
+        assert torch.equal(a, c.cpu())
+
+
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(30, 6, 45, 33), (120, 64, 200, 700)])
+def test_backward_matches_the_cpu_kernel(shape, mode, dtype, compact):
+    T, B, N, Ni = shape
+    x, w, b, beta, thr, win = _layer(T, B, N, Ni, dtype, seed=sum(shape) * 3 + mode)
+    current = torch.addmm(b, x, w.t()).view(T, B, N)
+    spk = torch.empty(T, B, N, dtype=dtype)
+    _, _, a_rp, a_col, a_shift = fused.lif_fused_forward(current, None, None, None, beta, thr, mode, win, spk, None,
+                                                         False, True)
+    g = torch.Generator().manual_seed(7)
+    act_sg = 1 / (1 + 25 * a_shift.abs()) ** 2
+    d_spk = torch.randn(a_col.numel(), generator=g, dtype=dtype) if compact else \
+        torch.randn(T, B, N, generator=g, dtype=dtype)
+    d_mem = None if compact else torch.randn(T, B, N, generator=g, dtype=dtype)
+    x_csr = fused.dense_to_csr(x)
+    up_rp, up_col = fused.dense_to_csr((torch.rand(T * B, Ni, generator=g) < 0.1).to(dtype))[:2]
+    res = {}
+    for dev in ("cpu", "cuda"):
+        mv = (lambda t: None if t is None else t.to(dev))
+        h = torch.empty(T, B, N, dtype=dtype, device=dev)
+        dx = torch.empty(up_col.numel(), dtype=dtype, device=dev) if compact else \
+            torch.zeros(T, B, Ni, dtype=dtype, device=dev)
+        dw, db = fused.lif_fused_backward((mv(a_rp), mv(a_col)), mv(act_sg), mv(d_spk), mv(d_mem), mv(beta), mv(spk),
+                                          mode, (mv(x_csr[0]), mv(x_csr[1]), None), mv(w), (mv(up_rp), mv(up_col)),
+                                          dx, h, T, B, Ni, need_dw=True, need_db=True, d_spk_compact=compact,
+                                          dx_compact=compact)
+        res[dev] = (h, dw, db, dx)
+    assert torch.equal(res["cpu"][0], res["cuda"][0].cpu())
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for a, c in zip(res["cpu"][1:], res["cuda"][1:]):
+        assert relative_error(c.cpu(), a) < tol
+
+
+@pytest.mark.parametrize("event_forward", [None, True])
+def test_layer_takes_the_fused_path_and_matches_cpu(event_forward):
+    torch.manual_seed(0)
+    layer = SparseLinearLeaky(120, 64, beta=0.9, spike_grad=sparse_fast_sigmoid(slope=25, bth=0.4),
+                              event_forward=event_forward).double()
+    x = (torch.rand(40, 8, 120) < 0.1).double()
+    outs = {}
+    for dev in ("cpu", "cuda"):
+        layer.to(dev)
+        layer.zero_grad()
+        xi = x.to(dev).detach().clone().requires_grad_()
+        spk = layer(xi)
+        sets = getattr(spk, ACTIVE_INDEX_ATTR)
+        assert sets._active_csr is not None  # the fused op's CSR sets, not the generic path's flat indices
+        (spk * torch.linspace(-1, 1, spk.numel(), dtype=spk.dtype, device=dev).view_as(spk)).sum().backward()
+        outs[dev] = (spk.detach().cpu(), layer.fc.weight.grad.cpu(), layer.fc.bias.grad.cpu(), xi.grad.cpu())
+    assert torch.equal(outs["cpu"][0], outs["cuda"][0])
+    for a, c in zip(outs["cpu"][1:], outs["cuda"][1:]):
+        torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-10)
