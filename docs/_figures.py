@@ -76,8 +76,16 @@ def substitutions(root: Path = ROOT) -> dict:
         subs["h1000_ours_saved"] = f"{r['variants']['sparse_event']['saved_bytes'] / MIB:.0f} MiB"
     cpu = _load("cpu-2cores.json", root)
     if cpu:
-        c = _bench_cells(_config(cpu, "shd"))
-        subs.update({f"cpu_shd_{k}": v for k, v in c.items()})
+        subs.update({f"cpu_shd_{k}": v for k, v in _bench_cells(_config(cpu, "shd")).items()})
+        for cfg, tag in (("shd", "shd"), ("fsdd_shd", "fsdd")):
+            try:
+                r = _config(cpu, cfg)
+            except KeyError:
+                continue
+            for name, key in (("snntorch", "snntorch"), ("ours", "sparse_event"), ("spikingjelly", "spikingjelly")):
+                runs = r["variants"].get(key, {}).get("backward_runs_s")
+                if runs:  # the backward of each timed round, in ms
+                    subs[f"cpu_{tag}_{name}_rounds"] = ", ".join(f"{1e3 * v:.0f}" for v in runs) + " ms"
     return subs
 
 
