@@ -175,6 +175,8 @@ class SparseLinearLeaky(nn.Module):
         check_sequence(x, "x", min_dim=3, features=self.in_features, check_values=False)
         if x.dtype != self.weight.dtype:
             raise TypeError(f"x has dtype {x.dtype} but the layer's weight is {self.weight.dtype}")
+        check_param_shape(self.beta, "beta", (self.out_features,))  # also a beta/threshold set after __init__
+        check_param_shape(self.threshold, "threshold", (self.out_features,))
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=self.reset_mode,
                         readout=self.readout, backend=self.backend,
                         event_forward=self.event_forward,

@@ -44,6 +44,10 @@ def test_column_shaped_parameter_refused(name):
     kw = {"beta": 0.9, name: value}
     with pytest.raises(ValueError, match=r"has shape \(3, 1\).*broadcast over the batch"):
         SparseLinearLeaky(5, 3, **kw)
+    layer = SparseLinearLeaky(5, 3, beta=0.9)
+    setattr(layer, name, torch.nn.Parameter(value))   # set after construction: refused at the call
+    with pytest.raises(ValueError, match=r"has shape \(3, 1\).*broadcast over the batch"):
+        layer(torch.rand(4, 2, 5))
     lif = SparseLeaky(step_mode="multi", **kw)
     with pytest.raises(ValueError, match=r"has shape \(3, 1\).*broadcast over the batch"):
         lif(torch.rand(4, 2, 3))
