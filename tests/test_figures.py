@@ -74,3 +74,11 @@ def test_quoted_surrogates_are_real():
     assert repr(sps.sparsify_surrogate(snn_surrogate.atan())) == "sparse_atan(alpha=2.0, active_fraction=0.08)"
     assert repr(sps.sparsify_surrogate(snn_surrogate.fast_sigmoid(slope=25))).startswith(
         "sparse_fast_sigmoid(slope=25.0, ")
+
+
+def test_readme_quotes_no_measurement_outside_the_table():
+    """Timings, speed-ups and memory figures live in the generated table only."""
+    readme = (ROOT / "README.md").read_text()
+    outside = readme.replace(_figures.readme_table(readme), "")
+    found = re.findall(r"\b\d+(?:\.\d+)?\s?(?:ms|MiB|GiB|GB|x)\b", outside)
+    assert not found, f"README quotes measured figures outside the generated table: {found}"
