@@ -21,7 +21,9 @@ import shutil
 import sys
 from pathlib import Path
 
-# Core modules: always documented (a failed import here is a real error).
+# Core modules: always documented (a failed import here is a real error). Internal
+# modules (the backends ``ops.*``, ``fused_cpu``, ``active_grad``) are not: the guide
+# "Backends" describes them, and their functions are no API a user calls.
 CORE = [
     "snntorch_sparse.surrogate",
     "snntorch_sparse.neurons",
@@ -29,13 +31,10 @@ CORE = [
     "snntorch_sparse.functional",
     "snntorch_sparse.convert",
     "snntorch_sparse.memory",
-    "snntorch_sparse.ops",
-    "snntorch_sparse.ops.reference",
-    "snntorch_sparse.ops.compiled",
-    "snntorch_sparse.ops.fused",
-    "snntorch_sparse.fused_cpu",
-    "snntorch_sparse.active_grad",
+    "snntorch_sparse.checkpoint",
+    "snntorch_sparse.nir",
 ]
+INTERNAL = ["snntorch_sparse.ops", "snntorch_sparse.fused_cpu", "snntorch_sparse.active_grad"]
 # Optional subpackages / tools: documented with their public submodules when they import.
 OPTIONAL = ["snntorch_sparse.data", "snntorch_sparse.bloc", "snntorch_sparse.bench",
             "snntorch_sparse.demo"]
@@ -47,12 +46,8 @@ TITLES = {
     "snntorch_sparse.functional": "Functional interface (autograd)",
     "snntorch_sparse.convert": "Converting snnTorch models",
     "snntorch_sparse.memory": "Measuring training memory",
-    "snntorch_sparse.ops": "Backends",
-    "snntorch_sparse.ops.reference": "Reference backend (pure PyTorch)",
-    "snntorch_sparse.ops.compiled": "Compiled backend (C++ / CUDA)",
-    "snntorch_sparse.ops.fused": "Fused CPU kernels",
-    "snntorch_sparse.fused_cpu": "Fused CPU path (autograd)",
-    "snntorch_sparse.active_grad": "Spike gradients between sparse layers",
+    "snntorch_sparse.checkpoint": "Checkpoints between sparse and dense models",
+    "snntorch_sparse.nir": "NIR export and import",
     "snntorch_sparse.data": "Datasets and spike encodings",
     "snntorch_sparse.bloc": "BlocTrain",
     "snntorch_sparse.bench": "Benchmark CLI",

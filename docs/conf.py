@@ -45,7 +45,9 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", 
 templates_path = []
 
 # --- MyST / MyST-NB -------------------------------------------------------
-myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist", "substitution"]
+import _figures  # noqa: E402  (docs/_figures.py: measured figures from benchmarks/results/*.json)
+myst_substitutions = _figures.substitutions(ROOT)  # {{ name }} in a page: a figure from a results file
 myst_heading_anchors = 3
 # `make docs` executes every example notebook in small mode (SNNTORCH_SPARSE_NB_SIZE=small), so each
 # page shows its outputs and plots; a bare sphinx-build (the test suite's) renders them as stored.

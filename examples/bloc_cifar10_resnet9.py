@@ -1,6 +1,8 @@
 """BlocTrain on CIFAR-10 with a spiking ResNet-9 in 3 blocks (the reference setting).
 
-Reference (BlocTrain paper): 86.4% test accuracy, 2.95x less training memory and
+Reference (G. Srinivasan and K. Roy, "BlocTrain: Block-Wise Conditional Training and
+Inference for Efficient Spike-Based Deep Learning", Front. Neurosci. 15:603433, 2021,
+doi:10.3389/fnins.2021.603433): 86.4% test accuracy, 2.95x less training memory and
 1.89x less inference compute than end-to-end training of the same network;
 1.45x inference memory overhead (heads and HCDs). This script prints what it
 reaches next to those numbers.

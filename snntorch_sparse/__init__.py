@@ -2,7 +2,9 @@
 
 Importing the package registers its classes into snnTorch's namespaces:
 ``snntorch.SparseLeaky``, ``snntorch.SparseLinearLeaky``,
-``snntorch.surrogate.sparse_fast_sigmoid`` and friends.
+``snntorch.surrogate.sparse_fast_sigmoid`` and friends; and snnTorch's NIR
+exporter ``snntorch.export_nir.export_to_nir`` hands sparse models to
+:func:`snntorch_sparse.nir.export_to_nir` (see :mod:`snntorch_sparse._snntorch_nir`).
 """
 from __future__ import annotations
 
@@ -38,8 +40,12 @@ __all__ = [
 def register() -> None:
     """Expose the sparse classes and surrogates in snnTorch's namespaces (idempotent).
 
-    Only new names are added; nothing snnTorch already defines is replaced.
+    Only new names are added; nothing snnTorch already defines is replaced, except
+    that ``snntorch.export_nir.export_to_nir`` (when that module is imported) exports
+    a model with sparse layers through :func:`snntorch_sparse.nir.export_to_nir`.
     """
+    from . import _snntorch_nir
+    _snntorch_nir.install()
     for name, obj in (("SparseLeaky", SparseLeaky), ("SparseLinearLeaky", SparseLinearLeaky),
                       ("sparsify", sparsify)):
         if getattr(_snn, name, obj) is obj:

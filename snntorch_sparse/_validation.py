@@ -85,13 +85,15 @@ def as_float_param(value):
 
 def check_beta(beta) -> None:
     b = _real_tensor(beta, "beta")
+    if b.device.type == "meta":  # a meta model (e.g. model.to("meta")): no values to check
+        return
     if not torch.isfinite(b).all() or (b < 0).any() or (b > 1).any():
         raise ValueError(f"beta must be in [0, 1], got {b.tolist() if b.numel() < 8 else b}")
 
 
 def check_threshold(threshold) -> None:
     t = _real_tensor(threshold, "threshold")
-    if not torch.isfinite(t).all():
+    if t.device.type != "meta" and not torch.isfinite(t).all():
         raise ValueError(f"threshold must be finite, got {t.tolist() if t.numel() < 8 else t}")
 
 
@@ -158,3 +160,45 @@ def autocast_input(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
             and x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)):
         return x.to(like.dtype)
     return x
+
+
+BACKEND_NAMES = ("auto", "reference", "compiled")  # = snntorch_sparse.ops.BACKENDS
+
+
+def check_backend(backend) -> None:
+    """``backend=``: ``None`` (the package default) or a backend name; checked when a layer is built."""
+    if backend is not None and (not isinstance(backend, str) or backend not in BACKEND_NAMES):
+        raise ValueError(f"backend must be None or one of {BACKEND_NAMES}, got {backend!r}")
+
+
+def check_event_forward(event_forward) -> None:
+    """``event_forward=``: ``None`` (auto), ``True`` or ``False`` -- nothing else (``0``, ``"yes"``)."""
+    if event_forward is not None and event_forward is not True and event_forward is not False:
+        raise ValueError(f"event_forward must be None (auto), True or False, got {event_forward!r}")
+
+
+def check_param_shape(value, name: str, feature_shape) -> None:
+    """``beta`` / ``threshold`` of a multi-step layer: a scalar or one value per neuron.
+
+    It must have one value per neuron and broadcast against one time step's
+    features ``feature_shape`` without changing them (``[N]`` or ``[1, N]`` for
+    ``[N]`` features, ``[C, H, W]`` for ``[C, H, W]``). A ``[3, 1]`` value for 3
+    neurons has one value per neuron, but snnTorch (and the dense twin that
+    ``desparsify`` builds) would broadcast it over the batch: refused.
+    """
+    if not isinstance(value, torch.Tensor) or value.numel() == 1:
+        return
+    feature_shape = tuple(feature_shape)
+    shape = list(value.shape)
+    while len(shape) > len(feature_shape) and shape[0] == 1:  # [1, N]: no batch broadcasting
+        shape.pop(0)
+    try:
+        ok = tuple(torch.broadcast_shapes(tuple(shape), feature_shape)) == feature_shape
+    except RuntimeError:
+        ok = False
+    if not ok or value.numel() != math.prod(feature_shape):
+        raise ValueError(
+            f"{name} has shape {tuple(value.shape)}, but the neurons have shape {list(feature_shape)}: "
+            f"it must be a scalar or hold one value per neuron in the neurons' shape (e.g. "
+            f"{list(feature_shape)}); a shape such as [N, 1] would broadcast over the batch in snnTorch "
+            f"(and in the dense twin that desparsify builds). Reshape it, e.g. {name}.reshape({list(feature_shape)})")

@@ -12,7 +12,15 @@ index tensors:
   summed in by autograd, a tensor hook, ``retain_grad``,
   ``torch.autograd.grad`` handing it to the user) goes through
   ``__torch_dispatch__``, which materialises the dense tensor once and runs
-  the operation on it, so every operation sees the exact gradient.
+  the operation on it: every operation sees the same dense tensor.
+
+That tensor is the consuming layer's ``∂L/∂S`` on the producing layer's active
+set and zero off the active set: *not* the full ``∂L/∂S`` of the hidden
+spikes, which is generally non-zero there too. What a hook, ``retain_grad`` or
+``torch.autograd.grad(loss, spikes)`` shows of a hidden spike tensor is this
+restricted gradient. It loses nothing for training: the producing layer's
+surrogate is zero off its active set, so every parameter and input gradient
+is exact.
 
 This replaces a coalesced sparse COO tensor on the same set, which needed an
 int64 ``[3, K]`` index tensor (24 bytes per active entry, written in every

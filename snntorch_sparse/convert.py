@@ -38,7 +38,7 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from ._validation import as_float_param
+from ._validation import as_float_param, check_backend, check_event_forward
 from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky, resolve_surrogate
 from .reuse import disable_input_reuse, enable_input_reuse
@@ -52,6 +52,20 @@ class TimeDistributed(nn.Module):
     Convolutions and pooling run step by step (see :attr:`per_step`); other
     modules see time folded into the batch (``[T·B, ...]``) and unfolded after.
     Batch-norm layers therefore see statistics over all time steps.
+
+    Args:
+        module: a module without state over time (``nn.Conv2d``, ``nn.Flatten``,
+            ``nn.Dropout``, an ``nn.Sequential`` of such layers, ...) that maps
+            one step ``[B, ...]`` to ``[B, ...]``. :func:`sparsify` wraps the
+            stateless layers of an ``nn.Sequential`` in it.
+
+    Shape:
+        input ``[T, B, ...]``, output ``[T, B, ...]`` (``module``'s output shape per step).
+
+    Example::
+
+        td = TimeDistributed(nn.Conv2d(1, 8, 3))
+        y = td(torch.rand(25, 4, 1, 28, 28))   # [25, 4, 8, 26, 26]
     """
 
     multi_step = True
@@ -135,7 +149,7 @@ def _beta_threshold(leaky, where: str):
     beta = as_float_param(leaky.beta.detach().clone())
     threshold = leaky.threshold.detach().clone()
     for name, t in (("beta", beta), ("threshold", threshold)):
-        if not torch.isfinite(t).all():
+        if t.device.type != "meta" and not torch.isfinite(t).all():  # meta: no values
             raise ValueError(f"sparsify: {name} of the {type(leaky).__name__} at {where} contains NaN or inf")
     return beta, threshold
 
@@ -168,7 +182,8 @@ def _check_multi_step(leaky: snn.Leaky, where: str) -> None:
         ("reset_delay=False", not leaky.reset_delay),
         ("surrogate_disable=True", getattr(leaky, "surrogate_disable", False)),
         ("learn_graded_spikes_factor=True", _is_param(g)),
-        ("graded_spikes_factor != 1", bool((torch.as_tensor(g).detach() != 1).any())))
+        ("graded_spikes_factor != 1", torch.as_tensor(g).device.type != "meta"
+         and bool((torch.as_tensor(g).detach() != 1).any())))
         if on]
     if bad:
         raise ValueError(f"sparsify: the snn.Leaky at {where} uses {', '.join(bad)}, which the multi-step "
@@ -253,6 +268,27 @@ def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backen
              event_forward=None, active_fraction: float | None = None) -> nn.Module:
     """Return a copy of ``model`` with sparse layers (see module docs).
 
+    An ``nn.Sequential`` model becomes a *sequence* model: it takes the whole
+    time-major sequence ``[T, B, ...]`` in one call and returns ``[T, B, ...]``
+    (the last neuron's ``(spk, mem)`` if it has ``output=True``), instead of being
+    called once per step; each call starts from zero membranes. Inside it, a
+    ``Linear`` + ``Leaky`` pair is one fused layer over all steps, convolutions
+    and pooling still run one step at a time (:class:`TimeDistributed`). A model
+    with its own ``forward`` keeps its loop over time and its call signature.
+
+    Example::
+
+        import torch, snntorch as snn
+        from torch import nn
+        from snntorch_sparse import sparsify, desparsify
+
+        net = nn.Sequential(nn.Linear(700, 200), snn.Leaky(beta=0.9, init_hidden=True),
+                            nn.Linear(200, 20), snn.Leaky(beta=0.9, init_hidden=True, output=True))
+        sparse = sparsify(net)                 # the copy; net is unchanged
+        x = (torch.rand(100, 32, 700) < 0.02).float()
+        spk, mem = sparse(x)                   # [100, 32, 20] each: all 100 steps in one call
+        dense = desparsify(sparse)             # back to snnTorch, called once per step
+
     Nested ``nn.Sequential`` blocks are converted in place (same structure).
     A module of another kind inside an ``nn.Sequential`` that holds a spiking
     neuron raises ``TypeError`` (it would otherwise see one time step over the
@@ -279,6 +315,8 @@ def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backen
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_backend(backend)
+    check_event_forward(event_forward)
     if active_fraction is not None and bth is not None:
         raise ValueError("sparsify: give bth (a fixed window) or active_fraction (the adaptive window), not both")
     opts = dict(bth=bth, spike_grad=spike_grad, backend=backend, active_fraction=active_fraction)
@@ -380,6 +418,13 @@ def _require_hidden(leaky: snn.Leaky, where: str) -> None:
 
 def desparsify(model: nn.Module) -> nn.Module:
     """Inverse of :func:`sparsify`: snnTorch dense layers, called once per time step.
+
+    The result of an ``nn.Sequential`` is again snnTorch's usual per-step model:
+    call it once per step (``utils.reset`` first), not with the whole sequence::
+
+        dense = desparsify(sparsify(net))
+        snntorch.utils.reset(dense)
+        out = [dense(x[t]) for t in range(x.shape[0])]   # same spikes as sparsify(net)(x)
 
     Fused layers become ``nn.Linear`` + ``snn.Leaky(init_hidden=True)``, multi-step
     neurons become ``snn.Leaky``; the clamped surrogate is kept so gradients

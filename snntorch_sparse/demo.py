@@ -12,6 +12,7 @@ the sparse-gradient paper, and, when present, the Free Spoken Digit Dataset
 
     python -m snntorch_sparse.demo                  # digits (+ FSDD if found)
     python -m snntorch_sparse.demo --seeds 0 1 2    # mean over seeds
+    python -m snntorch_sparse.demo --out benchmarks/results/demo-cpu.json   # the README's figures
 """
 from __future__ import annotations
 
@@ -204,6 +205,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=int, help="override epochs for every dataset")
     p.add_argument("--no-fsdd", action="store_true", help="skip the spoken digits")
+    p.add_argument("--out", default=None, help="also write the runs to this JSON file")
     args = p.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs must be >= 1, got {args.epochs}")
@@ -227,6 +229,14 @@ def main(argv=None) -> dict:
         out["fsdd"] = [train_compare(train, test, 10, cfg_f, s, "fsdd") for s in args.seeds]
         _print_table("spoken digits (FSDD, SHD-style encoding)", out["fsdd"])
     print(f"\ntotal demo time {time.perf_counter() - t0:.0f} s")
+    if args.out:
+        import json
+        import platform
+        env = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
+               "snntorch": snn.__version__, "seeds": args.seeds, "epochs": args.epochs}
+        with open(args.out, "w") as f:
+            json.dump({"environment": env, "runs": out}, f, indent=1)
+        print(f"wrote {args.out}")
     return out
 
 

@@ -53,7 +53,25 @@ _DENSE_INPUT_DENSITY = 1.0 / 3.0
 
 @dataclass
 class LIFConfig:
-    """Non-tensor settings of one fused call.
+    """Non-tensor settings of one fused call (:func:`sparse_lif`).
+
+    Attributes:
+        surrogate: the sparse surrogate (e.g. :func:`~snntorch_sparse.sparse_fast_sigmoid`);
+            ``None`` only for a readout.
+        reset_mode: 0 reset by subtraction, 1 to zero, 2 none (snnTorch's ``reset_mechanism``).
+        readout: non-spiking: no spikes, no active set; the membrane is the output.
+        backend: ``"auto"``, ``"reference"``, ``"compiled"`` or ``None`` (the package default).
+        event_forward: ``True``: the input current is summed over the input's non-zeros
+            only; ``False``: one GEMM; ``None``: automatic (events on the fused CPU path
+            when at most a quarter of the input is non-zero).
+        upstream_index, upstream: the upstream sparse layer's active set; leave them
+            ``None`` (they travel with the input spikes).
+        pool: the calling layer's work-buffer pool, or ``None``.
+        check_finite: raise ``ValueError`` on NaN/inf in the input.
+        window, gain: set by :func:`sparse_lif` for the call (the window half-widths and
+            per-neuron gains); not inputs.
+        need_mem: ``False``: the membrane is not returned (an empty tensor is).
+        stats: the last call's counts (``active``, ``total``, ``window``, ``gain``).
 
     A config may be reused for any number of calls: :func:`sparse_lif` never
     writes to it except for ``stats`` (the last call's activity counts). The
@@ -89,6 +107,16 @@ def _shift_in_time(x: torch.Tensor) -> torch.Tensor:
     y = torch.zeros_like(x)
     y[1:] = x[:-1]
     return y
+
+
+def _prev_reset(spk_bool: torch.Tensor, thr_v: torch.Tensor, dtype) -> torch.Tensor:
+    """The reset ``R[t] = H(U[t-1] - θ)`` of each step: the spikes shifted one step,
+    with ``R[0] = H(0 - θ)`` (``U[-1] = 0``: a neuron with a negative threshold
+    resets at the first step, as in snnTorch and the forward scan)."""
+    prev = _shift_in_time(spk_bool).to(dtype)
+    if prev.shape[0]:
+        prev[0] = (0 - thr_v).gt(0).to(dtype)
+    return prev
 
 
 def _active_window(shift: torch.Tensor, bth: float) -> torch.Tensor:
@@ -278,7 +306,7 @@ class _SparseLIF(torch.autograd.Function):
             if g_spk is not None:
                 dthr_n.index_add_(0, act_idx % n, -g_spk)
             if cfg.reset_mode == 0:
-                prev_spk = _shift_in_time(spk_bool.view(T, R, n)).to(dtype)
+                prev_spk = _prev_reset(spk_bool.view(T, R, n), thr_v, dtype)
                 dthr_n = dthr_n - (h * prev_spk).sum((0, 1))
             dthr = _reduce_to(dthr_n, threshold)
         return dx, dw, db, dbeta, dthr, None
@@ -426,6 +454,13 @@ def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
         ``(spk, mem)`` with the input's leading shape and ``N_out`` features
         (``mem`` is an empty tensor when ``cfg.need_mem`` is ``False``).
         ``spk`` carries the active set for the next sparse layer.
+
+    Gradients of hidden spikes: when ``x`` is the output spikes of a sparse
+    layer, ``∂L/∂x`` is computed on that layer's active set only and is zero
+    elsewhere (all that layer's backward uses). So ``retain_grad``, tensor hooks
+    and ``torch.autograd.grad`` on hidden spikes see the gradient on the active
+    set and zero off the active set, not the full ``∂L/∂S``; parameter and input
+    gradients are exact.
 
     The backward is first-order only: a backward through it with
     ``create_graph=True`` (for double backward) raises a ``RuntimeError``.

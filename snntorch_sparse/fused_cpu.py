@@ -183,11 +183,11 @@ class _FusedSparseLIF(torch.autograd.Function):
         on_cuda = x.device.type == "cuda"
         unchecked = None  # the input's events, checked after the forward on CUDA
         x_csr = (None, None, None)
-        if not linear:
-            pass
-        elif up is not None and up.spikes_csr is not None:
-            x_csr = (*up.spikes_csr, None)  # binary, finite by construction
-        else:
+        if linear:
+            # The input's events are read from the tensor itself, never from the upstream
+            # layer's spike CSR (up.spikes_csr): a write through ``.data`` changes the values
+            # without bumping any version counter, and an exact check would cost as much as
+            # this pass (tests/test_data_writes.py).
             x_csr = fused.dense_to_csr(x2)
             if on_cuda:
                 # the check's device-to-host read waits for the forward's own synchronisation
@@ -336,7 +336,7 @@ class _FusedSparseLIF(torch.autograd.Function):
             inside = ((beta >= 0) & (beta <= 1)).to(dtype)
             dbeta = _reduce_to((h * prev).sum((0, 1)), beta) * inside
         if ctx.needs_input_grad[4]:
-            from .functional import _reduce_to, _shift_in_time
+            from .functional import _prev_reset, _reduce_to
             dthr_n = torch.zeros(n, dtype=dtype, device=device)
             if d_spk is not None and act_col.numel():
                 if d_spk_compact:
@@ -346,7 +346,7 @@ class _FusedSparseLIF(torch.autograd.Function):
                     g_spk = d_spk.reshape(-1).index_select(0, flat) * act_sg
                 dthr_n.index_add_(0, act_col.long(), -g_spk)
             if cfg.reset_mode == 0:
-                prev_spk = _shift_in_time(spk_bool.view(T, B, n)).to(dtype)
+                prev_spk = _prev_reset(spk_bool.view(T, B, n), thr_v, dtype)
                 dthr_n = dthr_n - (h * prev_spk).sum((0, 1))
             dthr = _reduce_to(dthr_n, threshold)
         return dx, dw, dbias, dbeta, dthr, None

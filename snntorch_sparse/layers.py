@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from ._buffers import BufferPool
-from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
-                          check_sequence, check_threshold)
+from ._validation import (as_float_param, autocast_input, check_backend, check_beta, check_event_forward,
+                          check_features, check_param_shape, check_reset, check_same_device, check_sequence,
+                          check_threshold)
 from ._activity import ActivityMonitor
 from .functional import LIFConfig, sparse_lif
 from .neurons import resolve_surrogate
@@ -68,6 +69,13 @@ class SparseLinearLeaky(nn.Module):
         input ``[T, B, in_features]`` (spikes; graded values work too),
         output ``[T, B, out_features]``.
 
+    Gradients: every parameter and input gradient is that of dense BPTT with the
+    same clamped surrogate. The gradient *of the output spikes* that the next
+    sparse layer hands back is computed on this layer's active set only (zero
+    elsewhere): hooks, ``retain_grad`` and ``torch.autograd.grad`` on these
+    hidden spikes see that, not the full ``∂L/∂S`` (see the guide "The sparse
+    gradient", "Gradients of hidden spikes").
+
     Example::
 
         layer = SparseLinearLeaky(700, 200, beta=0.9, bth=0.2)
@@ -92,6 +100,10 @@ class SparseLinearLeaky(nn.Module):
         check_features(out_features, "out_features")
         check_beta(beta)
         check_threshold(threshold)
+        check_backend(backend)
+        check_event_forward(event_forward)
+        for name, v in (("beta", beta), ("threshold", threshold)):
+            check_param_shape(v, name, (out_features,))
         beta, threshold = as_float_param(beta), as_float_param(threshold)  # 1 -> 1.0, as snnTorch accepts
         self.reset_mode = check_reset("none" if readout else reset_mechanism)
         self.reset_mechanism = "none" if readout else reset_mechanism
@@ -163,6 +175,8 @@ class SparseLinearLeaky(nn.Module):
         check_sequence(x, "x", min_dim=3, features=self.in_features, check_values=False)
         if x.dtype != self.weight.dtype:
             raise TypeError(f"x has dtype {x.dtype} but the layer's weight is {self.weight.dtype}")
+        check_param_shape(self.beta, "beta", (self.out_features,))  # also a beta/threshold set after __init__
+        check_param_shape(self.threshold, "threshold", (self.out_features,))
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=self.reset_mode,
                         readout=self.readout, backend=self.backend,
                         event_forward=self.event_forward,

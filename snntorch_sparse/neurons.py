@@ -20,8 +20,8 @@ from __future__ import annotations
 import snntorch as snn
 import torch
 
-from ._validation import (as_float_param, autocast_input, check_beta, check_reset, check_same_device, check_sequence,
-                          check_threshold)
+from ._validation import (as_float_param, autocast_input, check_backend, check_beta, check_param_shape, check_reset,
+                          check_same_device, check_sequence, check_threshold)
 from ._activity import ActivityMonitor
 from .functional import LIFConfig, sparse_lif
 from .step import leaky_step
@@ -49,6 +49,12 @@ def resolve_surrogate(spike_grad, bth, active_fraction=None) -> SparseSurrogate:
             None if active_fraction is not None else spike_grad.bth), active_fraction)
     return sparsify_surrogate(spike_grad, bth, DEFAULT_ACTIVE_FRACTION if active_fraction is None
                               else active_fraction)
+
+
+def _value(t) -> str:
+    """A parameter's (mean) value for names and checks; ``"?"`` on the meta device (no data)."""
+    t = torch.as_tensor(t).detach()
+    return "?" if t.device.type == "meta" else f"{float(t.float().mean()):g}"
 
 
 class SparseLeaky(snn.Leaky):
@@ -87,6 +93,7 @@ class SparseLeaky(snn.Leaky):
         check_beta(beta)
         check_threshold(threshold)
         check_reset(reset_mechanism)
+        check_backend(backend)
         # snnTorch keeps an int beta (beta=1: integrate-and-fire) as int64; here it is a float
         # (default dtype), so it can also be learned and moved with .to(dtype)
         beta, threshold = as_float_param(beta), as_float_param(threshold)
@@ -104,7 +111,7 @@ class SparseLeaky(snn.Leaky):
         self.backend = backend
         self._stats: dict = {}
         # A single-step neuron is called once per time step: warn after ~8 sequences of 25 steps.
-        self._monitor = ActivityMonitor(f"{type(self).__name__}(beta={float(self.beta.detach().mean()):g})",
+        self._monitor = ActivityMonitor(f"{type(self).__name__}(beta={_value(self.beta)})",
                                         patience=5 if step_mode == "multi" else 200)
         surrogate.monitor = self._monitor
         if step_mode == "multi":
@@ -112,7 +119,7 @@ class SparseLeaky(snn.Leaky):
                            "surrogate_disable": surrogate_disable,
                            "reset_delay=False": not reset_delay,
                            "learn_graded_spikes_factor": learn_graded_spikes_factor,
-                           "graded_spikes_factor != 1": float(torch.as_tensor(graded_spikes_factor)) != 1.0}
+                           "graded_spikes_factor != 1": _value(graded_spikes_factor) not in ("1", "?")}
             bad = [k for k, v in unsupported.items() if v]
             if bad:
                 raise ValueError(f"step_mode='multi' does not support {', '.join(bad)}; "
@@ -165,7 +172,11 @@ class SparseLeaky(snn.Leaky):
         input_ = autocast_input(input_, self.beta)
         check_same_device(input_=input_, beta=self.beta, threshold=self.threshold)
         check_sequence(input_, "input_", min_dim=2, check_values=False)
-        cfg = LIFConfig(surrogate=self.surrogate, reset_mode=int(self.reset_mechanism_val),
+        check_param_shape(self.beta, "beta", input_.shape[2:])
+        check_param_shape(self.threshold, "threshold", input_.shape[2:])
+        rv = self.reset_mechanism_val  # a buffer, without a value on the meta device: then the name decides
+        reset_mode = check_reset(self.reset_mechanism) if rv.device.type == "meta" else int(rv)
+        cfg = LIFConfig(surrogate=self.surrogate, reset_mode=reset_mode,
                         backend=self.backend, stats=self._stats)
         spk, mem_seq = sparse_lif(input_, None, None, self.beta, self.threshold, cfg)
         self._stats = cfg.stats

@@ -25,6 +25,12 @@ and no notion of snnTorch's one-step reset delay. :func:`export_to_nir` records
 each neuron's ``reset_mechanism`` in ``graph.metadata`` so that
 :func:`import_from_nir` restores it; for graphs from other tools the importer
 uses the ``reset_mechanism`` argument (NIR's own semantics: ``"zero"``).
+
+Integrate-and-fire neurons (``beta = 1``, no leak) are written as NIR ``IF``
+nodes with ``r = 1`` (snnTorch's exporter would write ``tau = r = inf``) and read
+back as ``snn.Leaky(beta=1)``. A node whose neurons mix ``beta = 1`` with
+leaky ones stays a ``LIF`` node with ``tau = r = inf`` for the non-leaky
+neurons, which :func:`import_from_nir` reads as ``beta = 1``, threshold unscaled.
 """
 from __future__ import annotations
 
@@ -116,7 +122,7 @@ def export_to_nir(model: nn.Module, sample_data: torch.Tensor, model_name: str =
     was_training = dense.training
     dense.eval()
     sample = sample_data.detach().cpu().to(_param_dtype(dense))
-    with torch.no_grad():
+    with torch.no_grad(), np.errstate(divide="ignore"):  # beta = 1: tau = dt / 0 = inf, see _integrate_and_fire
         try:
             graph = _snn_export(dense, sample, model_name=model_name, **kwargs)
         except ValueError:
@@ -125,9 +131,20 @@ def export_to_nir(model: nn.Module, sample_data: torch.Tensor, model_name: str =
                 raise
             graph = _snn_export(dense, sample[0], model_name=model_name, **kwargs)
     dense.train(was_training)
+    _integrate_and_fire(graph)
     graph.metadata = dict(graph.metadata or {})
     graph.metadata[METADATA_KEY] = {k: v for k, v in resets.items() if k in graph.nodes}
     return graph
+
+
+def _integrate_and_fire(graph) -> None:
+    """``LIF`` nodes whose neurons all have ``beta = 1`` (``tau = inf``) become ``IF`` nodes, ``r = 1``."""
+    nir = _require_nir()
+    for name, node in list(graph.nodes.items()):
+        if isinstance(node, nir.LIF) and np.all(np.isinf(np.asarray(node.tau))):
+            tau, thr, reset = np.broadcast_arrays(np.asarray(node.tau), np.asarray(node.v_threshold),
+                                                  np.asarray(node.v_reset))
+            graph.nodes[name] = nir.IF(r=np.ones_like(thr), v_threshold=thr.copy(), v_reset=reset.copy())
 
 
 def _param_dtype(model: nn.Module) -> torch.dtype:
@@ -168,7 +185,7 @@ def import_from_nir(graph, sparse: bool = False, reset_mechanism: Optional[str] 
                     **sparsify_kwargs):
     """Build a model from a NIR graph.
 
-    A chain of ``Input``, ``Affine``/``Linear``, ``LIF``, ``Flatten`` and ``Output``
+    A chain of ``Input``, ``Affine``/``Linear``, ``LIF``/``IF``, ``Flatten`` and ``Output``
     nodes becomes an ``nn.Sequential`` of ``nn.Linear`` + ``snn.Leaky(init_hidden=True)``
     (the last neuron with ``output=True`` when ``output_last``), called once per
     time step like any snnTorch model; with ``sparse=True`` it is passed through
@@ -214,7 +231,7 @@ def import_from_nir(graph, sparse: bool = False, reset_mechanism: Optional[str] 
             with torch.no_grad():
                 lin.weight.copy_(w)
             layers[key] = lin
-        elif isinstance(node, nir.LIF):
+        elif isinstance(node, (nir.LIF, nir.IF)):
             layers[key] = _leaky(node, str(recorded.get(name, reset_mechanism or "zero")), dtype,
                                  spike_grad)
             lif_names.append(key)
@@ -231,14 +248,21 @@ def import_from_nir(graph, sparse: bool = False, reset_mechanism: Optional[str] 
 
 
 def _leaky(node, reset_mechanism: str, dtype: torch.dtype, spike_grad) -> snn.Leaky:
-    if not np.allclose(np.asarray(node.v_leak), 0.0):
-        raise NotImplementedError("import_from_nir: LIF nodes with v_leak != 0 are not supported")
-    tau = np.asarray(node.tau, dtype=np.float64)
+    nir = _require_nir()
     r = np.asarray(node.r, dtype=np.float64)
-    # snnTorch writes r = tau/dt, so dt/tau = 1/r exactly (no rounding of dt).
-    decay = np.where(np.isclose(r * _DT / tau, 1.0), 1.0 / r, _DT / tau)
-    beta = 1.0 - decay
-    w_scale = r * _DT / tau
+    if isinstance(node, nir.IF):  # v[t] = v[t-1] + r·I[t]: beta = 1, the input scale folded into θ
+        beta, w_scale = np.ones_like(r), r
+    else:
+        if not np.allclose(np.asarray(node.v_leak), 0.0):
+            raise NotImplementedError("import_from_nir: LIF nodes with v_leak != 0 are not supported")
+        tau = np.asarray(node.tau, dtype=np.float64)
+        no_leak = np.isinf(tau)  # beta = 1 in a node of mixed neurons (snnTorch writes tau = r = inf)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = r * _DT / tau
+            # snnTorch writes r = tau/dt, so dt/tau = 1/r exactly (no rounding of dt).
+            decay = np.where(no_leak, 0.0, np.where(np.isclose(ratio, 1.0), 1.0 / r, _DT / tau))
+        beta = 1.0 - decay
+        w_scale = np.where(no_leak & np.isinf(r), 1.0, ratio)
     thr = np.asarray(node.v_threshold, dtype=np.float64) / w_scale
     beta_t, thr_t = _tensor(beta, dtype), _tensor(thr, dtype)
     if beta_t.numel() > 1 and bool((beta_t == beta_t.reshape(-1)[0]).all()):

@@ -486,9 +486,20 @@ def sparsify_surrogate(spike_grad: Callable[[torch.Tensor], torch.Tensor], bth=D
     becomes a :class:`SparseFromSurrogate`. A sparse surrogate gets the new window.
 
     Args:
-        spike_grad: a surrogate callable.
-        bth: fixed window half-width, or ``None`` for the adaptive window.
-        active_fraction: the adaptive window's target fraction of active entries.
+        spike_grad: a surrogate callable (an snnTorch ``spike_grad`` or a sparse surrogate).
+        bth: fixed window half-width :math:`B_{th}` (a float), or ``None`` (default)
+            for the adaptive window.
+        active_fraction: the adaptive window's target fraction of active entries
+            (default :data:`DEFAULT_ACTIVE_FRACTION`); ignored with a fixed ``bth``.
+
+    Returns:
+        A new :class:`SparseSurrogate`: ``spike_grad``'s derivative, clamped to the window.
+
+    Example::
+
+        from snntorch import surrogate
+        sparsify_surrogate(surrogate.atan())               # sparse_atan(alpha=2.0, active_fraction=0.08)
+        sparsify_surrogate(surrogate.triangular(), 0.2)    # sparse[triangular](threshold=1, bth=0.2)
     """
     if isinstance(spike_grad, SparseSurrogate):
         return spike_grad.with_window(bth, active_fraction)

@@ -70,9 +70,8 @@ def test_reset_mechanism():
 
 
 def test_per_neuron_beta_size():
-    layer = SparseLinearLeaky(5, 3, beta=torch.tensor([0.9, 0.8]))
-    with pytest.raises(ValueError, match="beta must be a scalar or have 3"):
-        layer(torch.zeros(4, 2, 5))
+    with pytest.raises(ValueError, match=r"beta has shape \(2,\), but the neurons have shape \[3\]"):
+        SparseLinearLeaky(5, 3, beta=torch.tensor([0.9, 0.8]))  # refused when built
 
 
 def test_per_neuron_beta_works():

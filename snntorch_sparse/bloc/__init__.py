@@ -1,5 +1,9 @@
 """BlocTrain: block-wise training with auxiliary heads, hard-class detectors and early exit.
 
+The method of G. Srinivasan and K. Roy, "BlocTrain: Block-Wise Conditional Training and
+Inference for Efficient Spike-Based Deep Learning", Frontiers in Neuroscience 15:603433
+(2021), doi:10.3389/fnins.2021.603433; the guide "BlocTrain" describes this implementation.
+
 Typical use::
 
     from snntorch_sparse import bloc

@@ -99,6 +99,26 @@ def report(net: BlocNet, x: torch.Tensor, y: torch.Tensor, confidence: Optional[
     "All blocks" runs every block on every sample and combines all heads
     (:func:`combine`); synaptic operations count the blocks only there and
     blocks, heads and HCDs for early exit.
+
+    Args:
+        net: a trained :class:`~snntorch_sparse.bloc.BlocNet`.
+        x, y: test inputs ``[T, B, ...]`` and their ``B`` labels.
+        confidence, exit_threshold: as :func:`predict`.
+        batch_size: samples per forward.
+
+    Returns:
+        A dict with the keys
+
+        * ``accuracy_early_exit``: test accuracy with early exit (:func:`predict`);
+        * ``accuracy_all_blocks``: test accuracy running every block (:func:`combine`);
+        * ``exit_fraction``: list, per block, of the fraction of samples that leave there;
+        * ``synops_early_exit``, ``synops_all_blocks``: synaptic operations (spike
+          events times fan-out) per sample, and ``synops_ratio`` (all blocks / early exit);
+        * ``macs_early_exit``, ``macs_all_blocks``, ``macs_ratio``: the same for
+          multiply-accumulates of dense (non-spiking) inputs;
+        * ``parameters``: :meth:`~snntorch_sparse.bloc.BlocNet.overhead_parameters`,
+          ``{"blocks", "heads", "hcds", "overhead"}`` (parameter counts; ``overhead`` is
+          (heads + HCDs) / blocks).
     """
     check_time_major(x, "x")
     if not isinstance(y, torch.Tensor) or y.dim() != 1 or len(y) != x.shape[1]:

@@ -64,6 +64,25 @@ class SpikingBasicBlock(nn.Module):
 
 
 def conv_bn_lif(in_ch, out_ch, beta=0.9, spike_grad=None, pool=False, norm="bn", num_steps=None):
+    """``Conv2d(3x3, stride 1, padding 1, no bias) -> norm -> [MaxPool2d(2)] -> snn.Leaky``, as an ``nn.Sequential``.
+
+    The building block of :func:`spiking_resnet9`, called once per time step like
+    any snnTorch layer stack (``snn.Leaky(init_hidden=True)``).
+
+    Args:
+        in_ch, out_ch: input and output channels.
+        beta: the neuron's membrane decay.
+        spike_grad: its surrogate (``None``: snnTorch's default ``atan``).
+        pool: add a 2x2 max-pool before the neuron (halves height and width).
+        norm: ``"bn"`` (``nn.BatchNorm2d``) or ``"bntt"`` (:class:`BatchNormTT2d`,
+            batch norm with statistics per time step).
+        num_steps: time steps, needed by ``norm="bntt"``.
+
+    Example::
+
+        block = conv_bn_lif(3, 64, pool=True)
+        spk = block(torch.rand(8, 3, 32, 32))   # one time step: [8, 64, 16, 16] spikes
+    """
     layers = [nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False), _norm(norm, out_ch, num_steps)]
     if pool:
         layers.append(nn.MaxPool2d(2))

@@ -27,7 +27,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+try:  # notebook progress bars need ipywidgets; without it tqdm.auto warns "IProgress not found" per bar
+    import ipywidgets  # noqa: F401
+    from tqdm.auto import tqdm
+except ImportError:
+    from tqdm import tqdm
 
 from ..memory import saved_tensor_bytes
 from .heads import logits_of
