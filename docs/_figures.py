@@ -153,20 +153,29 @@ def measured_rows(root: Path = ROOT) -> list:
         rows.append(_row("CPU (2 cores), hidden-size sweep and paper configs",
                          "`--tag sweep`, `--tag h1000` (see `docs/benchmarks.md`)",
                          text + " (`cpu-2cores-sweep.json`, `cpu-2cores-h1000.json`)"))
-    gpu = _load("nvidia-h100-80gb-hbm3-v2.json", root)
+    gpu = _load("nvidia-h200.json", root)
     if gpu:
-        r = _config(gpu, "shd")
-        c = _bench_cells(r, "sparse_compiled")
-        rows.append(_row(f"{gpu['meta'].get('device', 'GPU')}, SHD config (activity {c['activity']})",
-                         "`bash benchmarks/run_gpu.sh`",
-                         f"vs snnTorch: backward {c['vs_snntorch_backward']}, step {c['vs_snntorch_step']}, saved "
-                         f"for backward {c['vs_snntorch_saved']}, peak CUDA memory {c['vs_snntorch_peak']} (fused "
-                         f"[T, B, N] buffers); vs our fused dense layers: backward {c['vs_fused_dense_backward']}; "
-                         "SpikingJelly 2.0's backward is "
-                         f"{_x(1 / r['ratios']['sparse_compiled_vs_spikingjelly']['backward_speedup'])} faster than ours; "
-                         f"measured {gpu['meta'].get('date', '?')[:10]} on earlier code, not re-measured since "
-                         "(`nvidia-h100-80gb-hbm3-v2.json`)"))
+        rows.append(_gpu_row(gpu))
     return rows
+
+
+def _gpu_row(gpu: dict) -> str:
+    """The H200 row: the fused CUDA path at the SHD config, float32 and bfloat16 autocast."""
+    r = _config(gpu, "shd")
+    v, q = r["variants"], r["ratios"]
+    c = _bench_cells(r, "sparse_compiled")
+    step = lambda name: f"{1e3 * v[name]['step_s']:.2f} ms"  # noqa: E731
+    text = (f"vs snnTorch: backward {c['vs_snntorch_backward']}, step {c['vs_snntorch_step']}, saved for backward "
+            f"{c['vs_snntorch_saved']}, peak CUDA memory {c['vs_snntorch_peak']}; training step "
+            f"{step('sparse_compiled')} (float32)")
+    if "sparse_bf16" in v:
+        text += (f", {step('sparse_bf16')} under bfloat16 autocast "
+                 f"({_x(q['sparse_bf16_vs_sparse_compiled']['step_speedup'])} our float32 step)")
+    if "spikingjelly" in v:
+        text += f"; SpikingJelly 2.0's step {step('spikingjelly')}"
+    text += f" (`nvidia-h200.json`, {gpu['meta'].get('date', '?')[:10]}; other configs in `docs/benchmarks.md`)"
+    return _row(f"{gpu['meta'].get('device', 'GPU')}, SHD config (activity {c['activity']})",
+                "`bash benchmarks/run_gpu.sh`", text)
 
 
 def _demo_row(demo: dict) -> str:
