@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _step_kernels
 from .surrogate import windowed_derivative
 
 __all__ = ["LeakyStep", "leaky_step"]
@@ -41,24 +42,32 @@ __all__ = ["LeakyStep", "leaky_step"]
 
 class LeakyStep(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input_, mem, beta, threshold, surrogate, reset_mode: int):
+    def forward(ctx, input_, mem, beta, threshold, surrogate, reset_mode: int, backend=None):
         dtype = input_.dtype
         beta_c = beta.clamp(0, 1)
-        reset = (mem - threshold) > 0
-        reset_f = reset.to(dtype)
-        prev = mem
-        if reset_mode == 0:
-            new = (beta_c * mem + input_) - reset_f * threshold
-        elif reset_mode == 1:
-            prev = (1 - reset_f) * mem
-            new = beta_c * prev + input_
+        kernels = _step_kernels.usable(backend, input_)
+        # the backward reads R for reset-to-zero and for a learnable threshold only
+        need_reset = reset_mode == 1 or (reset_mode == 0 and ctx.needs_input_grad[3])
+        done = _step_kernels.forward(input_, mem, beta_c, threshold, reset_mode, need_reset) if kernels else None
+        if done is not None:
+            spk, new, shift, reset, prev = done
+            prev = mem if prev is None else prev
         else:
-            new = beta_c * mem + input_
-        shift = new - threshold
-        spk = (shift > 0).to(dtype)
+            reset = (mem - threshold) > 0
+            reset_f = reset.to(dtype)
+            prev = mem
+            if reset_mode == 0:
+                new = (beta_c * mem + input_) - reset_f * threshold
+            elif reset_mode == 1:
+                prev = (1 - reset_f) * mem
+                new = beta_c * prev + input_
+            else:
+                new = beta_c * mem + input_
+            shift = new - threshold
+            spk = (shift > 0).to(dtype)
         ctx.save_for_backward(shift, reset if reset_mode != 2 else None,
                               prev if ctx.needs_input_grad[2] else None, beta)
-        ctx.surrogate, ctx.reset_mode = surrogate, reset_mode
+        ctx.surrogate, ctx.reset_mode, ctx.kernels, ctx.backend = surrogate, reset_mode, kernels, backend
         ctx.shapes = (input_.shape, mem.shape, beta.shape, threshold.shape)
         ctx.set_materialize_grads(False)
         return spk, new
@@ -68,12 +77,15 @@ class LeakyStep(torch.autograd.Function):
         shift, reset, prev, beta = ctx.saved_tensors
         sg, mode = ctx.surrogate, ctx.reset_mode
         in_shape, mem_shape, beta_shape, thr_shape = ctx.shapes
-        g_spk = None
-        if d_spk is not None:
-            g_spk = d_spk * windowed_derivative(sg, shift)
-        if g_spk is None and d_mem is None:
-            return None, None, None, None, None, None
-        g = g_spk if d_mem is None else (d_mem if g_spk is None else d_mem + g_spk)
+        g_spk = g = None
+        if d_spk is not None and ctx.kernels and not ctx.needs_input_grad[3]:
+            g = _step_kernels.windowed_grad(sg, shift, d_spk, d_mem)   # d_mem + g_spk in one pass
+        if g is None:
+            if d_spk is not None:
+                g_spk = d_spk * windowed_derivative(sg, shift)
+            if g_spk is None and d_mem is None:
+                return None, None, None, None, None, None, None
+            g = g_spk if d_mem is None else (d_mem if g_spk is None else d_mem + g_spk)
         d_input = d_prev = d_beta = d_thr = None
         if ctx.needs_input_grad[0]:
             d_input = g.sum_to_size(in_shape) if g.shape != in_shape else g
@@ -90,9 +102,9 @@ class LeakyStep(torch.autograd.Function):
             if mode == 0:
                 d_thr = d_thr - g * reset.to(g.dtype)
             d_thr = d_thr.sum_to_size(thr_shape)
-        return d_input, d_prev, d_beta, d_thr, None, None
+        return d_input, d_prev, d_beta, d_thr, None, None, None
 
 
-def leaky_step(input_, mem, beta, threshold, surrogate, reset_mode: int):
-    """``(spk, mem)`` of one step; see :class:`LeakyStep`."""
-    return LeakyStep.apply(input_, mem, beta, threshold, surrogate, reset_mode)
+def leaky_step(input_, mem, beta, threshold, surrogate, reset_mode: int, backend=None):
+    """``(spk, mem)`` of one step; see :class:`LeakyStep` (``backend``: as the layers', ``None`` the default)."""
+    return LeakyStep.apply(input_, mem, beta, threshold, surrogate, reset_mode, backend)
