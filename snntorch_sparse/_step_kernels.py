@@ -22,6 +22,7 @@ otherwise it runs the same computation as PyTorch operations.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -32,15 +33,29 @@ __all__ = ["usable", "forward", "windowed_grad"]
 _DTYPES = (torch.float32, torch.float64)
 
 
+_USABLE: dict = {}
+
+
 def usable(backend, t: torch.Tensor) -> bool:
     """True when the compiled per-step kernels run for tensors like ``t`` under ``backend``."""
     if t.device.type != "cpu" or t.dtype not in _DTYPES or t.dim() == 0 or torch.compiler.is_compiling():
         return False
-    from .ops import get_backend
-    ops = get_backend(backend, t.device)
-    if getattr(ops, "__name__", "").rpartition(".")[2] != "compiled":
-        return False
-    return hasattr(torch.ops.snntorch_sparse, "leaky_step_grad")
+    key = (backend, os.environ.get("SNNTORCH_SPARSE_BACKEND"))
+    ok = _USABLE.get(key)
+    if ok is None:
+        from .ops import get_backend
+        ops = get_backend(backend, t.device)
+        ok = (getattr(ops, "__name__", "").rpartition(".")[2] == "compiled"
+              and hasattr(torch.ops.snntorch_sparse, "leaky_step_grad"))
+        _USABLE[key] = ok
+    return ok
+
+
+def _as_rows(t: torch.Tensor, rows: int, feats: int) -> torch.Tensor:
+    """``t`` as a contiguous ``[rows, feats]`` tensor (itself when it already is one)."""
+    if t.dim() == 2 and t.is_contiguous():
+        return t
+    return t.contiguous().view(rows, feats)
 
 
 def _rows_features(t: torch.Tensor):
@@ -72,10 +87,12 @@ def forward(input_, mem, beta_c, threshold, reset_mode: int, need_reset: bool):
         return None
     shape = input_.shape
     rows, feats = _rows_features(input_)
-    spk, new, shift, reset, prev = torch.ops.snntorch_sparse.leaky_step_forward(
-        input_.contiguous().view(rows, feats), mem.contiguous().view(rows, feats), b, th, reset_mode, need_reset)
-    return (spk.view(shape), new.view(shape), shift.view(shape), reset.view(shape) if need_reset else None,
-            prev.view(shape) if reset_mode == 1 else None)
+    out = torch.ops.snntorch_sparse.leaky_step_forward(
+        _as_rows(input_, rows, feats), _as_rows(mem, rows, feats), b, th, reset_mode, need_reset)
+    if input_.dim() != 2:
+        out = [o.view(shape) if o.numel() else o for o in out]
+    spk, new, shift, reset, prev = out
+    return spk, new, shift, reset if need_reset else None, prev if reset_mode == 1 else None
 
 
 def _closed_form(sg):
@@ -112,11 +129,10 @@ def windowed_grad(sg, shift: torch.Tensor, d_spk: torch.Tensor, d_mem):
         else:
             window = torch.tensor([float(bth)], dtype=shift.dtype)
     kind, p1, p2 = _closed_form(sg)
-    full = None if kind else sg.derivative(shift).contiguous().view(rows, feats)
+    full = None if kind else _as_rows(sg.derivative(shift), rows, feats)
     g, win, gn, n_active = torch.ops.snntorch_sparse.leaky_step_grad(
-        shift.contiguous().view(rows, feats), full, kind, p1, p2, d_spk.contiguous().view(rows, feats),
-        None if d_mem is None else d_mem.contiguous().view(rows, feats), window, gain, stride, k,
-        1.0 / fraction)
+        _as_rows(shift, rows, feats), full, kind, p1, p2, _as_rows(d_spk, rows, feats),
+        None if d_mem is None else _as_rows(d_mem, rows, feats), window, gain, stride, k, 1.0 / fraction)
     total = shift.numel()
     recorded = win if sg.adaptive else sg.bth
     sg.record(n_active, total, recorded)
@@ -124,4 +140,4 @@ def windowed_grad(sg, shift: torch.Tensor, d_spk: torch.Tensor, d_mem):
     monitor = getattr(sg, "monitor", None)
     if monitor is not None:
         monitor.update(n_active, total, recorded, fixed=not sg.adaptive)
-    return g.view(shift.shape)
+    return g if shift.dim() == 2 else g.view(shift.shape)

@@ -29,6 +29,17 @@ taken here from the saved :math:`U - \theta`):
 where :math:`U'_{prev}` is :math:`(1 - R)\,U_{prev}` for reset-to-zero, else
 :math:`U_{prev}`; sums reduce over broadcast dimensions. These are exactly the
 gradients snnTorch's autograd computes for the same clamped surrogate.
+
+With the compiled backend (the default where it builds) a step on contiguous
+float32/float64 CPU tensors, with ``beta`` and ``threshold`` scalar or one value
+per neuron, runs its forward and the :math:`g` of its backward as two C++
+kernels (:mod:`snntorch_sparse._step_kernels`): the forward and, for a fixed
+window, :math:`g` are bit-identical to the PyTorch operations below; for the
+adaptive window :math:`B_n` is bit-identical too (a selection) and the gain's
+two sums run in row order, so :math:`c_n` may differ from PyTorch's ``sum`` in
+its last bit (the :math:`c_n` used is the one recorded, ``last_gain``). A
+learnable threshold takes the PyTorch path in the backward (it needs
+:math:`g_S` apart).
 """
 from __future__ import annotations
 
