@@ -76,9 +76,11 @@ def _per_feature(p: torch.Tensor, like: torch.Tensor):
 
 
 def forward(input_, mem, beta_c, threshold, reset_mode: int, need_reset: bool):
-    """``(spk, new, shift, reset, prev)`` by the kernel, or ``None`` when it does not apply.
+    """``(spk, new, reset, prev)`` by the kernel, or ``None`` when it does not apply.
 
     ``reset`` (bool) is ``None`` unless ``need_reset``; ``prev`` is ``None`` unless ``reset_mode == 1``.
+    ``U - θ`` is not returned: :func:`windowed_grad` recomputes it from ``new`` (the same
+    subtraction, so the same bits), which saves one buffer per step.
     """
     if mem.shape != input_.shape or mem.dtype != input_.dtype or input_.numel() == 0:
         return None
@@ -91,8 +93,8 @@ def forward(input_, mem, beta_c, threshold, reset_mode: int, need_reset: bool):
         _as_rows(input_, rows, feats), _as_rows(mem, rows, feats), b, th, reset_mode, need_reset)
     if input_.dim() != 2:
         out = [o.view(shape) if o.numel() else o for o in out]
-    spk, new, shift, reset, prev = out
-    return spk, new, shift, reset if need_reset else None, prev if reset_mode == 1 else None
+    spk, new, reset, prev = out
+    return spk, new, reset if need_reset else None, prev if reset_mode == 1 else None
 
 
 def _closed_form(sg):
@@ -103,11 +105,18 @@ def _closed_form(sg):
     return 0, 0.0, 0.0
 
 
-def windowed_grad(sg, shift: torch.Tensor, d_spk: torch.Tensor, d_mem):
-    """``d_mem + d_spk · c σ'(shift) [|shift| < B]`` by the kernel (recorded on ``sg`` as
-    :func:`~snntorch_sparse.surrogate.windowed_derivative` does), or ``None`` when it does not apply."""
+def windowed_grad(sg, shift: torch.Tensor, d_spk: torch.Tensor, d_mem, threshold=None):
+    """``d_mem + d_spk · c σ'(x) [|x| < B]`` by the kernel (recorded on ``sg`` as
+    :func:`~snntorch_sparse.surrogate.windowed_derivative` does), or ``None`` when it does not apply.
+
+    ``x`` is ``shift``, or ``shift - threshold`` when ``threshold`` is given (``shift`` then is
+    the new membrane ``U``; the subtraction is the forward's, so ``x`` has the same bits).
+    """
     if shift.numel() == 0 or d_spk.dtype != shift.dtype or d_spk.shape != shift.shape or (
             d_mem is not None and (d_mem.dtype != shift.dtype or d_mem.shape != shift.shape)):
+        return None
+    th = torch.zeros(1, dtype=shift.dtype) if threshold is None else _per_feature(threshold, shift)
+    if th is None:
         return None
     rows, feats = _rows_features(shift)
     window = gain = None
@@ -129,9 +138,13 @@ def windowed_grad(sg, shift: torch.Tensor, d_spk: torch.Tensor, d_mem):
         else:
             window = torch.tensor([float(bth)], dtype=shift.dtype)
     kind, p1, p2 = _closed_form(sg)
-    full = None if kind else _as_rows(sg.derivative(shift), rows, feats)
+    full = None
+    if not kind:                                  # σ' from PyTorch, on U - θ itself
+        if threshold is not None:
+            shift, th = shift - threshold, torch.zeros(1, dtype=shift.dtype)
+        full = _as_rows(sg.derivative(shift), rows, feats)
     g, win, gn, n_active = torch.ops.snntorch_sparse.leaky_step_grad(
-        _as_rows(shift, rows, feats), full, kind, p1, p2, _as_rows(d_spk, rows, feats),
+        _as_rows(shift, rows, feats), th, full, kind, p1, p2, _as_rows(d_spk, rows, feats),
         None if d_mem is None else _as_rows(d_mem, rows, feats), window, gain, stride, k, 1.0 / fraction)
     total = shift.numel()
     recorded = win if sg.adaptive else sg.bth

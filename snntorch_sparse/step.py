@@ -61,8 +61,9 @@ class LeakyStep(torch.autograd.Function):
         need_reset = reset_mode == 1 or (reset_mode == 0 and ctx.needs_input_grad[3])
         done = _step_kernels.forward(input_, mem, beta_c, threshold, reset_mode, need_reset) if kernels else None
         if done is not None:
-            spk, new, shift, reset, prev = done
+            spk, new, reset, prev = done
             prev = mem if prev is None else prev
+            shift = None      # recomputed in the backward as new - threshold: the same bits, one buffer less
         else:
             reset = (mem - threshold) > 0
             reset_f = reset.to(dtype)
@@ -76,8 +77,10 @@ class LeakyStep(torch.autograd.Function):
                 new = beta_c * mem + input_
             shift = new - threshold
             spk = (shift > 0).to(dtype)
-        ctx.save_for_backward(shift, reset if reset_mode != 2 else None,
-                              prev if ctx.needs_input_grad[2] else None, beta)
+        ctx.save_for_backward(new if shift is None else shift, reset if reset_mode != 2 else None,
+                              prev if ctx.needs_input_grad[2] else None, beta,
+                              threshold if shift is None else None)
+        ctx.from_new = shift is None
         ctx.surrogate, ctx.reset_mode, ctx.kernels, ctx.backend = surrogate, reset_mode, kernels, backend
         ctx.shapes = (input_.shape, mem.shape, beta.shape, threshold.shape)
         ctx.set_materialize_grads(False)
@@ -85,13 +88,16 @@ class LeakyStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_spk, d_mem):
-        shift, reset, prev, beta = ctx.saved_tensors
+        shift, reset, prev, beta, threshold = ctx.saved_tensors
         sg, mode = ctx.surrogate, ctx.reset_mode
         in_shape, mem_shape, beta_shape, thr_shape = ctx.shapes
         g_spk = g = None
         if d_spk is not None and ctx.kernels and not ctx.needs_input_grad[3]:
-            g = _step_kernels.windowed_grad(sg, shift, d_spk, d_mem)   # d_mem + g_spk in one pass
+            # d_mem + g_spk in one pass (U - θ from the saved new membrane when the forward ran the kernel)
+            g = _step_kernels.windowed_grad(sg, shift, d_spk, d_mem, threshold if ctx.from_new else None)
         if g is None:
+            if ctx.from_new and d_spk is not None:
+                shift = shift - threshold       # the forward's subtraction: the same U - θ
             if d_spk is not None:
                 g_spk = d_spk * windowed_derivative(sg, shift)
             if g_spk is None and d_mem is None:

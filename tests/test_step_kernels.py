@@ -101,8 +101,9 @@ def test_adaptive_per_step_gradient_is_the_documented_rule_in_float64():
     seen = []
     grad_fn = _step_kernels.windowed_grad
 
-    def spy(sg, shift, d_spk, d_mem):
-        g = grad_fn(sg, shift, d_spk, d_mem)
+    def spy(sg, new, d_spk, d_mem, threshold=None):
+        g = grad_fn(sg, new, d_spk, d_mem, threshold)
+        shift = new if threshold is None else new - threshold
         seen.append((shift.detach().clone(), sg.last_window.clone(), sg.last_gain.clone()))
         return g
     _step_kernels.windowed_grad = spy
@@ -164,6 +165,7 @@ def test_the_kernels_are_skipped_where_they_do_not_apply():
     assert not _step_kernels.usable("auto", torch.zeros(()))
     x = torch.zeros(4, 6)
     assert _step_kernels.forward(x, x, torch.ones(3), torch.ones(()), 0, False) is None   # not per feature
+    assert _step_kernels.windowed_grad(sparse_atan(), x, x, None, torch.ones(3)) is None
     assert _step_kernels.forward(x, x, torch.ones((), dtype=torch.float64), torch.ones(()), 0, False) is None
     assert _step_kernels.forward(x, x, torch.ones(1, 6), torch.ones(6), 0, False) is not None
     sg = sparse_atan(bth=0.3).with_window(0.3, gain=torch.full((6,), 2.0))        # a frozen copy: PyTorch path

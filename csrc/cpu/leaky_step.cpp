@@ -68,10 +68,11 @@ inline void gain_sums(const T* __restrict__ mi, const T* __restrict__ di, const 
   }
 }
 
-template <typename T, int KIND>
-void window_and_gain(const T* shift, const T* full, T p1, T p2, int64_t F, int64_t rows, int64_t stride,
-                     int64_t k, T max_gain, T* window, T* gain) {
+template <typename T, int KIND, bool TN>
+void window_and_gain(const T* mem, const T* thr, const T* full, T p1, T p2, int64_t F, int64_t rows,
+                     int64_t stride, int64_t k, T max_gain, T* window, T* gain) {
   const int64_t rs = (rows + stride - 1) / stride;   // rows of shift[::stride]
+  const T t0 = thr[0];
   constexpr int64_t kBlock = 64;
   at::parallel_for(0, F, kBlock, [&](int64_t f0, int64_t f1) {
     std::vector<T> mag(static_cast<size_t>(kBlock * rs)), der(static_cast<size_t>(kBlock * rs));
@@ -80,15 +81,16 @@ void window_and_gain(const T* shift, const T* full, T p1, T p2, int64_t F, int64
     for (int64_t b0 = f0; b0 < f1; b0 += kBlock) {
       const int64_t nb = std::min(kBlock, f1 - b0);
       for (int64_t i = 0; i < rs; ++i) {          // the sampled rows of this block of features
-        const T* s = shift + (i * stride) * F + b0;
+        const T* s = mem + (i * stride) * F + b0;
+        const T* tb = TN ? thr + b0 : thr;
         T* mi = mag.data() + i * nb;
         T* di = der.data() + i * nb;
-        for (int64_t j = 0; j < nb; ++j) mi[j] = std::abs(s[j]);
+        for (int64_t j = 0; j < nb; ++j) mi[j] = std::abs(s[j] - (TN ? tb[j] : t0));
         if (KIND == 0) {
           const T* d = full + (i * stride) * F + b0;
           for (int64_t j = 0; j < nb; ++j) di[j] = d[j];
         } else {
-          for (int64_t j = 0; j < nb; ++j) di[j] = derivative<T, KIND>(s[j], p1, p2);
+          for (int64_t j = 0; j < nb; ++j) di[j] = derivative<T, KIND>(s[j] - (TN ? tb[j] : t0), p1, p2);
         }
       }
       // B_n: a selection among the sampled |U - θ|. The k + 1 smallest of each
@@ -134,16 +136,17 @@ void window_and_gain(const T* shift, const T* full, T p1, T p2, int64_t F, int64
 }
 
 // One row of g = d_mem + d_spk * (gain *) [|x| < B] σ'(x); returns its active count.
-template <typename T, int KIND, bool PW, bool GAIN, bool MEM>
-int64_t grad_row(const T* __restrict__ s, const T* __restrict__ full, T p1, T p2, const T* __restrict__ ds,
-                 const T* __restrict__ dm, const T* __restrict__ w, const T* __restrict__ gn, int64_t F,
-                 T* __restrict__ g) {
+template <typename T, int KIND, bool PW, bool GAIN, bool MEM, bool TN>
+int64_t grad_row(const T* __restrict__ s, const T* __restrict__ tp, const T* __restrict__ full, T p1, T p2,
+                 const T* __restrict__ ds, const T* __restrict__ dm, const T* __restrict__ w,
+                 const T* __restrict__ gn, int64_t F, T* __restrict__ g) {
   using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
   I active = 0;
   const T w0 = w[0];
   const T g0 = GAIN ? gn[0] : T(1);
+  const T t0 = tp[0];
   for (int64_t f = 0; f < F; ++f) {
-    const T x = s[f];
+    const T x = s[f] - (TN ? tp[f] : t0);
     const bool in = std::abs(x) < (PW ? w[f] : w0);
     active += in ? I(1) : I(0);
     const T der = KIND == 0 ? full[f] : derivative<T, KIND>(x, p1, p2);
@@ -156,15 +159,15 @@ int64_t grad_row(const T* __restrict__ s, const T* __restrict__ full, T p1, T p2
   return static_cast<int64_t>(active);
 }
 
-template <typename T, int KIND, bool PW, bool GAIN, bool MEM>
-int64_t grad_rows(const T* shift, const T* full, T p1, T p2, const T* d_spk, const T* d_mem, const T* window,
-                  const T* gain, int64_t F, int64_t rows, T* g) {
+template <typename T, int KIND, bool PW, bool GAIN, bool MEM, bool TN>
+int64_t grad_rows(const T* mem, const T* thr, const T* full, T p1, T p2, const T* d_spk, const T* d_mem,
+                  const T* window, const T* gain, int64_t F, int64_t rows, T* g) {
   std::vector<int64_t> counts(static_cast<size_t>(rows), 0);
   at::parallel_for(0, rows, 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t o = r * F;
-      counts[r] = grad_row<T, KIND, PW, GAIN, MEM>(shift + o, KIND == 0 ? full + o : nullptr, p1, p2, d_spk + o,
-                                                   MEM ? d_mem + o : nullptr, window, gain, F, g + o);
+      counts[r] = grad_row<T, KIND, PW, GAIN, MEM, TN>(mem + o, thr, KIND == 0 ? full + o : nullptr, p1, p2,
+                                                       d_spk + o, MEM ? d_mem + o : nullptr, window, gain, F, g + o);
     }
   });
   int64_t total = 0;
@@ -172,12 +175,12 @@ int64_t grad_rows(const T* shift, const T* full, T p1, T p2, const T* d_spk, con
   return total;
 }
 
-template <typename T, int KIND>
-int64_t grad_dispatch(bool pw, bool has_gain, bool has_mem, const T* shift, const T* full, T p1, T p2,
-                      const T* d_spk, const T* d_mem, const T* window, const T* gain, int64_t F, int64_t rows,
+template <typename T, int KIND, bool TN>
+int64_t grad_dispatch(bool pw, bool has_gain, bool has_mem, const T* mem, const T* thr, const T* full, T p1,
+                      T p2, const T* d_spk, const T* d_mem, const T* window, const T* gain, int64_t F, int64_t rows,
                       T* g) {
 #define SNN_GRAD(PW_, G_, M_) \
-  return grad_rows<T, KIND, PW_, G_, M_>(shift, full, p1, p2, d_spk, d_mem, window, gain, F, rows, g)
+  return grad_rows<T, KIND, PW_, G_, M_, TN>(mem, thr, full, p1, p2, d_spk, d_mem, window, gain, F, rows, g)
   if (pw) {
     if (has_gain) { if (has_mem) SNN_GRAD(true, true, true); else SNN_GRAD(true, true, false); }
     if (has_mem) SNN_GRAD(true, false, true); else SNN_GRAD(true, false, false);
@@ -193,44 +196,72 @@ void check_2d(const char* name, const at::Tensor& t, const at::Tensor& like) {
               "leaky_step_grad: ", name, " must be a contiguous CPU tensor of shift's shape and dtype");
 }
 
+template <typename T, int KIND>
+void window_for(bool tn, const T* mem, const T* thr, const T* full, T p1, T p2, int64_t F, int64_t rows,
+                int64_t stride, int64_t k, T max_gain, T* window, T* gain) {
+  if (tn) window_and_gain<T, KIND, true>(mem, thr, full, p1, p2, F, rows, stride, k, max_gain, window, gain);
+  else window_and_gain<T, KIND, false>(mem, thr, full, p1, p2, F, rows, stride, k, max_gain, window, gain);
+}
+
+template <typename T, int KIND>
+int64_t grad_for(bool tn, bool pw, bool has_gain, bool has_mem, const T* mem, const T* thr, const T* full, T p1,
+                 T p2, const T* d_spk, const T* d_mem, const T* window, const T* gain, int64_t F, int64_t rows,
+                 T* g) {
+  if (tn)
+    return grad_dispatch<T, KIND, true>(pw, has_gain, has_mem, mem, thr, full, p1, p2, d_spk, d_mem, window, gain,
+                                        F, rows, g);
+  return grad_dispatch<T, KIND, false>(pw, has_gain, has_mem, mem, thr, full, p1, p2, d_spk, d_mem, window, gain,
+                                       F, rows, g);
+}
+
+// x = mem - threshold (threshold: 1 or F values; zero when mem already is U - θ).
 // Returns (g [rows, F], window [F] or the given one, gain [F] or the given one / empty, n_active).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, int64_t> leaky_step_grad_cpu(
-    const at::Tensor& shift, const std::optional<at::Tensor>& full_, int64_t kind, double p1, double p2,
-    const at::Tensor& d_spk, const std::optional<at::Tensor>& d_mem_, const std::optional<at::Tensor>& window_,
-    const std::optional<at::Tensor>& gain_, int64_t stride, int64_t k, double max_gain) {
-  TORCH_CHECK(shift.dim() == 2 && shift.device().is_cpu() && shift.is_contiguous(),
-              "leaky_step_grad: shift must be a contiguous CPU [rows, features] tensor");
-  TORCH_CHECK(shift.scalar_type() == at::kFloat || shift.scalar_type() == at::kDouble,
+    const at::Tensor& mem, const at::Tensor& threshold, const std::optional<at::Tensor>& full_, int64_t kind,
+    double p1, double p2, const at::Tensor& d_spk, const std::optional<at::Tensor>& d_mem_,
+    const std::optional<at::Tensor>& window_, const std::optional<at::Tensor>& gain_, int64_t stride, int64_t k,
+    double max_gain) {
+  TORCH_CHECK(mem.dim() == 2 && mem.device().is_cpu() && mem.is_contiguous(),
+              "leaky_step_grad: mem must be a contiguous CPU [rows, features] tensor");
+  TORCH_CHECK(mem.scalar_type() == at::kFloat || mem.scalar_type() == at::kDouble,
               "leaky_step_grad: float32 or float64 only");
+  const int64_t rows = mem.size(0), F = mem.size(1);
+  const at::Tensor th = threshold.contiguous();
+  TORCH_CHECK(th.scalar_type() == mem.scalar_type() && (th.numel() == 1 || th.numel() == F),
+              "leaky_step_grad: threshold must hold 1 or F values of mem's dtype");
   const bool has_full = full_.has_value() && full_->defined();
   TORCH_CHECK(has_full || kind == 1 || kind == 2, "leaky_step_grad: give full or a closed-form kind (1, 2)");
-  if (has_full) check_2d("full", *full_, shift);
-  check_2d("d_spk", d_spk, shift);
+  if (has_full) check_2d("full", *full_, mem);
+  check_2d("d_spk", d_spk, mem);
   const bool has_mem = d_mem_.has_value() && d_mem_->defined();
-  if (has_mem) check_2d("d_mem", *d_mem_, shift);
-  const int64_t rows = shift.size(0), F = shift.size(1);
+  if (has_mem) check_2d("d_mem", *d_mem_, mem);
   TORCH_CHECK(stride >= 1, "leaky_step_grad: stride must be >= 1");
   const bool adaptive = !(window_.has_value() && window_->defined());
   at::Tensor window, gain;
   if (adaptive) {
     TORCH_CHECK(rows >= 1 && k >= 1, "leaky_step_grad: the adaptive window needs rows and k >= 1");
-    window = at::empty({F}, shift.options());
-    gain = at::empty({F}, shift.options());
+    window = at::empty({F}, mem.options());
+    gain = at::empty({F}, mem.options());
   } else {
     window = window_->contiguous();
-    TORCH_CHECK(window.scalar_type() == shift.scalar_type() && (window.numel() == 1 || window.numel() == F),
-                "leaky_step_grad: window must hold 1 or F values of shift's dtype");
+    TORCH_CHECK(window.scalar_type() == mem.scalar_type() && (window.numel() == 1 || window.numel() == F),
+                "leaky_step_grad: window must hold 1 or F values of mem's dtype");
     if (gain_.has_value() && gain_->defined()) {
       gain = gain_->contiguous();
-      TORCH_CHECK(gain.scalar_type() == shift.scalar_type() && (gain.numel() == 1 || gain.numel() == F),
-                  "leaky_step_grad: gain must hold 1 or F values of shift's dtype");
+      TORCH_CHECK(gain.scalar_type() == mem.scalar_type() && (gain.numel() == 1 || gain.numel() == F),
+                  "leaky_step_grad: gain must hold 1 or F values of mem's dtype");
     }
   }
-  at::Tensor g = at::empty_like(shift);
+  const bool pw = window.numel() == F && F != 1;
+  TORCH_CHECK(!gain.defined() || gain.numel() == 1 || F == 1 || (gain.numel() == F) == pw,
+              "leaky_step_grad: window and gain must both be per neuron or both scalar");
+  const bool tn = th.numel() == F && F != 1;
+  at::Tensor g = at::empty_like(mem);
   int64_t n_active = 0;
-  AT_DISPATCH_FLOATING_TYPES(shift.scalar_type(), "leaky_step_grad", [&] {
+  AT_DISPATCH_FLOATING_TYPES(mem.scalar_type(), "leaky_step_grad", [&] {
     using T = scalar_t;
-    const T* sp = shift.const_data_ptr<T>();
+    const T* mp = mem.const_data_ptr<T>();
+    const T* tp = th.const_data_ptr<T>();
     const T* fu = has_full ? full_->const_data_ptr<T>() : nullptr;
     const T a = static_cast<T>(p1), b = static_cast<T>(p2);
     const int64_t kd = has_full ? 0 : kind;
@@ -238,32 +269,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, int64_t> leaky_step_grad_cpu(
       T* wp = window.mutable_data_ptr<T>();
       T* gp = gain.mutable_data_ptr<T>();
       const T mg = static_cast<T>(max_gain);
-      if (kd == 0) window_and_gain<T, 0>(sp, fu, a, b, F, rows, stride, k, mg, wp, gp);
-      else if (kd == 1) window_and_gain<T, 1>(sp, fu, a, b, F, rows, stride, k, mg, wp, gp);
-      else window_and_gain<T, 2>(sp, fu, a, b, F, rows, stride, k, mg, wp, gp);
+      if (kd == 0) window_for<T, 0>(tn, mp, tp, fu, a, b, F, rows, stride, k, mg, wp, gp);
+      else if (kd == 1) window_for<T, 1>(tn, mp, tp, fu, a, b, F, rows, stride, k, mg, wp, gp);
+      else window_for<T, 2>(tn, mp, tp, fu, a, b, F, rows, stride, k, mg, wp, gp);
     }
-    const bool pw = window.numel() == F && F != 1;
-    TORCH_CHECK(!gain.defined() || (gain.numel() == F) == pw || gain.numel() == 1 || F == 1,
-                "leaky_step_grad: window and gain must both be per neuron or both scalar");
     const T* ds = d_spk.const_data_ptr<T>();
     const T* dm = has_mem ? d_mem_->const_data_ptr<T>() : nullptr;
     const T* wp = window.const_data_ptr<T>();
     const T* gp = gain.defined() ? gain.const_data_ptr<T>() : nullptr;
     T* gout = g.mutable_data_ptr<T>();
     if (kd == 0)
-      n_active = grad_dispatch<T, 0>(pw, gp != nullptr, has_mem, sp, fu, a, b, ds, dm, wp, gp, F, rows, gout);
+      n_active = grad_for<T, 0>(tn, pw, gp != nullptr, has_mem, mp, tp, fu, a, b, ds, dm, wp, gp, F, rows, gout);
     else if (kd == 1)
-      n_active = grad_dispatch<T, 1>(pw, gp != nullptr, has_mem, sp, fu, a, b, ds, dm, wp, gp, F, rows, gout);
+      n_active = grad_for<T, 1>(tn, pw, gp != nullptr, has_mem, mp, tp, fu, a, b, ds, dm, wp, gp, F, rows, gout);
     else
-      n_active = grad_dispatch<T, 2>(pw, gp != nullptr, has_mem, sp, fu, a, b, ds, dm, wp, gp, F, rows, gout);
+      n_active = grad_for<T, 2>(tn, pw, gp != nullptr, has_mem, mp, tp, fu, a, b, ds, dm, wp, gp, F, rows, gout);
   });
-  return {g, window, gain.defined() ? gain : at::empty({0}, shift.options()), n_active};
+  return {g, window, gain.defined() ? gain : at::empty({0}, mem.options()), n_active};
 }
 
 template <typename T, int MODE, bool BN, bool TN>
 void forward_row(const T* __restrict__ x, const T* __restrict__ m, const T* __restrict__ bp,
-                 const T* __restrict__ tp, int64_t F, T* __restrict__ s, T* __restrict__ u, T* __restrict__ d,
-                 T* __restrict__ pv) {
+                 const T* __restrict__ tp, int64_t F, T* __restrict__ s, T* __restrict__ u, T* __restrict__ pv) {
   const T b0 = bp[0], t0 = tp[0];
   for (int64_t f = 0; f < F; ++f) {
     const T be = BN ? bp[f] : b0, t = TN ? tp[f] : t0;
@@ -285,7 +312,6 @@ void forward_row(const T* __restrict__ x, const T* __restrict__ m, const T* __re
     }
     const T q = v - t;
     u[f] = v;
-    d[f] = q;
     s[f] = q > T(0) ? T(1) : T(0);
   }
 }
@@ -297,27 +323,27 @@ void reset_row(const T* __restrict__ m, const T* __restrict__ tp, int64_t F, boo
 }
 
 template <typename T, int MODE>
-void forward_flags(bool bn, bool tn, const T* x, const T* m, const T* bp, const T* tp, int64_t F, T* s, T* u, T* d,
-                   T* p) {
-  if (bn && tn) forward_row<T, MODE, true, true>(x, m, bp, tp, F, s, u, d, p);
-  else if (bn) forward_row<T, MODE, true, false>(x, m, bp, tp, F, s, u, d, p);
-  else if (tn) forward_row<T, MODE, false, true>(x, m, bp, tp, F, s, u, d, p);
-  else forward_row<T, MODE, false, false>(x, m, bp, tp, F, s, u, d, p);
+void forward_flags(bool bn, bool tn, const T* x, const T* m, const T* bp, const T* tp, int64_t F, T* s, T* u, T* p) {
+  if (bn && tn) forward_row<T, MODE, true, true>(x, m, bp, tp, F, s, u, p);
+  else if (bn) forward_row<T, MODE, true, false>(x, m, bp, tp, F, s, u, p);
+  else if (tn) forward_row<T, MODE, false, true>(x, m, bp, tp, F, s, u, p);
+  else forward_row<T, MODE, false, false>(x, m, bp, tp, F, s, u, p);
 }
 
 template <typename T>
 void forward_dispatch(int64_t mode, bool bn, bool tn, const T* x, const T* m, const T* bp, const T* tp, int64_t F,
-                      T* s, T* u, T* d, T* p) {
-  if (mode == 0) forward_flags<T, 0>(bn, tn, x, m, bp, tp, F, s, u, d, p);
-  else if (mode == 1) forward_flags<T, 1>(bn, tn, x, m, bp, tp, F, s, u, d, p);
-  else forward_flags<T, 2>(bn, tn, x, m, bp, tp, F, s, u, d, p);
+                      T* s, T* u, T* p) {
+  if (mode == 0) forward_flags<T, 0>(bn, tn, x, m, bp, tp, F, s, u, p);
+  else if (mode == 1) forward_flags<T, 1>(bn, tn, x, m, bp, tp, F, s, u, p);
+  else forward_flags<T, 2>(bn, tn, x, m, bp, tp, F, s, u, p);
 }
 
 // snnTorch's per-step Leaky update (step.py's PyTorch code, one pass). beta
 // (already clamped to [0, 1]) and threshold hold 1 or F values. Returns
-// (spk, new membrane, shift = new - θ, reset R = H(mem - θ) as bool (empty
-// unless need_reset), prev = (1 - R) * mem for reset-to-zero (else empty)).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_step_forward_cpu(
+// (spk, new membrane, reset R = H(mem - θ) as bool (empty unless need_reset),
+// prev = (1 - R) * mem for reset-to-zero (else empty)). U - θ is not kept: the
+// backward recomputes it from the new membrane (the same subtraction, the same bits).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_step_forward_cpu(
     const at::Tensor& input, const at::Tensor& mem, const at::Tensor& beta_c, const at::Tensor& threshold,
     int64_t reset_mode, bool need_reset) {
   TORCH_CHECK(input.dim() == 2 && input.device().is_cpu() && input.is_contiguous(),
@@ -332,7 +358,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_ste
   TORCH_CHECK(b.scalar_type() == input.scalar_type() && th.scalar_type() == input.scalar_type()
                   && (b.numel() == 1 || b.numel() == F) && (th.numel() == 1 || th.numel() == F),
               "leaky_step_forward: beta and threshold must hold 1 or F values of input's dtype");
-  at::Tensor spk = at::empty_like(input), nw = at::empty_like(input), sh = at::empty_like(input);
+  at::Tensor spk = at::empty_like(input), nw = at::empty_like(input);
   at::Tensor reset = need_reset ? at::empty(input.sizes(), input.options().dtype(at::kBool))
                                 : at::empty({0}, input.options().dtype(at::kBool));
   at::Tensor prev = reset_mode == 1 ? at::empty_like(input) : at::empty({0}, input.options());
@@ -345,12 +371,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_ste
     const bool bn = b.numel() == F && F != 1, tn = th.numel() == F && F != 1;
     T* s = spk.mutable_data_ptr<T>();
     T* u = nw.mutable_data_ptr<T>();
-    T* d = sh.mutable_data_ptr<T>();
     bool* r = need_reset ? reset.mutable_data_ptr<bool>() : nullptr;
     T* pv = reset_mode == 1 ? prev.mutable_data_ptr<T>() : nullptr;
     auto row = [&](int64_t o) {
       T* p = pv != nullptr ? pv + o : nullptr;
-      forward_dispatch<T>(reset_mode, bn, tn, x + o, m + o, bp, tp, F, s + o, u + o, d + o, p);
+      forward_dispatch<T>(reset_mode, bn, tn, x + o, m + o, bp, tp, F, s + o, u + o, p);
       if (r != nullptr) {
         if (tn) reset_row<T, true>(m + o, tp, F, r + o);
         else reset_row<T, false>(m + o, tp, F, r + o);
@@ -360,18 +385,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> leaky_ste
       for (int64_t i = r0; i < r1; ++i) row(i * F);
     });
   });
-  return {spk, nw, sh, reset, prev};
+  return {spk, nw, reset, prev};
 }
 
 }  // namespace
 }  // namespace snntorch_sparse
 
 TORCH_LIBRARY_FRAGMENT(snntorch_sparse, m) {
-  m.def("leaky_step_grad(Tensor shift, Tensor? full, int kind, float p1, float p2, Tensor d_spk, Tensor? d_mem, "
+  m.def("leaky_step_grad(Tensor mem, Tensor threshold, Tensor? full, int kind, float p1, float p2, Tensor d_spk, "
+        "Tensor? d_mem, "
         "Tensor? window, Tensor? gain, int stride, int k, float max_gain) -> (Tensor, Tensor, Tensor, int)");
   m.def("leaky_step_forward(Tensor input, Tensor mem, Tensor beta_c, Tensor threshold, int reset_mode, "
         "bool need_reset) "
-        "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+        "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(snntorch_sparse, CPU, m) {
