@@ -5,13 +5,18 @@ The tutorial-5 network (784-1000-10, beta 0.95, T=25, batch 128) with its own
 at each step instead of tutorial 5's static image: the converted model then
 cannot reuse ``fc1``'s output across steps (:mod:`snntorch_sparse.reuse`), and
 the per-step cost of the sparse neuron (its adaptive window) shows. Medians of
-repeated steps, dense and sparse interleaved::
+repeated steps (the first round dropped), the variants interleaved round by
+round. ``--reference`` adds the converted model with its neurons on the
+PyTorch path (``backend="reference"``: no per-step C++ kernels), ``--bth``
+a fixed window::
 
-    python benchmarks/own_forward_speed.py [--repeats 8]
+    python benchmarks/own_forward_speed.py [--repeats 8] [--reference] [--bth 0.2]
 """
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 import statistics
 import time
 
@@ -41,24 +46,44 @@ class Net(nn.Module):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=8)
+    p.add_argument("--reference", action="store_true", help="also time the sparse model on the PyTorch path")
+    p.add_argument("--bth", type=float, default=None, help="a fixed window (default: the adaptive one)")
+    p.add_argument("--out", help="also write the medians and every timed step to this JSON file")
     args = p.parse_args(argv)
     if args.repeats < 2:
         p.error(f"--repeats must be >= 2, got {args.repeats}")
     torch.manual_seed(0)
     dense = Net()
-    sparse = sps.sparsify(dense)
+    nets = {"dense": dense, "sparse": sps.sparsify(dense, bth=args.bth)}
+    if args.reference:
+        nets["sparse (PyTorch path)"] = ref = sps.sparsify(dense, bth=args.bth)
+        for m in ref.modules():
+            if isinstance(m, sps.SparseLeaky):
+                m.backend = "reference"
     x = (torch.rand(25, 128, 784) < 0.1).float()
     y = torch.randint(0, 10, (128,))
-    times = {"dense": [], "sparse": []}
+    times = {k: [] for k in nets}
     for _ in range(args.repeats):
-        for kind, net in (("dense", dense), ("sparse", sparse)):
+        for kind, net in nets.items():
             t0 = time.perf_counter()
             mem = net(x)
             sum(F.cross_entropy(mem[t], y) for t in range(x.shape[0])).backward()
             times[kind].append(time.perf_counter() - t0)
-    d, s = (statistics.median(times[k][1:]) for k in ("dense", "sparse"))
-    print(f"own-forward model, spikes changing every step: dense {1e3 * d:.0f} ms, sparse {1e3 * s:.0f} ms, "
-          f"step {d / s:.2f}x dense speed")
+    med = {k: statistics.median(v[1:]) for k, v in times.items()}
+    d = med["dense"]
+    window = "adaptive window" if args.bth is None else f"bth={args.bth}"
+    print(f"own-forward model, spikes changing every step ({window}, {torch.get_num_threads()} threads): "
+          f"dense {1e3 * d:.0f} ms, " + ", ".join(f"{k} {1e3 * v:.0f} ms ({d / v:.2f}x dense speed)"
+                                                for k, v in med.items() if k != "dense"))
+    if args.out:
+        import json
+        import platform
+
+        Path(args.out).write_text(json.dumps({
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "window": window, "repeats": args.repeats,
+            "median_step_s": med, "speedup": {k: d / v for k, v in med.items() if k != "dense"},
+            "steps_s": times}, indent=1))
 
 
 if __name__ == "__main__":

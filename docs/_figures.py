@@ -106,6 +106,16 @@ def measured_rows(root: Path = ROOT) -> list:
     tut = _load("tutorials-cpu.json", root)
     if tut:
         rows.append(tutorials.readme_row(tut))
+    own = _load("own-forward-cpu.json", root)
+    if own:
+        rows.append(_row("own-forward model fed spikes that change every step (tutorial-5 net 784-1000-10, T=25, "
+                         f"B=128, 10% input), `sparsify(net)` defaults ({own['machine']}, {own['threads']} threads)",
+                         "`python benchmarks/own_forward_speed.py --repeats 12 --out "
+                         "benchmarks/results/own-forward-cpu.json`",
+                         f"training step {own['speedup']['sparse']:.2f}x dense snnTorch's speed (medians of "
+                         f"{own['repeats'] - 1} steps: dense {1e3 * own['median_step_s']['dense']:.0f} ms, sparse "
+                         f"{1e3 * own['median_step_s']['sparse']:.0f} ms, on a machine shared with other jobs) "
+                         "(`own-forward-cpu.json`)"))
     demo = _load("demo-cpu.json", root)
     if demo:
         rows.append(_demo_row(demo))

@@ -209,7 +209,7 @@ class SparseLeaky(snn.Leaky):
         if self.mem.shape != input_.shape:
             self.mem = torch.zeros_like(input_, device=self.mem.device)
         spk, self.mem = leaky_step(input_, self.mem, self.beta, self.threshold, self.surrogate,
-                                   int(self.reset_mechanism_val))
+                                   int(self.reset_mechanism_val), self.backend)
         if self.output:
             return spk, self.mem
         if self.init_hidden:

@@ -17,11 +17,17 @@ layer's backward once (for ``nn.Linear``: one ``∂L/∂W`` GEMM over
 per-step computation up to float summation order. Nothing is kept from one call
 of the model to the next: the root module's forward hooks open and close the
 scope.
+
+An ``nn.Linear`` fed a *different* input at each step (spikes of the previous
+layer, a rate-coded input) gets its weight gradient summed in one buffer per
+call instead of once per step (:mod:`snntorch_sparse._weight_accum`).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from . import _weight_accum
 
 __all__ = ["ReuseScope", "enable_input_reuse", "disable_input_reuse", "REUSABLE"]
 
@@ -35,17 +41,20 @@ class ReuseScope:
     def __init__(self):
         self.active = False
         self.entries: dict = {}
+        self.proxies: dict = {}
 
     def begin(self, module, args):
         self.active = True
         self.entries.clear()
+        self.proxies = {}
 
     def end(self, module, args, output):
         self.active = False
         self.entries.clear()
+        self.proxies = {}
 
     def __getstate__(self):
-        return {"active": False, "entries": {}}
+        return {"active": False, "entries": {}, "proxies": {}}
 
 
 def _versions(module: nn.Module) -> tuple:
@@ -61,7 +70,11 @@ def _reusing_forward(self, x):
     if (hit is not None and hit[0] is x and hit[1] == x._version and hit[2] == _versions(self)
             and hit[3] == grad_mode and hit[4]._version == hit[5]):
         return hit[4]
-    y = type(self).__mro__[2].forward(self, x)
+    base = type(self).__mro__[2]
+    if base is nn.Linear and _weight_accum.usable(self, x):
+        y = _weight_accum.linear(self, x, scope.proxies)
+    else:
+        y = base.forward(self, x)
     scope.entries[id(self)] = (x, x._version, _versions(self), grad_mode, y, y._version)
     return y
 

@@ -29,11 +29,23 @@ taken here from the saved :math:`U - \theta`):
 where :math:`U'_{prev}` is :math:`(1 - R)\,U_{prev}` for reset-to-zero, else
 :math:`U_{prev}`; sums reduce over broadcast dimensions. These are exactly the
 gradients snnTorch's autograd computes for the same clamped surrogate.
+
+With the compiled backend (the default where it builds) a step on contiguous
+float32/float64 CPU tensors, with ``beta`` and ``threshold`` scalar or one value
+per neuron, runs its forward and the :math:`g` of its backward as two C++
+kernels (:mod:`snntorch_sparse._step_kernels`): the forward and, for a fixed
+window, :math:`g` are bit-identical to the PyTorch operations below; for the
+adaptive window :math:`B_n` is bit-identical too (a selection) and the gain's
+two sums run in row order, so :math:`c_n` may differ from PyTorch's ``sum`` in
+its last bit (the :math:`c_n` used is the one recorded, ``last_gain``). A
+learnable threshold takes the PyTorch path in the backward (it needs
+:math:`g_S` apart).
 """
 from __future__ import annotations
 
 import torch
 
+from . import _step_kernels
 from .surrogate import windowed_derivative
 
 __all__ = ["LeakyStep", "leaky_step"]
@@ -41,39 +53,56 @@ __all__ = ["LeakyStep", "leaky_step"]
 
 class LeakyStep(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input_, mem, beta, threshold, surrogate, reset_mode: int):
+    def forward(ctx, input_, mem, beta, threshold, surrogate, reset_mode: int, backend=None):
         dtype = input_.dtype
         beta_c = beta.clamp(0, 1)
-        reset = (mem - threshold) > 0
-        reset_f = reset.to(dtype)
-        prev = mem
-        if reset_mode == 0:
-            new = (beta_c * mem + input_) - reset_f * threshold
-        elif reset_mode == 1:
-            prev = (1 - reset_f) * mem
-            new = beta_c * prev + input_
+        kernels = _step_kernels.usable(backend, input_)
+        # the backward reads R for reset-to-zero and for a learnable threshold only
+        need_reset = reset_mode == 1 or (reset_mode == 0 and ctx.needs_input_grad[3])
+        done = _step_kernels.forward(input_, mem, beta_c, threshold, reset_mode, need_reset) if kernels else None
+        if done is not None:
+            spk, new, reset, prev = done
+            prev = mem if prev is None else prev
+            shift = None      # recomputed in the backward as new - threshold: the same bits, one buffer less
         else:
-            new = beta_c * mem + input_
-        shift = new - threshold
-        spk = (shift > 0).to(dtype)
-        ctx.save_for_backward(shift, reset if reset_mode != 2 else None,
-                              prev if ctx.needs_input_grad[2] else None, beta)
-        ctx.surrogate, ctx.reset_mode = surrogate, reset_mode
+            reset = (mem - threshold) > 0
+            reset_f = reset.to(dtype)
+            prev = mem
+            if reset_mode == 0:
+                new = (beta_c * mem + input_) - reset_f * threshold
+            elif reset_mode == 1:
+                prev = (1 - reset_f) * mem
+                new = beta_c * prev + input_
+            else:
+                new = beta_c * mem + input_
+            shift = new - threshold
+            spk = (shift > 0).to(dtype)
+        ctx.save_for_backward(new if shift is None else shift, reset if reset_mode != 2 else None,
+                              prev if ctx.needs_input_grad[2] else None, beta,
+                              threshold if shift is None else None)
+        ctx.from_new = shift is None
+        ctx.surrogate, ctx.reset_mode, ctx.kernels, ctx.backend = surrogate, reset_mode, kernels, backend
         ctx.shapes = (input_.shape, mem.shape, beta.shape, threshold.shape)
         ctx.set_materialize_grads(False)
         return spk, new
 
     @staticmethod
     def backward(ctx, d_spk, d_mem):
-        shift, reset, prev, beta = ctx.saved_tensors
+        shift, reset, prev, beta, threshold = ctx.saved_tensors
         sg, mode = ctx.surrogate, ctx.reset_mode
         in_shape, mem_shape, beta_shape, thr_shape = ctx.shapes
-        g_spk = None
-        if d_spk is not None:
-            g_spk = d_spk * windowed_derivative(sg, shift)
-        if g_spk is None and d_mem is None:
-            return None, None, None, None, None, None
-        g = g_spk if d_mem is None else (d_mem if g_spk is None else d_mem + g_spk)
+        g_spk = g = None
+        if d_spk is not None and ctx.kernels and not ctx.needs_input_grad[3]:
+            # d_mem + g_spk in one pass (U - θ from the saved new membrane when the forward ran the kernel)
+            g = _step_kernels.windowed_grad(sg, shift, d_spk, d_mem, threshold if ctx.from_new else None)
+        if g is None:
+            if ctx.from_new and d_spk is not None:
+                shift = shift - threshold       # the forward's subtraction: the same U - θ
+            if d_spk is not None:
+                g_spk = d_spk * windowed_derivative(sg, shift)
+            if g_spk is None and d_mem is None:
+                return None, None, None, None, None, None, None
+            g = g_spk if d_mem is None else (d_mem if g_spk is None else d_mem + g_spk)
         d_input = d_prev = d_beta = d_thr = None
         if ctx.needs_input_grad[0]:
             d_input = g.sum_to_size(in_shape) if g.shape != in_shape else g
@@ -90,9 +119,9 @@ class LeakyStep(torch.autograd.Function):
             if mode == 0:
                 d_thr = d_thr - g * reset.to(g.dtype)
             d_thr = d_thr.sum_to_size(thr_shape)
-        return d_input, d_prev, d_beta, d_thr, None, None
+        return d_input, d_prev, d_beta, d_thr, None, None, None
 
 
-def leaky_step(input_, mem, beta, threshold, surrogate, reset_mode: int):
-    """``(spk, mem)`` of one step; see :class:`LeakyStep`."""
-    return LeakyStep.apply(input_, mem, beta, threshold, surrogate, reset_mode)
+def leaky_step(input_, mem, beta, threshold, surrogate, reset_mode: int, backend=None):
+    """``(spk, mem)`` of one step; see :class:`LeakyStep` (``backend``: as the layers', ``None`` the default)."""
+    return LeakyStep.apply(input_, mem, beta, threshold, surrogate, reset_mode, backend)
