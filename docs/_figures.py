@@ -74,6 +74,9 @@ def substitutions(root: Path = ROOT) -> dict:
         r = _config(h1000, "shd_h1000")
         subs["h1000_snntorch_saved"] = f"{r['variants']['snntorch']['saved_bytes'] / MIB:.0f} MiB"
         subs["h1000_ours_saved"] = f"{r['variants']['sparse_event']['saved_bytes'] / MIB:.0f} MiB"
+    own = _load("own-forward-cpu.json", root)
+    if own:
+        subs["own_forward_speedup"] = f"{own['speedup']['sparse']:.2f}x"
     cpu = _load("cpu-2cores.json", root)
     if cpu:
         subs.update({f"cpu_shd_{k}": v for k, v in _bench_cells(_config(cpu, "shd")).items()})
