@@ -14,6 +14,7 @@ from .convert import desparsify, sparsify, TimeDistributed
 from .functional import LIFConfig, sparse_lif
 from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky
+from .state import install_hooks as _install_state_hooks
 from .surrogate import sparse_atan, sparse_fast_sigmoid, sparse_sigmoid, sparsify_surrogate
 
 __version__ = "0.1.0"
@@ -51,3 +52,4 @@ def register() -> None:
 
 
 register()
+_install_state_hooks()
