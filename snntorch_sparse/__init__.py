@@ -15,6 +15,7 @@ from .functional import LIFConfig, sparse_lif
 from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky
 from .state import install_hooks as _install_state_hooks
+from .synaptic import SparseLinearSynaptic, SparseSynaptic
 from .surrogate import sparse_atan, sparse_fast_sigmoid, sparse_sigmoid, sparsify_surrogate
 
 __version__ = "0.1.0"
@@ -22,6 +23,8 @@ __version__ = "0.1.0"
 __all__ = [
     "SparseLeaky",
     "SparseLinearLeaky",
+    "SparseSynaptic",
+    "SparseLinearSynaptic",
     "TimeDistributed",
     "sparsify",
     "desparsify",
@@ -42,6 +45,7 @@ def register() -> None:
     Only new names are added; nothing snnTorch already defines is replaced.
     """
     for name, obj in (("SparseLeaky", SparseLeaky), ("SparseLinearLeaky", SparseLinearLeaky),
+                      ("SparseSynaptic", SparseSynaptic), ("SparseLinearSynaptic", SparseLinearSynaptic),
                       ("sparsify", sparsify)):
         if getattr(_snn, name, obj) is obj:
             setattr(_snn, name, obj)

@@ -1,0 +1,166 @@
+"""SparseSynaptic / SparseLinearSynaptic vs snnTorch's Synaptic with the same clamped surrogate."""
+import pytest
+import snntorch as snn
+import torch
+from torch import nn
+
+import snntorch_sparse as sps
+from snntorch_sparse import SparseLinearSynaptic, SparseSynaptic
+from snntorch_sparse.surrogate import sparse_fast_sigmoid
+
+from helpers import rel_err
+
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+def _dense_run(fc, lif, x, syn0=None, mem0=None):
+    syn = lif.syn if syn0 is None else syn0
+    mem = lif.mem if mem0 is None else mem0
+    if syn0 is None:
+        syn, mem = lif.reset_mem()
+    spk_r, syn_r, mem_r = [], [], []
+    for t in range(x.shape[0]):
+        cur = fc(x[t]) if fc is not None else x[t]
+        spk, syn, mem = lif(cur, syn, mem)
+        spk_r.append(spk)
+        syn_r.append(syn)
+        mem_r.append(mem)
+    return torch.stack(spk_r), torch.stack(syn_r), torch.stack(mem_r)
+
+
+def _make(reset, learn, dtype, backend, n_in=14, n=9, seed=0, stateful=False):
+    torch.manual_seed(seed)
+    sg = sparse_fast_sigmoid(slope=25, bth=0.4)
+    fc = nn.Linear(n_in, n, dtype=dtype)
+    with torch.no_grad():
+        fc.weight.mul_(2.5)
+    dense = snn.Synaptic(alpha=0.75, beta=0.875, spike_grad=sg, reset_mechanism=reset,
+                         learn_alpha=learn, learn_beta=learn, learn_threshold=learn).to(dtype)
+    sparse = SparseLinearSynaptic(n_in, n, alpha=0.75, beta=0.875, spike_grad=sg, reset_mechanism=reset,
+                                  learn_alpha=learn, learn_beta=learn, learn_threshold=learn, output=True,
+                                  backend=backend, dtype=dtype, stateful=stateful)
+    with torch.no_grad():
+        sparse.fc.weight.copy_(fc.weight)
+        sparse.fc.bias.copy_(fc.bias)
+    return fc, dense, sparse
+
+
+def _params(fc, lif):
+    ps = [fc.weight, fc.bias]
+    for name in ("alpha", "beta", "threshold"):
+        p = getattr(lif, name)
+        if isinstance(p, nn.Parameter):
+            ps.append(p)
+    return ps
+
+
+@pytest.mark.parametrize("backend", ["reference", "compiled"])
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("learn", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("T,B", [(1, 1), (17, 4)])
+def test_linear_synaptic_matches_snntorch(backend, reset, learn, dtype, T, B):
+    fc, dense, sparse = _make(reset, learn, dtype, backend)
+    g = torch.Generator().manual_seed(2)
+    x = (torch.rand(T, B, 14, generator=g) < 0.4).to(dtype)
+    xd, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    sd, jd, md = _dense_run(fc, dense, xd)
+    ss, js, ms = sparse(xs)
+    assert torch.equal(sd, ss)
+    if dtype == torch.float64:
+        assert torch.equal(jd, js) and torch.equal(md, ms)
+    else:
+        torch.testing.assert_close(ms, md, rtol=1e-6, atol=1e-6)
+    w = torch.randn(T, B, 9, generator=g, dtype=dtype)
+    ((sd * w).sum() + (md * w).sum() + 0.3 * (jd * w).sum()).backward()
+    ((ss * w).sum() + (ms * w).sum() + 0.3 * (js * w).sum()).backward()
+    for a, b in zip(_params(sparse.fc, sparse) + [xs], _params(fc, dense) + [xd]):
+        assert a.grad is not None
+        assert rel_err(a.grad, b.grad.reshape(a.shape).to(a.dtype)) < TOL[dtype], a.shape
+
+
+@pytest.mark.parametrize("backend", ["reference", "compiled"])
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+def test_multi_step_neuron_with_initial_state(backend, reset):
+    """Whole-sequence SparseSynaptic from given (syn, mem), gradients to the states too."""
+    torch.manual_seed(4)
+    sg = sparse_fast_sigmoid(slope=25, bth=0.5)
+    T, B, N = 11, 3, 6
+    cur = torch.randn(T, B, N, dtype=torch.float64) * 0.6
+    s0, m0 = torch.randn(B, N, dtype=torch.float64) * 0.5, torch.randn(B, N, dtype=torch.float64) + 0.5
+    dense = snn.Synaptic(alpha=0.75, beta=0.875, spike_grad=sg, reset_mechanism=reset, learn_alpha=True,
+                         learn_beta=True, learn_threshold=True).double()
+    sparse = SparseSynaptic(alpha=0.75, beta=0.875, spike_grad=sg, reset_mechanism=reset, learn_alpha=True,
+                            learn_beta=True, learn_threshold=True, step_mode="multi", backend=backend).double()
+    cd, cs = cur.clone().requires_grad_(), cur.clone().requires_grad_()
+    sd0, ss0 = s0.clone().requires_grad_(), s0.clone().requires_grad_()
+    md0, ms0 = m0.clone().requires_grad_(), m0.clone().requires_grad_()
+    sd, jd, md = _dense_run(None, dense, cd, sd0, md0)
+    ss, js, ms = sparse(cs, ss0, ms0)
+    assert torch.equal(sd, ss) and torch.equal(jd, js) and torch.equal(md, ms)
+    w = torch.randn(T, B, N, dtype=torch.float64)
+    ((sd * w).sum() + (md * w).sum()).backward()
+    ((ss * w).sum() + (ms * w).sum()).backward()
+    for a, b in ((cs, cd), (ss0, sd0), (ms0, md0), (sparse.alpha, dense.alpha), (sparse.beta, dense.beta),
+                 (sparse.threshold, dense.threshold)):
+        assert rel_err(a.grad, b.grad.to(a.grad.dtype)) < 1e-10
+
+
+def test_single_step_is_snntorch():
+    sg = sparse_fast_sigmoid(slope=25, bth=0.5)
+    dense = snn.Synaptic(alpha=0.75, beta=0.875, spike_grad=sg).double()
+    sparse = SparseSynaptic(alpha=0.75, beta=0.875, spike_grad=sg).double()
+    assert isinstance(sparse, snn.Synaptic)
+    x = torch.randn(8, 3, 5, dtype=torch.float64)
+    a = _dense_run(None, dense, x)
+    b = _dense_run(None, sparse, x)
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_chunked_linear_synaptic(detach):
+    """Chunks with carried (syn, mem): same outputs and (truncated-BPTT) gradients as snnTorch."""
+    fc, dense, sparse = _make("subtract", True, torch.float64, None, stateful=True)
+    x = (torch.rand(25, 3, 14) < 0.4).double()
+    w = torch.randn(25, 3, 9, dtype=torch.float64)
+    syn, mem = dense.reset_mem()
+    total_d, total_s, t0 = 0, 0, 0
+    for c in (9, 1, 15):
+        sp, me = [], []
+        for t in range(t0, t0 + c):
+            s, syn, mem = dense(fc(x[t]), syn, mem)
+            sp.append(s)
+            me.append(mem)
+        ld = (torch.stack(sp) * w[t0:t0 + c]).sum() + (torch.stack(me) * w[t0:t0 + c]).sum()
+        ss, js, ms = sparse(x[t0:t0 + c])
+        assert torch.equal(torch.stack(sp), ss) and torch.equal(torch.stack(me), ms)
+        ls = (ss * w[t0:t0 + c]).sum() + (ms * w[t0:t0 + c]).sum()
+        if detach:
+            ld.backward()
+            ls.backward()
+            syn, mem = syn.detach(), mem.detach()
+            snn.Synaptic.detach_hidden()
+            assert sparse.mem.grad_fn is None
+        else:
+            total_d, total_s = total_d + ld, total_s + ls
+        t0 += c
+    if not detach:
+        total_d.backward()
+        total_s.backward()
+    for a, b in zip(_params(sparse.fc, sparse), _params(fc, dense)):
+        assert rel_err(a.grad, b.grad.reshape(a.shape).to(a.dtype)) < 1e-10
+
+
+def test_registered_in_snntorch_namespace():
+    assert snn.SparseSynaptic is SparseSynaptic and snn.SparseLinearSynaptic is SparseLinearSynaptic
+    assert sps.SparseSynaptic is SparseSynaptic
+
+
+def test_gradcheck_decay_scan():
+    from snntorch_sparse.synaptic import decay_scan
+    for backend in ("reference", "compiled"):
+        cur = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
+        alpha = torch.tensor([0.3, 0.6, 0.9], dtype=torch.float64, requires_grad=True)
+        s0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda c, a, s: decay_scan(c, a, backend, s), (cur, alpha, s0))
