@@ -342,3 +342,95 @@ class SparseLinearSynaptic(StatefulMixin, nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"reset_mechanism={self.reset_mechanism!r}, spike_grad={self.surrogate!r}")
+
+
+# --- sparsify / desparsify (called from snntorch_sparse.convert) -------------------------------------
+
+def _multi_step_check(neuron, where: str) -> None:
+    bad = [name for name, on in (("inhibition=True", neuron.inhibition), ("state_quant", bool(neuron.state_quant)),
+                                 ("reset_delay=False", not neuron.reset_delay),
+                                 ("surrogate_disable=True", getattr(neuron, "surrogate_disable", False))) if on]
+    if bad:
+        raise ValueError(f"sparsify: the snn.Synaptic at {where} uses {', '.join(bad)}, which the multi-step "
+                         "sparse layers do not support; remove the option or keep this neuron in snnTorch")
+
+
+def _alpha_of(neuron, where: str):
+    alpha = as_float_param(neuron.alpha.detach().clone())
+    if not torch.isfinite(alpha).all():
+        raise ValueError(f"sparsify: alpha of the snn.Synaptic at {where} contains NaN or inf")
+    return alpha
+
+
+def sparse_synaptic_from(neuron, step_mode: str, bth, spike_grad, backend, where: str,
+                         active_fraction=None) -> SparseSynaptic:
+    """A :class:`SparseSynaptic` with ``neuron``'s parameters and options."""
+    from .convert import _beta_threshold, _check_shape, _is_param, _output_full
+    beta, threshold = _beta_threshold(neuron, where)
+    alpha = _alpha_of(neuron, where)
+    extra = {}
+    if step_mode == "multi":
+        _multi_step_check(neuron, where)
+        for name, t in (("alpha", alpha), ("beta", beta), ("threshold", threshold)):
+            _check_shape(t, name, where, None)
+    else:
+        extra = dict(surrogate_disable=getattr(neuron, "surrogate_disable", False), inhibition=neuron.inhibition,
+                     state_quant=neuron.state_quant, reset_delay=neuron.reset_delay)
+    sg = _output_full(resolve_surrogate(spike_grad if spike_grad is not None else neuron.spike_grad, bth,
+                                        active_fraction), neuron, active_fraction)
+    new = SparseSynaptic(alpha=alpha.clamp(0, 1), beta=beta.clamp(0, 1), threshold=threshold, spike_grad=sg,
+                         learn_alpha=_is_param(neuron.alpha), learn_beta=_is_param(neuron.beta),
+                         learn_threshold=_is_param(neuron.threshold), reset_mechanism=neuron.reset_mechanism,
+                         init_hidden=neuron.init_hidden, output=neuron.output, step_mode=step_mode,
+                         backend=backend, **extra)
+    with torch.no_grad():  # unclamped, as in snnTorch; the forward clamps
+        new.alpha.copy_(alpha)
+        new.beta.copy_(beta)
+    new.train(neuron.training)
+    return new.to(neuron.beta.device)
+
+
+def fuse_synaptic(linear: nn.Linear, neuron, bth, spike_grad, backend, where: str,
+                  active_fraction=None) -> SparseLinearSynaptic:
+    """``nn.Linear`` + ``snn.Synaptic`` as one :class:`SparseLinearSynaptic` (same parameters)."""
+    from .convert import _beta_threshold, _check_shape, _is_param, _output_full
+    _multi_step_check(neuron, where)
+    beta, threshold = _beta_threshold(neuron, where)
+    alpha = _alpha_of(neuron, where)
+    for name, t in (("alpha", alpha), ("beta", beta), ("threshold", threshold)):
+        _check_shape(t, name, where, linear.out_features)
+    sg = _output_full(resolve_surrogate(spike_grad if spike_grad is not None else neuron.spike_grad, bth,
+                                        active_fraction), neuron, active_fraction)
+    with torch.random.fork_rng(devices=[]):
+        layer = SparseLinearSynaptic(linear.in_features, linear.out_features, alpha=alpha.clamp(0, 1),
+                                     beta=beta.clamp(0, 1), threshold=threshold, spike_grad=sg,
+                                     bias=linear.bias is not None, learn_alpha=_is_param(neuron.alpha),
+                                     learn_beta=_is_param(neuron.beta),
+                                     learn_threshold=_is_param(neuron.threshold),
+                                     reset_mechanism=neuron.reset_mechanism, output=neuron.output,
+                                     backend=backend, device=linear.weight.device, dtype=linear.weight.dtype)
+    layer._monitor.name = f"{where} ({layer._monitor.name})"
+    with torch.no_grad():
+        layer.fc.weight.copy_(linear.weight)
+        if linear.bias is not None:
+            layer.fc.bias.copy_(linear.bias)
+        layer.alpha.copy_(alpha)
+        layer.beta.copy_(beta)
+    layer.train(neuron.training)
+    return layer
+
+
+def dense_synaptic_from(m, init_hidden: bool, output: bool) -> snn.Synaptic:
+    """The snnTorch ``Synaptic`` of a sparse one (its clamped surrogate kept)."""
+    from .convert import _is_param
+    extra = {}
+    if isinstance(m, snn.Synaptic):
+        extra = dict(surrogate_disable=getattr(m, "surrogate_disable", False), inhibition=m.inhibition,
+                     state_quant=m.state_quant, reset_delay=m.reset_delay)
+    neuron = snn.Synaptic(alpha=m.alpha.detach().clone(), beta=m.beta.detach().clone(),
+                          threshold=m.threshold.detach().clone(), spike_grad=m.surrogate,
+                          learn_alpha=_is_param(m.alpha), learn_beta=_is_param(m.beta),
+                          learn_threshold=_is_param(m.threshold), reset_mechanism=m.reset_mechanism,
+                          init_hidden=init_hidden, output=output, **extra)
+    neuron.train(m.training)
+    return neuron.to(m.beta.device)

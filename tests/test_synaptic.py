@@ -164,3 +164,54 @@ def test_gradcheck_decay_scan():
         alpha = torch.tensor([0.3, 0.6, 0.9], dtype=torch.float64, requires_grad=True)
         s0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradcheck(lambda c, a, s: decay_scan(c, a, backend, s), (cur, alpha, s0))
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_sparsify_desparsify_synaptic_sequential(reset):
+    """nn.Linear + snn.Synaptic fuse into SparseLinearSynaptic; a lone Synaptic becomes multi-step."""
+    torch.manual_seed(0)
+    sg = sparse_fast_sigmoid(slope=25, bth=0.4)
+    net = nn.Sequential(nn.Linear(10, 8), snn.Synaptic(alpha=0.7, beta=0.875, spike_grad=sg, init_hidden=True,
+                                                        reset_mechanism=reset),
+                        nn.Linear(8, 4), snn.Leaky(beta=0.875, spike_grad=sg, init_hidden=True, output=True)).double()
+    with torch.no_grad():
+        net[0].weight.mul_(3)
+    s = sps.sparsify(net, event_forward=False)
+    assert isinstance(s[0], SparseLinearSynaptic)
+    x = (torch.rand(12, 3, 10) < 0.4).double()
+    snn.utils.reset(net)
+    rec = [net(x[t]) for t in range(12)]
+    sd = torch.stack([r[0] for r in rec])
+    md = torch.stack([r[1] for r in rec])
+    ss, ms = s(x)
+    assert torch.equal(sd, ss) and torch.equal(md, ms)
+    md.sum().backward()
+    ms.sum().backward()
+    assert rel_err(s[0].fc.weight.grad, net[0].weight.grad) < 1e-10
+    back = sps.desparsify(s)
+    assert type(back[1]) is snn.Synaptic and back[1].reset_mechanism == reset
+    assert torch.equal(back[0].weight, net[0].weight)
+    lone = sps.sparsify(nn.Sequential(snn.Synaptic(alpha=0.7, beta=0.9, init_hidden=True)))
+    assert isinstance(lone[0], SparseSynaptic) and lone[0].multi_step
+
+
+def test_sparsify_custom_forward_synaptic():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(5, 4)
+            self.lif = snn.Synaptic(alpha=0.7, beta=0.9)
+
+        def forward(self, x):
+            syn, mem = self.lif.reset_mem()
+            out = []
+            for t in range(x.shape[0]):
+                spk, syn, mem = self.lif(self.fc(x[t]), syn, mem)
+                out.append(spk)
+            return torch.stack(out)
+
+    net = Net()
+    s = sps.sparsify(net)
+    assert type(s.lif) is SparseSynaptic and not s.lif.multi_step
+    assert s(torch.rand(6, 2, 5)).shape == (6, 2, 4)
+    assert type(sps.desparsify(s).lif) is snn.Synaptic
