@@ -72,8 +72,8 @@ def _per_neuron_leaky(model: nn.Module) -> nn.Module:
     for m in mods:
         if isinstance(m, nn.Linear):
             width = m.out_features
-        elif isinstance(m, snn.Leaky) and width is not None:
-            for name in ("beta", "threshold"):
+        elif isinstance(m, (snn.Leaky, snn.Synaptic)) and width is not None:
+            for name in ("alpha", "beta", "threshold") if isinstance(m, snn.Synaptic) else ("beta", "threshold"):
                 v = getattr(m, name)
                 if v.numel() == 1:
                     vec = v.detach().reshape(1).expand(width).clone()
@@ -112,7 +112,7 @@ def export_to_nir(model: nn.Module, sample_data: torch.Tensor, model_name: str =
         sample_data = sample_data[0]
     dense = _per_neuron_leaky(dense).cpu()
     resets = {name: m.reset_mechanism for name, m in dense.named_modules()
-              if isinstance(m, snn.Leaky)}
+              if isinstance(m, (snn.Leaky, snn.Synaptic))}
     was_training = dense.training
     dense.eval()
     sample = sample_data.detach().cpu().to(_param_dtype(dense))
@@ -218,6 +218,9 @@ def import_from_nir(graph, sparse: bool = False, reset_mechanism: Optional[str] 
             layers[key] = _leaky(node, str(recorded.get(name, reset_mechanism or "zero")), dtype,
                                  spike_grad)
             lif_names.append(key)
+        elif isinstance(node, nir.CubaLIF):
+            layers[key] = _synaptic(node, str(recorded.get(name, reset_mechanism or "zero")), dtype, spike_grad)
+            lif_names.append(key)
         elif isinstance(node, nir.Flatten):
             layers[key] = nn.Flatten(int(node.start_dim) + 1 if node.start_dim >= 0 else int(node.start_dim),
                                      int(node.end_dim) + 1 if node.end_dim >= 0 else int(node.end_dim))
@@ -249,3 +252,23 @@ def _leaky(node, reset_mechanism: str, dtype: torch.dtype, spike_grad) -> snn.Le
     # their dtype: move the neuron to ``dtype`` like the layers around it.
     return snn.Leaky(beta=beta_t, threshold=thr_t, init_hidden=True, spike_grad=spike_grad,
                      reset_mechanism=reset_mechanism).to(dtype)
+
+
+def _synaptic(node, reset_mechanism: str, dtype: torch.dtype, spike_grad) -> snn.Synaptic:
+    """A ``CubaLIF`` node as snnTorch writes it (``w_in = tau_syn/dt``, ``r = tau_mem/dt``) as ``snn.Synaptic``."""
+    if not np.allclose(np.asarray(node.v_leak), 0.0):
+        raise NotImplementedError("import_from_nir: CubaLIF nodes with v_leak != 0 are not supported")
+    tau_syn = np.asarray(node.tau_syn, dtype=np.float64)
+    tau_mem = np.asarray(node.tau_mem, dtype=np.float64)
+    if not (np.allclose(np.asarray(node.w_in) * _DT / tau_syn, 1.0) and np.allclose(np.asarray(node.r) * _DT / tau_mem, 1.0)):
+        raise NotImplementedError("import_from_nir: CubaLIF nodes need w_in = tau_syn/dt and r = tau_mem/dt "
+                                  "(as snnTorch writes them)")
+    vals = []
+    for v in (1.0 - _DT / tau_syn, 1.0 - _DT / tau_mem, np.asarray(node.v_threshold, dtype=np.float64)):
+        t = _tensor(v, dtype)
+        if t.numel() > 1 and bool((t == t.reshape(-1)[0]).all()):
+            t = t.reshape(-1)[0].clone()
+        vals.append(t)
+    alpha, beta, thr = vals
+    return snn.Synaptic(alpha=alpha, beta=beta, threshold=thr, init_hidden=True, spike_grad=spike_grad,
+                        reset_mechanism=reset_mechanism).to(dtype)

@@ -215,3 +215,35 @@ def test_sparsify_custom_forward_synaptic():
     assert type(s.lif) is SparseSynaptic and not s.lif.multi_step
     assert s(torch.rand(6, 2, 5)).shape == (6, 2, 4)
     assert type(sps.desparsify(s).lif) is snn.Synaptic
+
+
+def test_nir_roundtrip_synaptic():
+    pytest.importorskip("nir")
+    pytest.importorskip("nirtorch")
+    from snntorch_sparse.nir import export_to_nir, import_from_nir
+    torch.manual_seed(0)
+    sg = sparse_fast_sigmoid(slope=25, bth=0.4)
+    net = nn.Sequential(nn.Linear(10, 8), snn.Synaptic(alpha=0.75, beta=0.875, init_hidden=True, spike_grad=sg),
+                        nn.Linear(8, 4), snn.Leaky(beta=0.875, init_hidden=True, output=True, spike_grad=sg))
+    with torch.no_grad():
+        net[0].weight.mul_(3)
+    s = sps.sparsify(net, event_forward=False)
+    g = export_to_nir(s, torch.rand(5, 2, 10))
+    assert type(g.nodes["1"]).__name__ == "CubaLIF"
+    back = import_from_nir(g, sparse=True, spike_grad=sg, event_forward=False)
+    assert isinstance(back[0], SparseLinearSynaptic)
+    x = (torch.rand(9, 3, 10) < 0.4).float()
+    a, b = s(x), back(x)
+    assert torch.equal(a[0], b[0])
+    torch.testing.assert_close(a[1], b[1], rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoint_keys_synaptic():
+    from snntorch_sparse.checkpoint import to_dense_state_dict, to_sparse_state_dict
+    net = nn.Sequential(nn.Linear(10, 8), snn.Synaptic(alpha=0.7, beta=0.875, init_hidden=True, learn_alpha=True),
+                        nn.Linear(8, 4), snn.Leaky(beta=0.875, init_hidden=True, output=True))
+    s = sps.sparsify(net)
+    dense = sps.desparsify(s)
+    dense.load_state_dict(to_dense_state_dict(s))
+    s.load_state_dict(to_sparse_state_dict(s, dense.state_dict()))
+    assert torch.equal(dense[1].alpha, s[0].alpha)
