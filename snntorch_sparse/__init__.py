@@ -16,6 +16,7 @@ from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky
 from .state import install_hooks as _install_state_hooks
 from .synaptic import SparseLinearSynaptic, SparseSynaptic
+from .recurrent import SparseLinearRLeaky, SparseRLeaky
 from .surrogate import sparse_atan, sparse_fast_sigmoid, sparse_sigmoid, sparsify_surrogate
 
 __version__ = "0.1.0"
@@ -25,6 +26,8 @@ __all__ = [
     "SparseLinearLeaky",
     "SparseSynaptic",
     "SparseLinearSynaptic",
+    "SparseRLeaky",
+    "SparseLinearRLeaky",
     "TimeDistributed",
     "sparsify",
     "desparsify",
@@ -46,6 +49,7 @@ def register() -> None:
     """
     for name, obj in (("SparseLeaky", SparseLeaky), ("SparseLinearLeaky", SparseLinearLeaky),
                       ("SparseSynaptic", SparseSynaptic), ("SparseLinearSynaptic", SparseLinearSynaptic),
+                      ("SparseRLeaky", SparseRLeaky), ("SparseLinearRLeaky", SparseLinearRLeaky),
                       ("sparsify", sparsify)):
         if getattr(_snn, name, obj) is obj:
             setattr(_snn, name, obj)

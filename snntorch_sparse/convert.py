@@ -42,6 +42,7 @@ from ._validation import as_float_param
 from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky, resolve_surrogate
 from .reuse import disable_input_reuse, enable_input_reuse
+from .recurrent import SparseLinearRLeaky, SparseRLeaky, dense_rleaky_from, fuse_rleaky, sparse_rleaky_from
 from .synaptic import (SparseLinearSynaptic, SparseSynaptic, dense_synaptic_from, fuse_synaptic,
                        sparse_synaptic_from)
 
@@ -303,7 +304,12 @@ def _swap_neurons(module: nn.Module, bth, spike_grad, backend, active_fraction, 
             new = sparse_synaptic_from(child, "single", bth, spike_grad, backend, where, active_fraction)
             new.syn, new.mem = child.syn, child.mem
             setattr(module, name, new)
-        elif isinstance(child, snn.SpikingNeuron) and not isinstance(child, (SparseLeaky, SparseSynaptic)):
+        elif type(child) is snn.RLeaky:
+            new = sparse_rleaky_from(child, "single", bth, spike_grad, backend, where, active_fraction)
+            new.spk, new.mem = child.spk, child.mem
+            setattr(module, name, new)
+        elif isinstance(child, snn.SpikingNeuron) and not isinstance(child, (SparseLeaky, SparseSynaptic,
+                                                                               SparseRLeaky)):
             _refuse_neuron(child, where)
         else:
             _swap_neurons(child, bth, spike_grad, backend, active_fraction, f"{prefix}{name}.")
@@ -349,6 +355,15 @@ def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_for
             out.append(fuse_synaptic(m, nxt, bth, spike_grad, backend, nxt_where, active_fraction))
             i += 2
             continue
+        elif isinstance(m, nn.Linear) and type(nxt) is snn.RLeaky:
+            nxt_where = f"'{prefix}{items[i + 1][0]}'"
+            _require_hidden(nxt, nxt_where)
+            out.append(fuse_rleaky(m, nxt, bth, spike_grad, backend, nxt_where, active_fraction))
+            i += 2
+            continue
+        elif type(m) is snn.RLeaky or isinstance(m, SparseRLeaky):
+            _require_hidden(m, where)
+            out.append(sparse_rleaky_from(m, "multi", bth, spike_grad, backend, where, active_fraction))
         elif type(m) is snn.Synaptic or isinstance(m, SparseSynaptic):
             _require_hidden(m, where)
             out.append(sparse_synaptic_from(m, "multi", bth, spike_grad, backend, where, active_fraction))
@@ -438,6 +453,17 @@ def _desparsify_sequential(seq: nn.Sequential) -> nn.Sequential:
             out += [lin, dense_synaptic_from(m, init_hidden=True, output=m.output)]
         elif isinstance(m, SparseSynaptic):
             out.append(dense_synaptic_from(m, init_hidden=m.init_hidden, output=m.output))
+        elif isinstance(m, SparseLinearRLeaky):
+            lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
+                            device=m.weight.device, dtype=m.weight.dtype)
+            with torch.no_grad():
+                lin.weight.copy_(m.weight)
+                if m.bias is not None:
+                    lin.bias.copy_(m.bias)
+            lin.train(m.training)
+            out += [lin, dense_rleaky_from(m, init_hidden=True, output=m.output)]
+        elif isinstance(m, SparseRLeaky):
+            out.append(dense_rleaky_from(m, init_hidden=m.init_hidden, output=m.output))
         elif isinstance(m, SparseLeaky):
             out.append(_dense_leaky(m, init_hidden=m.init_hidden, output=m.output))
         elif isinstance(m, TimeDistributed):
@@ -469,6 +495,10 @@ def _unswap_neurons(module: nn.Module) -> None:
         elif isinstance(child, SparseSynaptic):
             new = dense_synaptic_from(child, init_hidden=child.init_hidden, output=child.output)
             new.syn, new.mem = child.syn, child.mem
+            setattr(module, name, new)
+        elif isinstance(child, SparseRLeaky):
+            new = dense_rleaky_from(child, init_hidden=child.init_hidden, output=child.output)
+            new.spk, new.mem = child.spk, child.mem
             setattr(module, name, new)
         else:
             _unswap_neurons(child)

@@ -112,7 +112,7 @@ def export_to_nir(model: nn.Module, sample_data: torch.Tensor, model_name: str =
         sample_data = sample_data[0]
     dense = _per_neuron_leaky(dense).cpu()
     resets = {name: m.reset_mechanism for name, m in dense.named_modules()
-              if isinstance(m, (snn.Leaky, snn.Synaptic))}
+              if isinstance(m, (snn.Leaky, snn.Synaptic, snn.RLeaky))}
     was_training = dense.training
     dense.eval()
     sample = sample_data.detach().cpu().to(_param_dtype(dense))
@@ -126,7 +126,8 @@ def export_to_nir(model: nn.Module, sample_data: torch.Tensor, model_name: str =
             graph = _snn_export(dense, sample[0], model_name=model_name, **kwargs)
     dense.train(was_training)
     graph.metadata = dict(graph.metadata or {})
-    graph.metadata[METADATA_KEY] = {k: v for k, v in resets.items() if k in graph.nodes}
+    graph.metadata[METADATA_KEY] = {k: v for k, v in resets.items()
+                                    if k in graph.nodes or f"{k}.lif" in graph.nodes}
     return graph
 
 
@@ -189,6 +190,7 @@ def import_from_nir(graph, sparse: bool = False, reset_mechanism: Optional[str] 
             :func:`~snntorch_sparse.surrogate.sparse_fast_sigmoid`.
     """
     nir = _require_nir()
+    graph = _collapse_recurrent(graph)
     order = _chain(graph)
     if order is None:
         from snntorch.import_nir import import_from_nir as _snn_import
@@ -217,6 +219,9 @@ def import_from_nir(graph, sparse: bool = False, reset_mechanism: Optional[str] 
         elif isinstance(node, nir.LIF):
             layers[key] = _leaky(node, str(recorded.get(name, reset_mechanism or "zero")), dtype,
                                  spike_grad)
+            lif_names.append(key)
+        elif isinstance(node, (nir.NIRGraph, _Recurrent)):
+            layers[key] = _rleaky(node, str(recorded.get(name, reset_mechanism or "zero")), dtype, spike_grad)
             lif_names.append(key)
         elif isinstance(node, nir.CubaLIF):
             layers[key] = _synaptic(node, str(recorded.get(name, reset_mechanism or "zero")), dtype, spike_grad)
@@ -272,3 +277,77 @@ def _synaptic(node, reset_mechanism: str, dtype: torch.dtype, spike_grad) -> snn
     alpha, beta, thr = vals
     return snn.Synaptic(alpha=alpha, beta=beta, threshold=thr, init_hidden=True, spike_grad=spike_grad,
                         reset_mechanism=reset_mechanism).to(dtype)
+
+
+class _Recurrent:
+    """A ``LIF`` node and its feedback weights (``<name>.lif`` <-> ``<name>.w_rec``), as one node."""
+
+    def __init__(self, lif, w_rec):
+        self.nodes = {"input": None, "lif": lif, "w_rec": w_rec, "output": None}
+
+
+class _Graph:
+    def __init__(self, nodes, edges, metadata):
+        self.nodes, self.edges, self.metadata = nodes, edges, metadata
+
+
+def _collapse_recurrent(graph):
+    """snnTorch writes an ``RLeaky`` as nodes ``<name>.lif`` and ``<name>.w_rec`` joined in a cycle:
+    make each such pair one node ``<name>`` so that the graph is a chain again."""
+    pairs = {}
+    for a, b in graph.edges:
+        if a.endswith(".lif") and b == a[:-4] + ".w_rec" and (b, a) in graph.edges:
+            pairs[a[:-4]] = (a, b)
+    if not pairs:
+        return graph
+    rename = {}
+    nodes = {}
+    for k, n in graph.nodes.items():
+        owner = next((p for p, ab in pairs.items() if k in ab), None)
+        if owner is None:
+            nodes[k] = n
+        elif owner not in nodes:
+            nodes[owner] = _Recurrent(graph.nodes[pairs[owner][0]], graph.nodes[pairs[owner][1]])
+        if owner is not None:
+            rename[k] = owner
+    edges = []
+    for a, b in graph.edges:
+        a2, b2 = rename.get(a, a), rename.get(b, b)
+        if a2 != b2:
+            edges.append((a2, b2))
+    return _Graph(nodes, edges, graph.metadata)
+
+
+def _rleaky(sub, reset_mechanism: str, dtype: torch.dtype, spike_grad) -> snn.RLeaky:
+    """A recurrent subgraph as snnTorch writes ``RLeaky`` (``LIF`` + ``Affine``/``Linear`` feedback)."""
+    nir = _require_nir()
+    lifs = [n for n in sub.nodes.values() if isinstance(n, nir.LIF)]
+    recs = [n for n in sub.nodes.values() if isinstance(n, (nir.Affine, nir.Linear))]
+    if isinstance(sub, _Recurrent) and lifs and not recs:
+        raise NotImplementedError("import_from_nir: unsupported recurrent weights")
+    if len(sub.nodes) != 4 or len(lifs) != 1 or len(recs) != 1:
+        raise NotImplementedError("import_from_nir: only snnTorch's RLeaky subgraphs (Input, LIF, "
+                                  "Affine/Linear feedback, Output) are supported as nested graphs")
+    leaky = _leaky(lifs[0], reset_mechanism, dtype, spike_grad)
+    w = _tensor(recs[0].weight, dtype)
+    n = w.shape[0]
+    diagonal = isinstance(recs[0], nir.Linear) and bool((w == torch.diag(torch.diagonal(w))).all())
+    with torch.random.fork_rng(devices=[]):
+        if diagonal:
+            neuron = snn.RLeaky(beta=leaky.beta, threshold=leaky.threshold, all_to_all=False,
+                                V=torch.diagonal(w).clone(), init_hidden=True, spike_grad=spike_grad,
+                                reset_mechanism=reset_mechanism)
+        else:
+            neuron = snn.RLeaky(beta=leaky.beta, threshold=leaky.threshold, linear_features=n, init_hidden=True,
+                                spike_grad=spike_grad, reset_mechanism=reset_mechanism)
+    neuron = neuron.to(dtype)
+    if diagonal:
+        neuron.recurrent.V = neuron.V
+    else:
+        with torch.no_grad():
+            neuron.recurrent.weight.copy_(w)
+            if isinstance(recs[0], nir.Affine):
+                neuron.recurrent.bias.copy_(_tensor(recs[0].bias, dtype))
+            else:
+                neuron.recurrent.bias.zero_()
+    return neuron
