@@ -51,9 +51,10 @@ from torch import nn
 from ._activity import ActivityMonitor
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
                           check_sequence, check_threshold, per_feature)
-from .fused_cpu import first_order_only
+from .fused_cpu import dense_grad, first_order_only
 from .functional import LIFConfig, _active_window
 from .neurons import resolve_surrogate
+from .ops import get_backend
 from .state import StatefulMixin, event_linear
 from .surrogate import frozen_copy
 
@@ -61,6 +62,10 @@ __all__ = ["SparseRLeaky", "SparseLinearRLeaky", "rleaky_sequence"]
 
 # Above this fraction of a step's entries active, the recurrent term of that step is one GEMM.
 _DENSE_STEP_FRACTION = 1.0 / 8
+
+
+def cfg_backend(ctx):
+    return getattr(ctx, "backend", None)
 
 
 def _reduce(grad_n: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
@@ -118,7 +123,7 @@ class _RLeakyScan(torch.autograd.Function):
         s0 = None if spk0 is None else spk0.to(dtype).expand(R, N)
         ctx.save_for_backward(weight, v, beta, threshold, beta_c, thr, act_idx, act_sg, spk_bool,
                               mem if learn_beta else None, u0, s0)
-        ctx.bounds, ctx.mode, ctx.shape = bounds, mode, (T, R, N)
+        ctx.bounds, ctx.mode, ctx.shape, ctx.backend = bounds, mode, (T, R, N), cfg.backend
         ctx.set_materialize_grads(False)
         return spk, mem
 
@@ -131,38 +136,21 @@ class _RLeakyScan(torch.autograd.Function):
         dtype, device = act_sg.dtype, act_sg.device
         wt = weight.t().contiguous() if weight is not None else None  # wt[n] = V[:, n]
         v_vec = None if weight is not None else per_feature(v, N, "V", act_sg)
-        a = torch.empty(T, R, N, dtype=dtype, device=device)
-        carry = torch.zeros(R, N, dtype=dtype, device=device)
-        g_all = torch.zeros(act_idx.numel(), dtype=dtype, device=device)
-        d_spk_flat = None if d_spk is None else d_spk.reshape(T, R * N)
-        for t in range(T - 1, -1, -1):
-            du = beta_c * carry
-            if d_mem is not None:
-                du = du + d_mem[t]
-            s, e = bounds[t], bounds[t + 1]
-            if e > s:
-                loc = act_idx[s:e] - t * R * N
-                ds = d_spk_flat[t].index_select(0, loc) if d_spk_flat is not None else \
-                    torch.zeros(e - s, dtype=dtype, device=device)
-                if t + 1 < T:
-                    b_i = torch.div(loc, N, rounding_mode="floor")
-                    n_i = loc - b_i * N
-                    if weight is None:
-                        ds = ds + carry.view(-1).index_select(0, loc) * v_vec.index_select(0, n_i)
-                    elif (e - s) > _DENSE_STEP_FRACTION * R * N:
-                        ds = ds + (carry @ weight).view(-1).index_select(0, loc)
-                    else:
-                        ds = ds + (carry.index_select(0, b_i) * wt.index_select(0, n_i)).sum(1)
-                g = ds * act_sg[s:e]
-                g_all[s:e] = g
-                du.view(-1).index_add_(0, loc, g)
-            if mode == 1:
-                if t > 0:
-                    du = du * (~spk_bool[t - 1]).to(dtype)
-                elif u0 is not None:
-                    du = du * (u0 - thr <= 0).to(dtype)
-            a[t] = du
-            carry = du
+        if d_spk is not None:
+            d_spk = dense_grad(d_spk).reshape(T, R, N)
+        if d_mem is not None:
+            d_mem = dense_grad(d_mem).reshape(T, R, N)
+        if _compiled_ok(ctx.backend, act_sg):
+            rows = torch.div(act_idx, N, rounding_mode="floor")
+            rowptr = torch.zeros(T * R + 1, dtype=torch.long, device=device)
+            rowptr[1:] = torch.bincount(rows, minlength=T * R).cumsum(0)
+            keep0 = (u0 - thr <= 0).to(dtype).contiguous() if mode == 1 and u0 is not None else None
+            a, g_all = torch.ops.snntorch_sparse.rleaky_backward(
+                rowptr, act_idx - rows * N, act_sg, d_spk, d_mem, beta_c, wt, v_vec,
+                spk_bool if mode == 1 else None, keep0, mode, T, R, N)
+        else:
+            a, g_all = _backward_loop(act_idx, act_sg, bounds, d_spk, d_mem, beta_c, weight, wt, v_vec, spk_bool,
+                                      u0, thr, mode, T, R, N)
         needs = ctx.needs_input_grad
         d_cur = a if needs[0] else None
         a2 = a.view(-1, N)
@@ -172,12 +160,13 @@ class _RLeakyScan(torch.autograd.Function):
             prev_spk[0] = s0
         dw = db = dv = dbeta = dthr = dmem0 = dspk0 = None
         if weight is not None and needs[1]:
-            # Σ_t a[t]ᵀ S[t-1] over the spike events only
-            ev = prev_spk.view(-1, N).nonzero()
-            dw = torch.zeros(N, N, dtype=dtype, device=device)
-            if ev.numel():
-                dw.index_add_(1, ev[:, 1], (a2.index_select(0, ev[:, 0]) *
-                                            prev_spk.view(-1, N)[ev[:, 0], ev[:, 1]].unsqueeze(1)).t())
+            # Σ_t a[t]ᵀ S[t-1] over the spike events only (the fused layers' sparse dW kernel)
+            ops = get_backend(cfg_backend(ctx), device)
+            ev = spk_bool[:-1].reshape(-1).nonzero().squeeze(1)
+            dw = ops.sparse_weight_grad(a[1:].reshape(-1, N), ev, None, N) if T > 1 else \
+                torch.zeros(N, N, dtype=dtype, device=device)
+            if s0 is not None:
+                dw = dw + a[0].t() @ s0
         if weight is not None and needs[2]:
             db = a2.sum(0)
         if weight is None and needs[3]:
@@ -206,6 +195,55 @@ class _RLeakyScan(torch.autograd.Function):
         if needs[7]:
             dspk0 = a[0] @ weight if weight is not None else a[0] * v_vec
         return d_cur, dw, db, dv, dbeta, dthr, dmem0, dspk0, None
+
+
+def _compiled_ok(backend, like: torch.Tensor) -> bool:
+    """The C++ backward applies: CPU, float32/64, and the compiled backend builds."""
+    if backend == "reference" or like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
+        return False
+    from .ops import compiled
+    if get_backend(backend, like.device) is not compiled:
+        return False
+    return hasattr(torch.ops.snntorch_sparse, "rleaky_backward")
+
+
+def _backward_loop(act_idx, act_sg, bounds, d_spk, d_mem, beta_c, weight, wt, v_vec, spk_bool, u0, thr,
+                   mode, T, R, N):
+    """Reference (pure PyTorch) form of the reverse-time loop: ``(a, g)``."""
+    dtype, device = act_sg.dtype, act_sg.device
+    a = torch.empty(T, R, N, dtype=dtype, device=device)
+    carry = torch.zeros(R, N, dtype=dtype, device=device)
+    g_all = torch.zeros(act_idx.numel(), dtype=dtype, device=device)
+    d_spk_flat = None if d_spk is None else d_spk.reshape(T, R * N)
+    for t in range(T - 1, -1, -1):
+        du = beta_c * carry
+        if d_mem is not None:
+            du = du + d_mem[t]
+        s, e = bounds[t], bounds[t + 1]
+        if e > s:
+            loc = act_idx[s:e] - t * R * N
+            ds = d_spk_flat[t].index_select(0, loc) if d_spk_flat is not None else \
+                torch.zeros(e - s, dtype=dtype, device=device)
+            if t + 1 < T:
+                b_i = torch.div(loc, N, rounding_mode="floor")
+                n_i = loc - b_i * N
+                if weight is None:
+                    ds = ds + carry.view(-1).index_select(0, loc) * v_vec.index_select(0, n_i)
+                elif (e - s) > _DENSE_STEP_FRACTION * R * N:
+                    ds = ds + (carry @ weight).view(-1).index_select(0, loc)
+                else:
+                    ds = ds + (carry.index_select(0, b_i) * wt.index_select(0, n_i)).sum(1)
+            g = ds * act_sg[s:e]
+            g_all[s:e] = g
+            du.view(-1).index_put_((loc,), g, accumulate=True)
+        if mode == 1:
+            if t > 0:
+                du = du * (~spk_bool[t - 1]).to(dtype)
+            elif u0 is not None:
+                du = du * (u0 - thr <= 0).to(dtype)
+        a[t] = du
+        carry = du
+    return a, g_all
 
 
 def rleaky_sequence(current, weight, bias, v, beta, threshold, cfg: LIFConfig, mem0=None, spk0=None):

@@ -36,7 +36,7 @@ def _run_dense(fc, lif, x, spk0=None, mem0=None):
     return torch.stack(srec), torch.stack(mrec)
 
 
-def _make(reset, all_to_all, learn, dtype, n_in=12, n=9, seed=0, stateful=False):
+def _make(reset, all_to_all, learn, dtype, n_in=12, n=9, seed=0, stateful=False, backend=None):
     torch.manual_seed(seed)
     sg = sparse_fast_sigmoid(slope=25, bth=0.4)
     fc = nn.Linear(n_in, n, dtype=dtype)
@@ -49,7 +49,7 @@ def _make(reset, all_to_all, learn, dtype, n_in=12, n=9, seed=0, stateful=False)
             dense.recurrent.weight.mul_(2.0)
     sparse = SparseLinearRLeaky(n_in, n, beta=0.875, spike_grad=sg, reset_mechanism=reset, all_to_all=all_to_all,
                                 V=V if V is not None else 1.0, learn_beta=learn, learn_threshold=learn,
-                                output=True, dtype=dtype, stateful=stateful)
+                                output=True, dtype=dtype, stateful=stateful, backend=backend)
     with torch.no_grad():
         sparse.fc.weight.copy_(fc.weight)
         sparse.fc.bias.copy_(fc.bias)
@@ -72,13 +72,14 @@ def _params(fc, lif, sparse_layer: bool):
     return ps
 
 
+@pytest.mark.parametrize("backend", ["reference", "compiled"])
 @pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
 @pytest.mark.parametrize("all_to_all", [True, False])
 @pytest.mark.parametrize("learn", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("T,B", [(1, 2), (19, 3)])
-def test_linear_rleaky_matches_snntorch(reset, all_to_all, learn, dtype, T, B):
-    fc, dense, sparse = _make(reset, all_to_all, learn, dtype)
+def test_linear_rleaky_matches_snntorch(backend, reset, all_to_all, learn, dtype, T, B):
+    fc, dense, sparse = _make(reset, all_to_all, learn, dtype, backend=backend)
     g = torch.Generator().manual_seed(5)
     x = (torch.rand(T, B, 12, generator=g) < 0.4).to(dtype)
     xd, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -94,9 +95,10 @@ def test_linear_rleaky_matches_snntorch(reset, all_to_all, learn, dtype, T, B):
         assert rel_err(a.grad, b.grad.reshape(a.shape).to(a.dtype)) < TOL[dtype], a.shape
 
 
-@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("backend", ["reference", "compiled"])
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
 @pytest.mark.parametrize("all_to_all", [True, False])
-def test_multi_step_neuron_initial_state(reset, all_to_all):
+def test_multi_step_neuron_initial_state(backend, reset, all_to_all):
     torch.manual_seed(2)
     sg = sparse_fast_sigmoid(slope=25, bth=0.5)
     T, B, N = 10, 3, 6
@@ -104,7 +106,7 @@ def test_multi_step_neuron_initial_state(reset, all_to_all):
     dense = snn.RLeaky(beta=0.875, spike_grad=sg, reset_mechanism=reset, learn_beta=True, learn_threshold=True,
                        **kw).double()
     sparse = SparseRLeaky(beta=0.875, spike_grad=sg, reset_mechanism=reset, learn_beta=True, learn_threshold=True,
-                          step_mode="multi", **kw).double()
+                          step_mode="multi", backend=backend, **kw).double()
     sparse.load_state_dict(dense.state_dict())
     if not all_to_all:
         dense.recurrent.V = dense.V
@@ -188,15 +190,15 @@ def test_gradcheck_rleaky():
     m0 = torch.randn(2, N, dtype=torch.float64).requires_grad_()
     s0 = torch.rand(2, N, dtype=torch.float64).requires_grad_()
     beta = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
-    for mode in (0, 1, 2):
+    for mode, backend in ((0, "reference"), (1, "reference"), (2, "reference"), (0, "compiled"), (1, "compiled")):
         def f(c, w, bb, m, s, be):
-            cfg = LIFConfig(surrogate=sg, reset_mode=mode)
+            cfg = LIFConfig(surrogate=sg, reset_mode=mode, backend=backend)
             spk, mem = rleaky_sequence(c, w, bb, None, be, torch.tensor(50.0, dtype=torch.float64), cfg, m, s)
             return mem
         assert torch.autograd.gradcheck(f, (cur, W, b, m0, s0, beta))
 
         def g(c, v, m, s, be):
-            cfg = LIFConfig(surrogate=sg, reset_mode=mode)
+            cfg = LIFConfig(surrogate=sg, reset_mode=mode, backend=backend)
             return rleaky_sequence(c, None, None, v, be, torch.tensor(50.0, dtype=torch.float64), cfg, m, s)[1]
         v = torch.randn(N, dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradcheck(g, (cur, v, m0, s0, beta))
