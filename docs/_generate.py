@@ -34,6 +34,9 @@ CORE = [
     "snntorch_sparse.ops.fused",
     "snntorch_sparse.fused_cpu",
     "snntorch_sparse.active_grad",
+    "snntorch_sparse.state",
+    "snntorch_sparse.synaptic",
+    "snntorch_sparse.recurrent",
 ]
 # Optional subpackages / tools: documented with their public submodules when they import.
 OPTIONAL = ["snntorch_sparse.data", "snntorch_sparse.bloc", "snntorch_sparse.bench",

@@ -187,6 +187,7 @@ class StatefulMixin:
 
     def _keep(self, name: str, final: torch.Tensor, attached: bool):
         """Store the final state (graph-attached when it feeds the next call)."""
+        _LIVE.add(self)  # also copies made without __init__ (deepcopy, pickling)
         setattr(self, name, final.clone() if attached else final.detach().clone())
 
     def reset_mem(self):

@@ -175,3 +175,21 @@ def test_explicit_initial_membrane_gradient(backend, reset):
     for a, b in ((cs, cd), (ms0, md0), (sparse.beta, dense.beta), (sparse.threshold, dense.threshold)):
         assert rel_err(a.grad, b.grad.to(a.grad.dtype)) < 1e-10
     assert torch.equal(sparse.mem, mss[-1].detach())
+
+
+def test_deepcopied_stateful_layer_reached_by_class_wide_detach():
+    import copy
+    layer = copy.deepcopy(SparseLinearLeaky(8, 5, beta=0.9, bth=0.4, stateful=True))
+    x = (torch.rand(6, 2, 8) < 0.5).float() * 3
+    layer(x)
+    assert layer.mem.requires_grad
+    snn.Leaky.detach_hidden()
+    assert not layer.mem.requires_grad
+    snn.Leaky.reset_hidden()
+    assert layer.mem.abs().sum() == 0
+
+
+def test_state_dict_unchanged_by_state_buffers():
+    a = SparseLinearLeaky(8, 5, beta=0.9, stateful=True)
+    a((torch.rand(4, 2, 8) < 0.5).float())
+    assert set(a.state_dict()) == {"fc.weight", "fc.bias", "beta", "threshold"}
