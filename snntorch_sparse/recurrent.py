@@ -62,6 +62,9 @@ __all__ = ["SparseRLeaky", "SparseLinearRLeaky", "rleaky_sequence"]
 
 # Above this fraction of a step's entries active, the recurrent term of that step is one GEMM.
 _DENSE_STEP_FRACTION = 1.0 / 8
+# The C++ backward (per-entry dot products) runs up to this fraction of active entries overall;
+# above it the reference loop with its per-step GEMMs is cheaper.
+_KERNEL_MAX_FRACTION = 1.0 / 8
 
 
 def cfg_backend(ctx):
@@ -140,7 +143,7 @@ class _RLeakyScan(torch.autograd.Function):
             d_spk = dense_grad(d_spk).reshape(T, R, N)
         if d_mem is not None:
             d_mem = dense_grad(d_mem).reshape(T, R, N)
-        if _compiled_ok(ctx.backend, act_sg):
+        if _compiled_ok(ctx.backend, act_sg) and act_idx.numel() <= _KERNEL_MAX_FRACTION * T * R * N:
             rows = torch.div(act_idx, N, rounding_mode="floor")
             rowptr = torch.zeros(T * R + 1, dtype=torch.long, device=device)
             rowptr[1:] = torch.bincount(rows, minlength=T * R).cumsum(0)
@@ -198,7 +201,10 @@ class _RLeakyScan(torch.autograd.Function):
 
 
 def _compiled_ok(backend, like: torch.Tensor) -> bool:
-    """The C++ backward applies: CPU, float32/64, and the compiled backend builds."""
+    """The C++ backward applies: CPU, float32/64, and the compiled backend builds.
+
+    (It is used when at most an eighth of the entries are active; above that the per-step
+    ``[B, N]×[N, N]`` GEMM of the reference loop is cheaper than per-entry dot products.)"""
     if backend == "reference" or like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
         return False
     from .ops import compiled

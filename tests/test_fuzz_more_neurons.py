@@ -13,6 +13,14 @@ from snntorch_sparse.surrogate import sparse_fast_sigmoid
 from helpers import rel_err
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _always_kernel():
+    import snntorch_sparse.recurrent as rec
+    old, rec._KERNEL_MAX_FRACTION = rec._KERNEL_MAX_FRACTION, 2.0
+    yield
+    rec._KERNEL_MAX_FRACTION = old
+
+
 def _chunks(T, cut):
     out, t = [], 0
     while t < T:

@@ -13,6 +13,14 @@ from helpers import rel_err
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
+@pytest.fixture(autouse=True)
+def _always_kernel(monkeypatch):
+    """Small test layers have many active entries: make the compiled backend use its C++
+    kernel whatever the activity (it switches to per-step GEMMs above 1/8 active)."""
+    import snntorch_sparse.recurrent as rec
+    monkeypatch.setattr(rec, "_KERNEL_MAX_FRACTION", 2.0)
+
+
 def _dense_rleaky(reset, all_to_all, learn, dtype, n, sg, V=None):
     kw = dict(linear_features=n) if all_to_all else dict(all_to_all=False, V=V)
     lif = snn.RLeaky(beta=0.875, spike_grad=sg, reset_mechanism=reset, learn_beta=learn,
@@ -251,3 +259,18 @@ def test_nir_and_checkpoint_rleaky():
     a, b = s(x), back(x)
     assert torch.equal(a[0], b[0])
     torch.testing.assert_close(a[1], b[1], rtol=1e-5, atol=1e-5)
+
+
+def test_dense_switch_same_gradients(monkeypatch):
+    """Above 1/8 active the compiled backend uses per-step GEMMs: same gradients as the kernel."""
+    import snntorch_sparse.recurrent as rec
+    grads = []
+    for frac in (2.0, 0.0):
+        monkeypatch.setattr(rec, "_KERNEL_MAX_FRACTION", frac)
+        fc, dense, sparse = _make("zero", True, True, torch.float64, backend="compiled")
+        x = (torch.rand(15, 3, 12, generator=torch.Generator().manual_seed(0)) < 0.4).double()
+        s, m = sparse(x)
+        (s.sum() + m.sum()).backward()
+        grads.append([p.grad.clone() for p in sparse.parameters()])
+    for a, b in zip(*grads):
+        assert rel_err(a, b) < 1e-12
