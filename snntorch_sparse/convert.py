@@ -352,13 +352,13 @@ def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_for
         elif isinstance(m, nn.Linear) and type(nxt) is snn.Synaptic:
             nxt_where = f"'{prefix}{items[i + 1][0]}'"
             _require_hidden(nxt, nxt_where)
-            out.append(fuse_synaptic(m, nxt, bth, spike_grad, backend, nxt_where, active_fraction))
+            out.append(fuse_synaptic(m, nxt, bth, spike_grad, backend, nxt_where, active_fraction, event_forward))
             i += 2
             continue
         elif isinstance(m, nn.Linear) and type(nxt) is snn.RLeaky:
             nxt_where = f"'{prefix}{items[i + 1][0]}'"
             _require_hidden(nxt, nxt_where)
-            out.append(fuse_rleaky(m, nxt, bth, spike_grad, backend, nxt_where, active_fraction))
+            out.append(fuse_rleaky(m, nxt, bth, spike_grad, backend, nxt_where, active_fraction, event_forward))
             i += 2
             continue
         elif type(m) is snn.RLeaky or isinstance(m, SparseRLeaky):

@@ -157,10 +157,12 @@ class _RLeakyScan(torch.autograd.Function):
         needs = ctx.needs_input_grad
         d_cur = a if needs[0] else None
         a2 = a.view(-1, N)
-        prev_spk = torch.zeros(T, R, N, dtype=dtype, device=device)
-        prev_spk[1:] = spk_bool[:-1].to(dtype)
-        if s0 is not None:
-            prev_spk[0] = s0
+        prev_spk = None
+        if weight is None and needs[3]:
+            prev_spk = torch.zeros(T, R, N, dtype=dtype, device=device)
+            prev_spk[1:] = spk_bool[:-1].to(dtype)
+            if s0 is not None:
+                prev_spk[0] = s0
         dw = db = dv = dbeta = dthr = dmem0 = dspk0 = None
         if weight is not None and needs[1]:
             # Σ_t a[t]ᵀ S[t-1] over the spike events only (the fused layers' sparse dW kernel)
@@ -387,7 +389,9 @@ class SparseLinearRLeaky(StatefulMixin, nn.Module):
     ``V`` (one-to-one weights when ``all_to_all=False``) and ``learn_recurrent``.
     Returns ``spk`` ``[T, B, out]``, or ``(spk, mem)`` with ``output=True`` or
     ``init_hidden=False``. ``stateful=True`` continues each call from the previous
-    call's final ``spk`` / ``mem`` (``layer.spk``, ``layer.mem``).
+    call's final ``spk`` / ``mem`` (``layer.spk``, ``layer.mem``). ``event_forward``: as
+    :class:`~snntorch_sparse.SparseLinearLeaky` (``None``: the input current summed over the
+    input's spikes on the CPU when sparse; ``False``: one GEMM, bit-identical to snnTorch).
     """
 
     multi_step = True
@@ -398,9 +402,10 @@ class SparseLinearRLeaky(StatefulMixin, nn.Module):
                  threshold=1.0, spike_grad=None, bth=None, bias: bool = True, learn_beta: bool = False,
                  learn_threshold: bool = False, learn_recurrent: bool = True, reset_mechanism: str = "subtract",
                  output: bool = False, backend=None, device=None, dtype=None, *, active_fraction=None,
-                 init_hidden: bool = True, stateful: bool = False):
+                 init_hidden: bool = True, stateful: bool = False, event_forward=None):
         super().__init__()
         self._init_state(stateful)
+        self.event_forward = event_forward
         check_features(in_features, "in_features")
         check_features(out_features, "out_features")
         check_beta(beta)
@@ -465,7 +470,7 @@ class SparseLinearRLeaky(StatefulMixin, nn.Module):
         track = self.stateful or spk is not None or mem is not None
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=self.reset_mode, backend=self.backend,
                         stats=self._stats)
-        current = event_linear(x, self.weight, self.bias, self.backend)
+        current = event_linear(x, self.weight, self.bias, self.backend, self.event_forward)
         if self.all_to_all:
             w, b, v = self.recurrent.weight, self.recurrent.bias, None
         else:
@@ -549,7 +554,7 @@ def sparse_rleaky_from(neuron, step_mode: str, bth, spike_grad, backend, where: 
 
 
 def fuse_rleaky(linear: nn.Linear, neuron, bth, spike_grad, backend, where: str,
-                active_fraction=None) -> SparseLinearRLeaky:
+                active_fraction=None, event_forward=None) -> SparseLinearRLeaky:
     """``nn.Linear`` + ``snn.RLeaky`` as one :class:`SparseLinearRLeaky` (same parameters)."""
     from .convert import _beta_threshold, _check_shape, _is_param, _output_full
     _check_rleaky(neuron, where)
@@ -566,7 +571,8 @@ def fuse_rleaky(linear: nn.Linear, neuron, bth, spike_grad, backend, where: str,
                                    learn_threshold=_is_param(neuron.threshold),
                                    learn_recurrent=_learn_recurrent(neuron),
                                    reset_mechanism=neuron.reset_mechanism, output=neuron.output,
-                                   backend=backend, device=linear.weight.device, dtype=linear.weight.dtype)
+                                   backend=backend, device=linear.weight.device, dtype=linear.weight.dtype,
+                                   event_forward=event_forward)
     layer._monitor.name = f"{where} ({layer._monitor.name})"
     with torch.no_grad():
         layer.fc.weight.copy_(linear.weight)

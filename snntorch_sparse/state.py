@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from .fused_cpu import SpikeSets, first_order_only
-from .functional import ACTIVE_INDEX_ATTR, LIFConfig, sparse_lif
+from .functional import ACTIVE_INDEX_ATTR, LIFConfig, _event_linear, sparse_lif
 from .ops import get_backend
 
 __all__ = ["EventLinear", "event_linear", "prepend_state", "lif_from_state", "StatefulMixin", "install_hooks"]
@@ -50,13 +50,18 @@ _LIVE = weakref.WeakSet()
 
 # Above this input density the dense input is cheaper to keep than its indices.
 _DENSE_INPUT_DENSITY = 1.0 / 3.0
+# event_forward=None ("auto") sums the current over the input's events up to this density (CPU).
+_AUTO_EVENT_DENSITY = 0.25
 
 
 class EventLinear(torch.autograd.Function):
     """``I = X Wᵀ + b`` over all ``T·B`` rows, with the sparse backward of the fused layers.
 
     Forward: one GEMM (``F.linear`` on ``[T·B, N_in]``, as the fused layer's GEMM
-    forward). Backward: ``∂L/∂W`` summed over ``X``'s non-zeros only
+    forward: bit-identical to snnTorch's per-step ``nn.Linear`` where the BLAS is
+    row-invariant), or with ``event_forward`` the sum over the input's non-zeros only
+    (``nnz(X)·N_out`` instead of ``T·B·N_in·N_out``; equal to rounding). ``None``: events on
+    the CPU when at most a quarter of the input is non-zero. Backward: ``∂L/∂W`` summed over ``X``'s non-zeros only
     (``ops.sparse_weight_grad``), ``∂L/∂X`` only on the upstream sparse layer's
     active set when ``X`` carries one (zero elsewhere, where the upstream
     surrogate is zero anyway), ``∂L/∂b = Σ h``. Saved: ``W`` and ``X``'s event
@@ -64,15 +69,24 @@ class EventLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, backend):
+    def forward(ctx, x, weight, bias, backend, event_forward=False):
         n_in, n = weight.shape[1], weight.shape[0]
         x2 = x.reshape(-1, n_in)
-        out = F.linear(x2, weight, bias)
+        flat = x2.reshape(-1)
+        nz = None
+        if event_forward is None:  # auto: events on the CPU for sparse inputs
+            event_forward = False
+            if x.device.type == "cpu" and x2.numel() and x.dtype in (torch.float32, torch.float64):
+                nz = flat.nonzero().squeeze(1)
+                event_forward = nz.numel() <= _AUTO_EVENT_DENSITY * flat.numel()
+        if event_forward:
+            out, nz = _event_linear(x2, weight, bias)
+        else:
+            out = F.linear(x2, weight, bias)
         empty = torch.empty(0, dtype=torch.long, device=x.device)
         x_idx, x_val, x_dense = empty, None, None
         if ctx.needs_input_grad[1]:
-            flat = x2.reshape(-1)
-            x_idx = flat.nonzero().squeeze(1)
+            x_idx = nz if nz is not None else flat.nonzero().squeeze(1)
             if x_idx.numel() > _DENSE_INPUT_DENSITY * max(flat.numel(), 1):
                 x_idx, x_dense = empty, x2
             else:
@@ -93,7 +107,7 @@ class EventLinear(torch.autograd.Function):
     def backward(ctx, d_out):
         weight, x_idx, x_val, x_dense, up_idx = ctx.saved_tensors
         if d_out is None:
-            return None, None, None, None
+            return None, None, None, None, None
         ops = get_backend(ctx.backend, d_out.device)
         h2 = d_out.reshape(-1, weight.shape[0]).contiguous()
         dx = dw = db = None
@@ -111,12 +125,12 @@ class EventLinear(torch.autograd.Function):
                 dw = ops.sparse_weight_grad(h2, x_idx, x_val, ctx.n_in)
         if ctx.needs_input_grad[2]:
             db = h2.sum(0)
-        return dx, dw, db, None
+        return dx, dw, db, None, None
 
 
-def event_linear(x, weight, bias=None, backend=None):
+def event_linear(x, weight, bias=None, backend=None, event_forward=False):
     """:class:`EventLinear`: ``x @ weight.T + bias`` with the sparse backward."""
-    return EventLinear.apply(x, weight, bias, backend)
+    return EventLinear.apply(x, weight, bias, backend, event_forward)
 
 
 def prepend_state(current: torch.Tensor, state0: Optional[torch.Tensor], threshold=None,
@@ -146,7 +160,7 @@ def lif_from_state(x, weight, bias, beta, threshold, cfg: LIFConfig, mem0: Optio
     require grad: ``∂L/∂mem0`` is returned by autograd. Returns ``(spk, mem)``
     of shape ``[T, B, ..., N]``; ``mem[-1]`` is the final state.
     """
-    current = x if weight is None else event_linear(x, weight, bias, cfg.backend)
+    current = x if weight is None else event_linear(x, weight, bias, cfg.backend, cfg.event_forward)
     cur = prepend_state(current, mem0, threshold, cfg.reset_mode)
     call = LIFConfig(surrogate=cfg.surrogate, reset_mode=cfg.reset_mode, readout=cfg.readout,
                      backend=cfg.backend, event_forward=False, check_finite=cfg.check_finite,

@@ -262,6 +262,9 @@ class SparseLinearSynaptic(StatefulMixin, nn.Module):
     ``init_hidden=False`` (snnTorch's ``Synaptic`` convention). ``stateful=True``
     continues each call from the previous call's final ``syn`` / ``mem``
     (``layer.syn``, ``layer.mem``); ``syn=`` / ``mem=`` give them explicitly.
+    ``event_forward``: as :class:`~snntorch_sparse.SparseLinearLeaky` (``None``: the input
+    current summed over the input's spikes on the CPU when sparse; ``False``: one GEMM,
+    bit-identical to snnTorch's ``nn.Linear``).
     """
 
     multi_step = True
@@ -272,9 +275,10 @@ class SparseLinearSynaptic(StatefulMixin, nn.Module):
                  bth=None, bias: bool = True, learn_alpha: bool = False, learn_beta: bool = False,
                  learn_threshold: bool = False, reset_mechanism: str = "subtract", output: bool = False,
                  backend=None, device=None, dtype=None, *, active_fraction=None, init_hidden: bool = True,
-                 stateful: bool = False):
+                 stateful: bool = False, event_forward=None):
         super().__init__()
         self._init_state(stateful)
+        self.event_forward = event_forward
         check_features(in_features, "in_features")
         check_features(out_features, "out_features")
         check_beta(alpha)
@@ -326,7 +330,7 @@ class SparseLinearSynaptic(StatefulMixin, nn.Module):
         track = self.stateful or syn is not None or mem is not None
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=self.reset_mode, backend=self.backend,
                         stats=self._stats)
-        current = event_linear(x, self.weight, self.bias, self.backend)
+        current = event_linear(x, self.weight, self.bias, self.backend, self.event_forward)
         spk, syn_seq, mem_seq = synaptic_sequence(current, self.alpha, self.beta, self.threshold, cfg,
                                                   syn0, mem0, track)
         self._stats = cfg.stats
@@ -391,7 +395,7 @@ def sparse_synaptic_from(neuron, step_mode: str, bth, spike_grad, backend, where
 
 
 def fuse_synaptic(linear: nn.Linear, neuron, bth, spike_grad, backend, where: str,
-                  active_fraction=None) -> SparseLinearSynaptic:
+                  active_fraction=None, event_forward=None) -> SparseLinearSynaptic:
     """``nn.Linear`` + ``snn.Synaptic`` as one :class:`SparseLinearSynaptic` (same parameters)."""
     from .convert import _beta_threshold, _check_shape, _is_param, _output_full
     _multi_step_check(neuron, where)
@@ -408,7 +412,8 @@ def fuse_synaptic(linear: nn.Linear, neuron, bth, spike_grad, backend, where: st
                                      learn_beta=_is_param(neuron.beta),
                                      learn_threshold=_is_param(neuron.threshold),
                                      reset_mechanism=neuron.reset_mechanism, output=neuron.output,
-                                     backend=backend, device=linear.weight.device, dtype=linear.weight.dtype)
+                                     backend=backend, device=linear.weight.device, dtype=linear.weight.dtype,
+                                     event_forward=event_forward)
     layer._monitor.name = f"{where} ({layer._monitor.name})"
     with torch.no_grad():
         layer.fc.weight.copy_(linear.weight)

@@ -50,12 +50,12 @@ def test_fuzz_more_neurons(kind, T, B, n_in, n, reset, alpha, beta, threshold, b
     if kind == "synaptic":
         dense = snn.Synaptic(alpha=alpha, learn_alpha=learn, **common).to(dtype)
         sparse = SparseLinearSynaptic(n_in, n, alpha=alpha, learn_alpha=learn, output=True, dtype=dtype,
-                                      backend=backend, stateful=True, **common)
+                                      backend=backend, stateful=True, event_forward=False, **common)
     elif kind == "rleaky":
         dense = snn.RLeaky(linear_features=n, **common).to(dtype)
         with torch.no_grad():
             dense.recurrent.weight.mul_(gain)
-        sparse = SparseLinearRLeaky(n_in, n, output=True, dtype=dtype, backend=backend, stateful=True, **common)
+        sparse = SparseLinearRLeaky(n_in, n, output=True, dtype=dtype, backend=backend, stateful=True, event_forward=False, **common)
         with torch.no_grad():
             sparse.recurrent.weight.copy_(dense.recurrent.weight)
             sparse.recurrent.bias.copy_(dense.recurrent.bias)
@@ -64,7 +64,7 @@ def test_fuzz_more_neurons(kind, T, B, n_in, n, reset, alpha, beta, threshold, b
         dense = snn.RLeaky(all_to_all=False, V=V, **common).to(dtype)
         dense.recurrent.V = dense.V
         sparse = SparseLinearRLeaky(n_in, n, all_to_all=False, V=V, output=True, dtype=dtype, backend=backend,
-                                    stateful=True, **common)
+                                    stateful=True, event_forward=False, **common)
     with torch.no_grad():
         sparse.fc.weight.copy_(fc.weight)
         sparse.fc.bias.copy_(fc.bias)

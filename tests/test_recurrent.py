@@ -57,7 +57,8 @@ def _make(reset, all_to_all, learn, dtype, n_in=12, n=9, seed=0, stateful=False,
             dense.recurrent.weight.mul_(2.0)
     sparse = SparseLinearRLeaky(n_in, n, beta=0.875, spike_grad=sg, reset_mechanism=reset, all_to_all=all_to_all,
                                 V=V if V is not None else 1.0, learn_beta=learn, learn_threshold=learn,
-                                output=True, dtype=dtype, stateful=stateful, backend=backend)
+                                output=True, dtype=dtype, stateful=stateful, backend=backend,
+                                event_forward=False)
     with torch.no_grad():
         sparse.fc.weight.copy_(fc.weight)
         sparse.fc.bias.copy_(fc.bias)

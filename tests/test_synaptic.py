@@ -38,7 +38,7 @@ def _make(reset, learn, dtype, backend, n_in=14, n=9, seed=0, stateful=False):
                          learn_alpha=learn, learn_beta=learn, learn_threshold=learn).to(dtype)
     sparse = SparseLinearSynaptic(n_in, n, alpha=0.75, beta=0.875, spike_grad=sg, reset_mechanism=reset,
                                   learn_alpha=learn, learn_beta=learn, learn_threshold=learn, output=True,
-                                  backend=backend, dtype=dtype, stateful=stateful)
+                                  backend=backend, dtype=dtype, stateful=stateful, event_forward=False)
     with torch.no_grad():
         sparse.fc.weight.copy_(fc.weight)
         sparse.fc.bias.copy_(fc.bias)
