@@ -91,19 +91,19 @@ class _RLeakyScan(torch.autograd.Function):
         mem = torch.empty_like(current)
         spk = torch.empty_like(current)
         mode = cfg.reset_mode
+        reset = (u - thr > 0).to(dtype)  # R[0] = H(mem0 - θ); later R[t] = S[t-1], the same comparison
         for t in range(T):
-            reset = (u - thr > 0).to(dtype)
             rec = F.linear(s, weight, bias) if weight is not None else s * v
-            base = beta_c * u + current[t] + rec
+            base = torch.mul(beta_c, u, out=mem[t])  # ((β·U) + I) + rec, in snnTorch's order, in place
+            base.add_(current[t]).add_(rec)
             if mode == 0:
-                u = base - reset * thr
+                base.sub_(reset * thr)
             elif mode == 1:
-                u = base - reset * base
-            else:
-                u = base
-            s = (u - thr > 0).to(dtype)
-            mem[t] = u
-            spk[t] = s
+                base.sub_(reset * base)
+            u = base
+            s = spk[t]
+            s.copy_(u - thr > 0)
+            reset = s
         shift = (mem - thr).view(T * R, N)
         sg = cfg.surrogate
         if sg.adaptive:
