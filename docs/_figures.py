@@ -119,6 +119,33 @@ def measured_rows(root: Path = ROOT) -> list:
                          f"{own['repeats'] - 1} steps: dense {1e3 * own['median_step_s']['dense']:.0f} ms, sparse "
                          f"{1e3 * own['median_step_s']['sparse']:.0f} ms, on a machine shared with other jobs) "
                          "(`own-forward-cpu.json`)"))
+    rec = _load("recurrent-cpu-1thread.json", root)
+    if rec:
+        parts = []
+        for r in rec:
+            v = r["variants"]
+            sn, fd, sp = v["snntorch"], v["fused_dense"], v["sparse"]
+            parts.append(f"{'RLeaky' if r['kind'] == 'rleaky' else 'Synaptic'} (activity {_pct(r['activity'])}): "
+                         f"backward {_x(sn['backward_s'] / sp['backward_s'])} vs snnTorch, "
+                         f"{_x(fd['backward_s'] / sp['backward_s'])} vs our fused dense, step "
+                         f"{_x(sn['step_s'] / sp['step_s'])}, saved for backward "
+                         f"{_pct(sp['saved_MiB'] / sn['saved_MiB'])} of snnTorch's")
+        rows.append(_row("recurrent / Synaptic SHD shape (700-200r-20, T=500, B=256), CPU, 1 thread",
+                         "`python benchmarks/recurrent_bench.py --T 500 --batch 256 --repeats 3 --warmup 1`",
+                         "; ".join(parts) + " (`recurrent-cpu-1thread.json`)"))
+    for name, label in (("fsdd-recurrent-cpu-full-10ep.json", "recurrent network (RLeaky)"),
+                        ("fsdd-synaptic-cpu-full-10ep.json", "Synaptic hidden layer")):
+        f = _load(name, root)
+        if f:
+            m = f["mean"]
+            per = " / ".join(f"{100 * r['dense']['accuracy']:.1f}" for r in f["runs"])
+            per_s = " / ".join(f"{100 * r['sparse']['accuracy']:.1f}" for r in f["runs"])
+            rows.append(_row(f"FSDD spoken digits, {label}, {len(f['runs'])} seeds, {f['epochs']} epochs, CPU",
+                             "`python benchmarks/fsdd_recurrent.py --epochs 10"
+                             + (" --kind synaptic`" if f["kind"] == "synaptic" else "`"),
+                             f"snnTorch {100 * m['dense']['accuracy']:.1f}% vs sparse "
+                             f"{100 * m['sparse']['accuracy']:.1f}% (per seed {per} vs {per_s}), backward per epoch "
+                             f"{_x(m['dense']['backward_s'] / m['sparse']['backward_s'])} faster (`{name}`)"))
     demo = _load("demo-cpu.json", root)
     if demo:
         rows.append(_demo_row(demo))

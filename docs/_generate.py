@@ -33,6 +33,10 @@ CORE = [
     "snntorch_sparse.memory",
     "snntorch_sparse.checkpoint",
     "snntorch_sparse.nir",
+    "snntorch_sparse.state",
+    "snntorch_sparse.synaptic",
+    "snntorch_sparse.recurrent",
+    "snntorch_sparse.cost_model",
 ]
 INTERNAL = ["snntorch_sparse.ops", "snntorch_sparse.fused_cpu", "snntorch_sparse.active_grad"]
 # Optional subpackages / tools: documented with their public submodules when they import.
@@ -247,6 +251,44 @@ def generate_tutorials(root: Path, out: Path) -> None:
     _write(out / "tutorial_results.md", "\n".join(lines))
 
 
+# ------------------------------------------------------- Synaptic / RLeaky results
+def generate_more_neurons(root: Path, out: Path) -> None:
+    """Tables of the recurrent / Synaptic benchmark and FSDD runs from their results files."""
+    res = root / "benchmarks" / "results"
+    lines = []
+    path = res / "recurrent-cpu-1thread.json"
+    if path.exists():
+        rows = []
+        for r in json.loads(path.read_text()):
+            v = r["variants"]
+            sn, fd, sp = v["snntorch"], v["fused_dense"], v["sparse"]
+            rows.append(["RLeaky (all-to-all `V`)" if r["kind"] == "rleaky" else "Synaptic", _fmt_pct(r["activity"]),
+                         f"{sn['backward_s']:.2f} / {fd['backward_s']:.2f} / {sp['backward_s']:.2f} s",
+                         f"{sn['backward_s'] / sp['backward_s']:.1f}x", f"{fd['backward_s'] / sp['backward_s']:.1f}x",
+                         f"{sn['step_s'] / sp['step_s']:.2f}x", f"{sn['forward_s']:.2f} / {sp['forward_s']:.2f} s",
+                         f"{sn['saved_MiB']:.0f} / {sp['saved_MiB']:.0f} MiB "
+                         f"({100 * sp['saved_MiB'] / sn['saved_MiB']:.1f}%)"])
+        lines += [f"`benchmarks/results/{path.name}`:", ""]
+        lines += _table(["hidden layer", "activity", "backward: snnTorch / fused dense / sparse",
+                         "backward vs snnTorch", "vs fused dense", "step vs snnTorch", "forward: snnTorch / sparse",
+                         "saved for backward: snnTorch / sparse"], rows)
+    for name, kind in (("fsdd-recurrent-cpu-full-10ep.json", "RLeaky"), ("fsdd-synaptic-cpu-full-10ep.json", "Synaptic")):
+        path = res / name
+        if not path.exists():
+            continue
+        f = json.loads(path.read_text())
+        rows = [[str(r["seed"]), f"{100 * r['dense']['accuracy']:.1f}%", f"{100 * r['sparse']['accuracy']:.1f}%"]
+                for r in f["runs"]]
+        m = f["mean"]
+        rows.append(["mean", f"**{100 * m['dense']['accuracy']:.1f}%**", f"**{100 * m['sparse']['accuracy']:.1f}%**"])
+        lines += [f"FSDD with a {kind} hidden layer, {f['epochs']} epochs (`benchmarks/results/{name}`): activity "
+                  f"{_fmt_pct(m['sparse'].get('activity'))}, backward per epoch {m['dense']['backward_s']:.2f} s vs "
+                  f"{m['sparse']['backward_s']:.2f} s, epoch {m['dense']['epoch_s']:.1f} s vs {m['sparse']['epoch_s']:.1f} s, "
+                  f"saved for backward {m['dense']['saved_bytes'] / 2**20:.1f} vs {m['sparse']['saved_bytes'] / 2**20:.1f} MiB.", ""]
+        lines += _table(["seed", f"snnTorch {kind}", f"sparse {kind}"], rows)
+    _write(out / "more_neurons_results.md", "\n".join(lines))
+
+
 # ------------------------------------------------------------ GPU cost model
 def measured_gpu_step(root: Path, config: str = "shd") -> dict:
     """Measured SHD step on the GPU: ``{variant: (forward ms, backward ms, step ms)}`` and the profiled kernel total.
@@ -316,4 +358,5 @@ def run(root: Path, docs: Path) -> None:
     generate_benchmarks(root, out)
     generate_tutorials(root, out)
     generate_costs(root, out)
+    generate_more_neurons(root, out)
     copy_notebooks(root, out)

@@ -41,7 +41,7 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints", "_templates",
                     "_generated/benchmark_results.md", "_generated/tutorial_results.md",
-                    "_generated/gpu_costs.md"]  # included by benchmarks.md
+                    "_generated/gpu_costs.md", "_generated/more_neurons_results.md"]  # included by benchmarks.md
 templates_path = []
 
 # --- MyST / MyST-NB -------------------------------------------------------

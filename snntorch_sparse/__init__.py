@@ -16,6 +16,9 @@ from .convert import desparsify, sparsify, TimeDistributed
 from .functional import LIFConfig, sparse_lif
 from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky
+from .state import install_hooks as _install_state_hooks
+from .synaptic import SparseLinearSynaptic, SparseSynaptic
+from .recurrent import SparseLinearRLeaky, SparseRLeaky
 from .surrogate import sparse_atan, sparse_fast_sigmoid, sparse_sigmoid, sparsify_surrogate
 
 __version__ = "0.1.0"
@@ -23,6 +26,10 @@ __version__ = "0.1.0"
 __all__ = [
     "SparseLeaky",
     "SparseLinearLeaky",
+    "SparseSynaptic",
+    "SparseLinearSynaptic",
+    "SparseRLeaky",
+    "SparseLinearRLeaky",
     "TimeDistributed",
     "sparsify",
     "desparsify",
@@ -47,6 +54,8 @@ def register() -> None:
     from . import _snntorch_nir
     _snntorch_nir.install()
     for name, obj in (("SparseLeaky", SparseLeaky), ("SparseLinearLeaky", SparseLinearLeaky),
+                      ("SparseSynaptic", SparseSynaptic), ("SparseLinearSynaptic", SparseLinearSynaptic),
+                      ("SparseRLeaky", SparseRLeaky), ("SparseLinearRLeaky", SparseLinearRLeaky),
                       ("sparsify", sparsify)):
         if getattr(_snn, name, obj) is obj:
             setattr(_snn, name, obj)
@@ -57,3 +66,4 @@ def register() -> None:
 
 
 register()
+_install_state_hooks()

@@ -39,6 +39,8 @@ from torch import nn
 from ._validation import RESET_MODES
 from .convert import TimeDistributed, desparsify
 from .layers import SparseLinearLeaky
+from .recurrent import SparseLinearRLeaky
+from .synaptic import SparseLinearSynaptic
 
 __all__ = ["dense_key_map", "to_dense_state_dict", "to_sparse_state_dict",
            "to_dense_optimizer_state", "to_sparse_optimizer_state"]
@@ -74,7 +76,7 @@ def _map_sequential(seq: nn.Sequential, sparse_pre: str, dense_pre: str, keys, m
     for i, m in enumerate(seq):
         pre = f"{sparse_pre}{i}."
         own = [k for k in keys if k.startswith(pre)]
-        if isinstance(m, SparseLinearLeaky):  # -> nn.Linear, snn.Leaky
+        if isinstance(m, (SparseLinearLeaky, SparseLinearSynaptic, SparseLinearRLeaky)):  # -> nn.Linear + neuron
             for k in own:
                 rest = k[len(pre):]
                 if rest.startswith("fc."):

@@ -42,6 +42,9 @@ from ._validation import as_float_param, check_backend, check_event_forward
 from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky, resolve_surrogate
 from .reuse import disable_input_reuse, enable_input_reuse
+from .recurrent import SparseLinearRLeaky, SparseRLeaky, dense_rleaky_from, fuse_rleaky, sparse_rleaky_from
+from .synaptic import (SparseLinearSynaptic, SparseSynaptic, dense_synaptic_from, fuse_synaptic,
+                       sparse_synaptic_from)
 
 __all__ = ["sparsify", "desparsify", "TimeDistributed"]
 
@@ -335,17 +338,27 @@ def _swap_neurons(module: nn.Module, bth, spike_grad, backend, active_fraction, 
             new = _sparse_neuron(child, "single", bth, spike_grad, backend, where, active_fraction)
             new.mem = child.mem
             setattr(module, name, new)
-        elif isinstance(child, snn.SpikingNeuron) and not isinstance(child, SparseLeaky):
+        elif type(child) is snn.Synaptic:
+            new = sparse_synaptic_from(child, "single", bth, spike_grad, backend, where, active_fraction)
+            new.syn, new.mem = child.syn, child.mem
+            setattr(module, name, new)
+        elif type(child) is snn.RLeaky:
+            new = sparse_rleaky_from(child, "single", bth, spike_grad, backend, where, active_fraction)
+            new.spk, new.mem = child.spk, child.mem
+            setattr(module, name, new)
+        elif isinstance(child, snn.SpikingNeuron) and not isinstance(child, (SparseLeaky, SparseSynaptic,
+                                                                               SparseRLeaky)):
             _refuse_neuron(child, where)
         else:
             _swap_neurons(child, bth, spike_grad, backend, active_fraction, f"{prefix}{name}.")
 
 
 def _refuse_neuron(m: nn.Module, where: str) -> None:
-    kind = "a subclass of snn.Leaky" if isinstance(m, snn.Leaky) else "an snnTorch neuron"
+    kind = ("a subclass of snn.Leaky" if isinstance(m, snn.Leaky) else
+            "a subclass of snn.Synaptic" if isinstance(m, snn.Synaptic) else "an snnTorch neuron")
     raise TypeError(f"sparsify: {type(m).__name__} at {where} is {kind} without a sparse counterpart; "
-                    "only snn.Leaky itself is converted (a subclass may change the neuron's behaviour). "
-                    "Keep this neuron in snnTorch, or replace it by snn.Leaky first")
+                    "only snn.Leaky and snn.Synaptic themselves are converted (a subclass may change the "
+                    "neuron's behaviour). Keep this neuron in snnTorch, or replace it by snn.Leaky first")
 
 
 def _stateful_inside(module: nn.Module):
@@ -374,6 +387,24 @@ def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_for
             out.append(_fuse(m, nxt, bth, spike_grad, backend, event_forward, nxt_where, active_fraction))
             i += 2
             continue
+        elif isinstance(m, nn.Linear) and type(nxt) is snn.Synaptic:
+            nxt_where = f"'{prefix}{items[i + 1][0]}'"
+            _require_hidden(nxt, nxt_where)
+            out.append(fuse_synaptic(m, nxt, bth, spike_grad, backend, nxt_where, active_fraction, event_forward))
+            i += 2
+            continue
+        elif isinstance(m, nn.Linear) and type(nxt) is snn.RLeaky:
+            nxt_where = f"'{prefix}{items[i + 1][0]}'"
+            _require_hidden(nxt, nxt_where)
+            out.append(fuse_rleaky(m, nxt, bth, spike_grad, backend, nxt_where, active_fraction, event_forward))
+            i += 2
+            continue
+        elif type(m) is snn.RLeaky or isinstance(m, SparseRLeaky):
+            _require_hidden(m, where)
+            out.append(sparse_rleaky_from(m, "multi", bth, spike_grad, backend, where, active_fraction))
+        elif type(m) is snn.Synaptic or isinstance(m, SparseSynaptic):
+            _require_hidden(m, where)
+            out.append(sparse_synaptic_from(m, "multi", bth, spike_grad, backend, where, active_fraction))
         elif getattr(m, "multi_step", False):
             out.append(_copy(m))
         elif type(m) is snn.Leaky or isinstance(m, SparseLeaky):
@@ -456,6 +487,28 @@ def _desparsify_sequential(seq: nn.Sequential) -> nn.Sequential:
                     lin.bias.copy_(m.bias)
             lin.train(m.training)
             out += [lin, _dense_leaky(m, init_hidden=True, output=m.output or m.readout)]
+        elif isinstance(m, SparseLinearSynaptic):
+            lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
+                            device=m.weight.device, dtype=m.weight.dtype)
+            with torch.no_grad():
+                lin.weight.copy_(m.weight)
+                if m.bias is not None:
+                    lin.bias.copy_(m.bias)
+            lin.train(m.training)
+            out += [lin, dense_synaptic_from(m, init_hidden=True, output=m.output)]
+        elif isinstance(m, SparseSynaptic):
+            out.append(dense_synaptic_from(m, init_hidden=m.init_hidden, output=m.output))
+        elif isinstance(m, SparseLinearRLeaky):
+            lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
+                            device=m.weight.device, dtype=m.weight.dtype)
+            with torch.no_grad():
+                lin.weight.copy_(m.weight)
+                if m.bias is not None:
+                    lin.bias.copy_(m.bias)
+            lin.train(m.training)
+            out += [lin, dense_rleaky_from(m, init_hidden=True, output=m.output)]
+        elif isinstance(m, SparseRLeaky):
+            out.append(dense_rleaky_from(m, init_hidden=m.init_hidden, output=m.output))
         elif isinstance(m, SparseLeaky):
             out.append(_dense_leaky(m, init_hidden=m.init_hidden, output=m.output))
         elif isinstance(m, TimeDistributed):
@@ -483,6 +536,14 @@ def _unswap_neurons(module: nn.Module) -> None:
         if isinstance(child, SparseLeaky):
             new = _dense_leaky(child, init_hidden=child.init_hidden, output=child.output)
             new.mem = child.mem
+            setattr(module, name, new)
+        elif isinstance(child, SparseSynaptic):
+            new = dense_synaptic_from(child, init_hidden=child.init_hidden, output=child.output)
+            new.syn, new.mem = child.syn, child.mem
+            setattr(module, name, new)
+        elif isinstance(child, SparseRLeaky):
+            new = dense_rleaky_from(child, init_hidden=child.init_hidden, output=child.output)
+            new.spk, new.mem = child.spk, child.mem
             setattr(module, name, new)
         else:
             _unswap_neurons(child)

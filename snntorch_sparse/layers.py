@@ -22,12 +22,13 @@ from ._validation import (as_float_param, autocast_input, check_backend, check_b
 from ._activity import ActivityMonitor
 from .functional import LIFConfig, sparse_lif
 from .neurons import resolve_surrogate
+from .state import StatefulMixin, lif_from_state
 from .surrogate import frozen_copy
 
 __all__ = ["SparseLinearLeaky"]
 
 
-class SparseLinearLeaky(nn.Module):
+class SparseLinearLeaky(StatefulMixin, nn.Module):
     """``nn.Linear`` followed by ``snn.Leaky``, fused over time, with a sparse backward.
 
     Args:
@@ -47,8 +48,15 @@ class SparseLinearLeaky(nn.Module):
         output: if ``True`` return ``(spk, mem)``; else ``spk``.
         init_hidden: snnTorch's convention: ``True`` (default here, as in an
             ``nn.Sequential``) returns ``spk`` alone unless ``output``; ``False``
-            returns ``(spk, mem)`` like a ``snn.Leaky(init_hidden=False)``. Each
-            call starts from a zero membrane.
+            returns ``(spk, mem)`` like a ``snn.Leaky(init_hidden=False)``.
+        stateful: ``False`` (default): each call starts from a zero membrane
+            (or from ``mem`` passed to the call). ``True``: each call continues
+            from the final membrane of the previous one, as snnTorch's
+            ``init_hidden=True`` neurons do across time steps, so a long sequence
+            can be fed in chunks (truncated BPTT: call :meth:`detach_hidden`
+            between chunks; :meth:`reset_hidden` or ``snntorch.utils.reset``
+            starts a new sequence). The final membrane ``[B, out]`` of every call
+            is in ``layer.mem``.
         surrogate_disable: like snnTorch's other neuron options ``inhibition``,
             ``state_quant``, ``graded_spikes_factor``, ``learn_graded_spikes_factor``
             and ``reset_delay``, accepted at snnTorch's default; any other value
@@ -91,8 +99,9 @@ class SparseLinearLeaky(nn.Module):
                  backend=None, event_forward=None, device=None, dtype=None, *, active_fraction=None,
                  init_hidden: bool = True, surrogate_disable: bool = False, inhibition: bool = False,
                  state_quant=False, graded_spikes_factor=1.0, learn_graded_spikes_factor: bool = False,
-                 reset_delay: bool = True):
+                 reset_delay: bool = True, stateful: bool = False):
         super().__init__()
+        self._init_state(stateful)
         _refuse_options(surrogate_disable=surrogate_disable, inhibition=inhibition, state_quant=state_quant,
                         graded_spikes_factor=graded_spikes_factor,
                         learn_graded_spikes_factor=learn_graded_spikes_factor, reset_delay=reset_delay)
@@ -169,7 +178,8 @@ class SparseLinearLeaky(nn.Module):
         s = self._stats
         return s["active"] / s["total"] if s.get("total") else None
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, mem=None):
+        """``x``: ``[T, B, in]``; ``mem``: optional initial membrane ``[B, out]`` (else zero, or the carried one)."""
         x = autocast_input(x, self.weight)
         check_same_device(x=x, weight=self.weight, beta=self.beta, threshold=self.threshold)
         check_sequence(x, "x", min_dim=3, features=self.in_features, check_values=False)
@@ -177,12 +187,19 @@ class SparseLinearLeaky(nn.Module):
             raise TypeError(f"x has dtype {x.dtype} but the layer's weight is {self.weight.dtype}")
         check_param_shape(self.beta, "beta", (self.out_features,))  # also a beta/threshold set after __init__
         check_param_shape(self.threshold, "threshold", (self.out_features,))
+        mem0 = self._initial("mem", mem, (*x.shape[1:-1], self.out_features))
+        track = self.stateful or mem is not None
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=self.reset_mode,
                         readout=self.readout, backend=self.backend,
                         event_forward=self.event_forward,
-                        need_mem=self.output or self.readout or not self.init_hidden,
+                        need_mem=self.output or self.readout or not self.init_hidden or track,
                         pool=self._pool, stats=self._stats)
-        spk, mem = sparse_lif(x, self.weight, self.bias, self.beta, self.threshold, cfg)
+        if mem0 is None:
+            spk, mem = sparse_lif(x, self.weight, self.bias, self.beta, self.threshold, cfg)
+        else:
+            spk, mem = lif_from_state(x, self.weight, self.bias, self.beta, self.threshold, cfg, mem0)
+        if track and mem.numel():
+            self._keep("mem", mem[-1], attached=True)
         self._stats = cfg.stats
         if self.training and spk.requires_grad and not self.readout:
             self._monitor.update(cfg.stats["active"], cfg.stats["total"], cfg.stats.get("window"),

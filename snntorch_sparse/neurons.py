@@ -24,6 +24,7 @@ from ._validation import (as_float_param, autocast_input, check_backend, check_b
                           check_same_device, check_sequence, check_threshold)
 from ._activity import ActivityMonitor
 from .functional import LIFConfig, sparse_lif
+from .state import lif_from_state
 from .step import leaky_step
 from .surrogate import DEFAULT_ACTIVE_FRACTION, SparseSurrogate, frozen_copy, sparse_atan, sparsify_surrogate
 
@@ -73,6 +74,12 @@ class SparseLeaky(snn.Leaky):
         step_mode: ``"single"`` (one time step per call, as snnTorch) or
             ``"multi"`` (a whole time-major sequence ``[T, B, ...]`` per call).
         backend: ``"auto"``, ``"reference"`` or ``"compiled"`` for multi-step calls.
+        stateful: multi-step only. ``False`` (default): each call starts from a zero
+            membrane, or from ``mem`` passed to the call. ``True``: each call
+            continues from the final membrane of the previous one (``self.mem``),
+            as snnTorch's ``init_hidden=True`` neurons do, so a sequence can be
+            fed in chunks; ``detach_hidden()`` between chunks gives truncated
+            BPTT, ``reset_hidden()`` / ``snntorch.utils.reset`` a new sequence.
 
     Example::
 
@@ -87,7 +94,7 @@ class SparseLeaky(snn.Leaky):
                  init_hidden=False, inhibition=False, learn_beta=False, learn_threshold=False,
                  reset_mechanism="subtract", state_quant=False, output=False,
                  graded_spikes_factor=1.0, learn_graded_spikes_factor=False, reset_delay=True,
-                 bth=None, step_mode="single", backend=None, active_fraction=None):
+                 bth=None, step_mode="single", backend=None, active_fraction=None, stateful=False):
         if step_mode not in ("single", "multi"):
             raise ValueError(f"step_mode must be 'single' or 'multi', got {step_mode!r}")
         check_beta(beta)
@@ -109,6 +116,7 @@ class SparseLeaky(snn.Leaky):
         self.surrogate = surrogate
         self.step_mode = step_mode
         self.backend = backend
+        self.stateful = bool(stateful)
         self._stats: dict = {}
         # A single-step neuron is called once per time step: warn after ~8 sequences of 25 steps.
         self._monitor = ActivityMonitor(f"{type(self).__name__}(beta={_value(self.beta)})",
@@ -167,8 +175,8 @@ class SparseLeaky(snn.Leaky):
             if not self._plain_step():
                 return super().forward(input_, mem)
             return self._step(input_, mem)
-        if mem is not None:
-            raise ValueError("mem cannot be passed in step_mode='multi': each call starts from zero")
+        if mem is not None and self.init_hidden:
+            raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
         input_ = autocast_input(input_, self.beta)
         check_same_device(input_=input_, beta=self.beta, threshold=self.threshold)
         check_sequence(input_, "input_", min_dim=2, check_values=False)
@@ -178,6 +186,23 @@ class SparseLeaky(snn.Leaky):
         reset_mode = check_reset(self.reset_mechanism) if rv.device.type == "meta" else int(rv)
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=reset_mode,
                         backend=self.backend, stats=self._stats)
+        mem0 = mem
+        if mem0 is None and self.stateful and tuple(self.mem.shape) == tuple(input_.shape[1:]):
+            mem0 = self.mem  # continue from the previous call (zeros after reset_hidden)
+        if mem0 is not None or self.stateful:
+            spk, mem_seq = lif_from_state(input_, None, None, self.beta, self.threshold, cfg, mem0)
+            self._stats = cfg.stats
+            if self.training and spk.requires_grad:
+                self._monitor.update(cfg.stats["active"], cfg.stats["total"], cfg.stats.get("window"),
+                                     fixed=not self.surrogate.adaptive)
+            # The final membrane, graph-attached: the next call continues from it
+            # (detach_hidden() for truncated BPTT, as snnTorch)
+            self.mem = mem_seq[-1].clone()
+            if self.output:
+                return spk, mem_seq
+            if self.init_hidden:
+                return spk
+            return spk, mem_seq
         spk, mem_seq = sparse_lif(input_, None, None, self.beta, self.threshold, cfg)
         self._stats = cfg.stats
         if self.training and spk.requires_grad:

@@ -78,8 +78,8 @@ def _per_neuron_leaky(model: nn.Module) -> nn.Module:
     for m in mods:
         if isinstance(m, nn.Linear):
             width = m.out_features
-        elif isinstance(m, snn.Leaky) and width is not None:
-            for name in ("beta", "threshold"):
+        elif isinstance(m, (snn.Leaky, snn.Synaptic)) and width is not None:
+            for name in ("alpha", "beta", "threshold") if isinstance(m, snn.Synaptic) else ("beta", "threshold"):
                 v = getattr(m, name)
                 if v.numel() == 1:
                     vec = v.detach().reshape(1).expand(width).clone()
@@ -118,7 +118,7 @@ def export_to_nir(model: nn.Module, sample_data: torch.Tensor, model_name: str =
         sample_data = sample_data[0]
     dense = _per_neuron_leaky(dense).cpu()
     resets = {name: m.reset_mechanism for name, m in dense.named_modules()
-              if isinstance(m, snn.Leaky)}
+              if isinstance(m, (snn.Leaky, snn.Synaptic, snn.RLeaky))}
     was_training = dense.training
     dense.eval()
     sample = sample_data.detach().cpu().to(_param_dtype(dense))
@@ -133,7 +133,8 @@ def export_to_nir(model: nn.Module, sample_data: torch.Tensor, model_name: str =
     dense.train(was_training)
     _integrate_and_fire(graph)
     graph.metadata = dict(graph.metadata or {})
-    graph.metadata[METADATA_KEY] = {k: v for k, v in resets.items() if k in graph.nodes}
+    graph.metadata[METADATA_KEY] = {k: v for k, v in resets.items()
+                                    if k in graph.nodes or f"{k}.lif" in graph.nodes}
     return graph
 
 
@@ -206,6 +207,7 @@ def import_from_nir(graph, sparse: bool = False, reset_mechanism: Optional[str] 
             :func:`~snntorch_sparse.surrogate.sparse_fast_sigmoid`.
     """
     nir = _require_nir()
+    graph = _collapse_recurrent(graph)
     order = _chain(graph)
     if order is None:
         from snntorch.import_nir import import_from_nir as _snn_import
@@ -234,6 +236,12 @@ def import_from_nir(graph, sparse: bool = False, reset_mechanism: Optional[str] 
         elif isinstance(node, (nir.LIF, nir.IF)):
             layers[key] = _leaky(node, str(recorded.get(name, reset_mechanism or "zero")), dtype,
                                  spike_grad)
+            lif_names.append(key)
+        elif isinstance(node, (nir.NIRGraph, _Recurrent)):
+            layers[key] = _rleaky(node, str(recorded.get(name, reset_mechanism or "zero")), dtype, spike_grad)
+            lif_names.append(key)
+        elif isinstance(node, nir.CubaLIF):
+            layers[key] = _synaptic(node, str(recorded.get(name, reset_mechanism or "zero")), dtype, spike_grad)
             lif_names.append(key)
         elif isinstance(node, nir.Flatten):
             layers[key] = nn.Flatten(int(node.start_dim) + 1 if node.start_dim >= 0 else int(node.start_dim),
@@ -273,3 +281,97 @@ def _leaky(node, reset_mechanism: str, dtype: torch.dtype, spike_grad) -> snn.Le
     # their dtype: move the neuron to ``dtype`` like the layers around it.
     return snn.Leaky(beta=beta_t, threshold=thr_t, init_hidden=True, spike_grad=spike_grad,
                      reset_mechanism=reset_mechanism).to(dtype)
+
+
+def _synaptic(node, reset_mechanism: str, dtype: torch.dtype, spike_grad) -> snn.Synaptic:
+    """A ``CubaLIF`` node as snnTorch writes it (``w_in = tau_syn/dt``, ``r = tau_mem/dt``) as ``snn.Synaptic``."""
+    if not np.allclose(np.asarray(node.v_leak), 0.0):
+        raise NotImplementedError("import_from_nir: CubaLIF nodes with v_leak != 0 are not supported")
+    tau_syn = np.asarray(node.tau_syn, dtype=np.float64)
+    tau_mem = np.asarray(node.tau_mem, dtype=np.float64)
+    if not (np.allclose(np.asarray(node.w_in) * _DT / tau_syn, 1.0) and np.allclose(np.asarray(node.r) * _DT / tau_mem, 1.0)):
+        raise NotImplementedError("import_from_nir: CubaLIF nodes need w_in = tau_syn/dt and r = tau_mem/dt "
+                                  "(as snnTorch writes them)")
+    vals = []
+    for v in (1.0 - _DT / tau_syn, 1.0 - _DT / tau_mem, np.asarray(node.v_threshold, dtype=np.float64)):
+        t = _tensor(v, dtype)
+        if t.numel() > 1 and bool((t == t.reshape(-1)[0]).all()):
+            t = t.reshape(-1)[0].clone()
+        vals.append(t)
+    alpha, beta, thr = vals
+    return snn.Synaptic(alpha=alpha, beta=beta, threshold=thr, init_hidden=True, spike_grad=spike_grad,
+                        reset_mechanism=reset_mechanism).to(dtype)
+
+
+class _Recurrent:
+    """A ``LIF`` node and its feedback weights (``<name>.lif`` <-> ``<name>.w_rec``), as one node."""
+
+    def __init__(self, lif, w_rec):
+        self.nodes = {"input": None, "lif": lif, "w_rec": w_rec, "output": None}
+
+
+class _Graph:
+    def __init__(self, nodes, edges, metadata):
+        self.nodes, self.edges, self.metadata = nodes, edges, metadata
+
+
+def _collapse_recurrent(graph):
+    """snnTorch writes an ``RLeaky`` as nodes ``<name>.lif`` and ``<name>.w_rec`` joined in a cycle:
+    make each such pair one node ``<name>`` so that the graph is a chain again."""
+    pairs = {}
+    for a, b in graph.edges:
+        if a.endswith(".lif") and b == a[:-4] + ".w_rec" and (b, a) in graph.edges:
+            pairs[a[:-4]] = (a, b)
+    if not pairs:
+        return graph
+    rename = {}
+    nodes = {}
+    for k, n in graph.nodes.items():
+        owner = next((p for p, ab in pairs.items() if k in ab), None)
+        if owner is None:
+            nodes[k] = n
+        elif owner not in nodes:
+            nodes[owner] = _Recurrent(graph.nodes[pairs[owner][0]], graph.nodes[pairs[owner][1]])
+        if owner is not None:
+            rename[k] = owner
+    edges = []
+    for a, b in graph.edges:
+        a2, b2 = rename.get(a, a), rename.get(b, b)
+        if a2 != b2:
+            edges.append((a2, b2))
+    return _Graph(nodes, edges, graph.metadata)
+
+
+def _rleaky(sub, reset_mechanism: str, dtype: torch.dtype, spike_grad) -> snn.RLeaky:
+    """A recurrent subgraph as snnTorch writes ``RLeaky`` (``LIF`` + ``Affine``/``Linear`` feedback)."""
+    nir = _require_nir()
+    lifs = [n for n in sub.nodes.values() if isinstance(n, nir.LIF)]
+    recs = [n for n in sub.nodes.values() if isinstance(n, (nir.Affine, nir.Linear))]
+    if isinstance(sub, _Recurrent) and lifs and not recs:
+        raise NotImplementedError("import_from_nir: unsupported recurrent weights")
+    if len(sub.nodes) != 4 or len(lifs) != 1 or len(recs) != 1:
+        raise NotImplementedError("import_from_nir: only snnTorch's RLeaky subgraphs (Input, LIF, "
+                                  "Affine/Linear feedback, Output) are supported as nested graphs")
+    leaky = _leaky(lifs[0], reset_mechanism, dtype, spike_grad)
+    w = _tensor(recs[0].weight, dtype)
+    n = w.shape[0]
+    diagonal = isinstance(recs[0], nir.Linear) and bool((w == torch.diag(torch.diagonal(w))).all())
+    with torch.random.fork_rng(devices=[]):
+        if diagonal:
+            neuron = snn.RLeaky(beta=leaky.beta, threshold=leaky.threshold, all_to_all=False,
+                                V=torch.diagonal(w).clone(), init_hidden=True, spike_grad=spike_grad,
+                                reset_mechanism=reset_mechanism)
+        else:
+            neuron = snn.RLeaky(beta=leaky.beta, threshold=leaky.threshold, linear_features=n, init_hidden=True,
+                                spike_grad=spike_grad, reset_mechanism=reset_mechanism)
+    neuron = neuron.to(dtype)
+    if diagonal:
+        neuron.recurrent.V = neuron.V
+    else:
+        with torch.no_grad():
+            neuron.recurrent.weight.copy_(w)
+            if isinstance(recs[0], nir.Affine):
+                neuron.recurrent.bias.copy_(_tensor(recs[0].bias, dtype))
+            else:
+                neuron.recurrent.bias.zero_()
+    return neuron

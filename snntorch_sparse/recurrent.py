@@ -1,0 +1,612 @@
+r"""Sparse counterparts of snnTorch's ``RLeaky`` (recurrent LIF).
+
+snnTorch 1.0's update (``reset_delay=True``; the reset is detached, the recurrent
+input is not)::
+
+    R[t]    = H(U[t-1] - θ)                  (= S[t-1])
+    base[t] = (β·U[t-1] + I[t]) + rec(S[t-1])
+    rec(S)  = S Vᵀ + b_V                     all_to_all (``recurrent = nn.Linear(N, N)``)
+            = S · V                          one-to-one (``V`` scalar or [N])
+    U[t]    = base[t] - R[t]·θ | base[t]·(1 - R[t]) ("zero": base - R·base) | base[t]
+    S[t]    = H(U[t] - θ)
+
+with ``U[-1] = mem0`` and ``S[-1] = spk0`` (zero by default; ``rec(0) = b_V`` still
+enters step 0, as in snnTorch).
+
+Backward with the clamped surrogate, in reverse time, ``a[t] = ∂L/∂base[t]``::
+
+    ∂L/∂S[t] = (∂L/∂S[t])_ext + (a[t+1] V)          all_to_all   (a[t+1]·V one-to-one)
+    g[t]     = ∂L/∂S[t] · σ'(U[t] - θ)   only on the active set A_t = {|U[t] - θ| < B}
+    ∂L/∂U[t] = g[t] + (∂L/∂U[t])_ext + β·a[t+1]
+    a[t]     = ∂L/∂U[t] · (1 - R[t])^{zero}
+
+The recurrent term is only needed where σ' ≠ 0: per step, one dot product of
+``a[t+1][b, :]`` with one column ``V[:, n]`` per active ``(b, n)``. Its cost is
+``|A_t|·N`` multiply-adds at step ``t`` (``|A|·N`` in all, never the dense
+``T·B·N²`` of snnTorch's autograd, which multiplies ``a[t+1]`` by ``V`` for every
+entry); the rest of a step is ``O(B·N)`` elementwise. (When more than an eighth of
+a step's entries are active, one ``[B, N]×[N, N]`` GEMM for that step is cheaper
+and is used instead.) Then::
+
+    ∂L/∂I[t] = a[t]     ∂L/∂V = Σ_t a[t]ᵀ S[t-1]  (over spike events)   ∂L/∂b_V = Σ_t a[t]
+    ∂L/∂β    = Σ a[t]·U[t-1]      ∂L/∂θ = -Σ g - Σ a[t]·R[t] (subtract)
+    ∂L/∂mem0 = β·a[0]             ∂L/∂spk0 = a[0] V
+
+Saved for the backward: the spikes (bool, 1 byte per entry), the active set (int64
+index + σ' per active entry), ``V`` and the initial state; the membrane only for a
+learnable ``β``. snnTorch keeps several float ``[B, N]`` tensors per step.
+
+Forward: a loop over time with one ``[B, N]×[N, N]`` GEMM per step (the same
+``F.linear`` call as snnTorch's ``recurrent``, so the membrane is bit-identical).
+"""
+from __future__ import annotations
+
+import math
+
+import snntorch as snn
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._activity import ActivityMonitor
+from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
+                          check_sequence, check_threshold, per_feature)
+from .fused_cpu import dense_grad, first_order_only
+from .functional import LIFConfig, _active_window
+from .neurons import resolve_surrogate
+from .ops import get_backend
+from .state import StatefulMixin, event_linear
+from .surrogate import frozen_copy
+
+__all__ = ["SparseRLeaky", "SparseLinearRLeaky", "rleaky_sequence"]
+
+# Above this fraction of a step's entries active, the recurrent term of that step is one GEMM.
+_DENSE_STEP_FRACTION = 1.0 / 8
+# The C++ backward (per-entry dot products) runs up to this fraction of active entries overall;
+# above it the reference loop with its per-step GEMMs is cheaper.
+_KERNEL_MAX_FRACTION = 1.0 / 8
+
+
+def cfg_backend(ctx):
+    return getattr(ctx, "backend", None)
+
+
+def _reduce(grad_n: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    if param.numel() == 1:
+        return grad_n.sum().reshape(param.shape).to(param.dtype)
+    return grad_n.reshape(param.shape).to(param.dtype)
+
+
+class _RLeakyScan(torch.autograd.Function):
+    """Whole-sequence RLeaky on ``[T, R, N]`` currents (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, current, weight, bias, v, beta, threshold, mem0, spk0, cfg: LIFConfig):
+        T, R, N = current.shape
+        dtype = current.dtype
+        beta_c = per_feature(beta.clamp(0, 1), N, "beta", current)
+        thr = per_feature(threshold, N, "threshold", current)
+        u = torch.zeros(R, N, dtype=dtype, device=current.device) if mem0 is None else mem0.expand(R, N)
+        s = torch.zeros(R, N, dtype=dtype, device=current.device) if spk0 is None else spk0.to(dtype).expand(R, N)
+        mem = torch.empty_like(current)
+        spk = torch.empty_like(current)
+        mode = cfg.reset_mode
+        reset = (u - thr > 0).to(dtype)  # R[0] = H(mem0 - θ); later R[t] = S[t-1], the same comparison
+        for t in range(T):
+            rec = F.linear(s, weight, bias) if weight is not None else s * v
+            base = torch.mul(beta_c, u, out=mem[t])  # ((β·U) + I) + rec, in snnTorch's order, in place
+            base.add_(current[t]).add_(rec)
+            if mode == 0:
+                base.sub_(reset * thr)
+            elif mode == 1:
+                base.sub_(reset * base)
+            u = base
+            s = spk[t]
+            s.copy_(u - thr > 0)
+            reset = s
+        shift = (mem - thr).view(T * R, N)
+        sg = cfg.surrogate
+        if sg.adaptive:
+            window = sg.window(shift)
+            gain = sg.gain(shift, window)
+        else:
+            window, gain = sg.bth, sg.fixed_gain
+        cfg.stats["window"], cfg.stats["gain"] = window, gain
+        win = window.to(dtype).reshape(-1) if isinstance(window, torch.Tensor) else window
+        act_idx = _active_window(shift.view(T, R, N), win).view(-1).nonzero().squeeze(1)
+        act_sg = sg.derivative(shift.reshape(-1).index_select(0, act_idx))
+        if gain is not None:
+            act_sg = act_sg * torch.as_tensor(gain, dtype=dtype).reshape(-1).expand(N).index_select(0, act_idx % N)
+        cfg.stats["active"], cfg.stats["total"] = act_idx.numel(), T * R * N
+        # per-step boundaries of the (sorted) active set
+        bounds = torch.searchsorted(act_idx, torch.arange(T + 1, device=act_idx.device) * (R * N)).tolist()
+        spk_bool = spk.bool()
+        learn_beta = ctx.needs_input_grad[4]
+        u0 = None if mem0 is None else mem0.expand(R, N)
+        s0 = None if spk0 is None else spk0.to(dtype).expand(R, N)
+        ctx.save_for_backward(weight, v, beta, threshold, beta_c, thr, act_idx, act_sg, spk_bool,
+                              mem if learn_beta else None, u0, s0)
+        ctx.bounds, ctx.mode, ctx.shape, ctx.backend = bounds, mode, (T, R, N), cfg.backend
+        ctx.set_materialize_grads(False)
+        return spk, mem
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, d_spk, d_mem):
+        (weight, v, beta, threshold, beta_c, thr, act_idx, act_sg, spk_bool, mem, u0, s0) = ctx.saved_tensors
+        T, R, N = ctx.shape
+        mode, bounds = ctx.mode, ctx.bounds
+        dtype, device = act_sg.dtype, act_sg.device
+        wt = weight.t().contiguous() if weight is not None else None  # wt[n] = V[:, n]
+        v_vec = None if weight is not None else per_feature(v, N, "V", act_sg)
+        if d_spk is not None:
+            d_spk = dense_grad(d_spk).reshape(T, R, N)
+        if d_mem is not None:
+            d_mem = dense_grad(d_mem).reshape(T, R, N)
+        if _compiled_ok(ctx.backend, act_sg) and act_idx.numel() <= _KERNEL_MAX_FRACTION * T * R * N:
+            rows = torch.div(act_idx, N, rounding_mode="floor")
+            rowptr = torch.zeros(T * R + 1, dtype=torch.long, device=device)
+            rowptr[1:] = torch.bincount(rows, minlength=T * R).cumsum(0)
+            keep0 = (u0 - thr <= 0).to(dtype).contiguous() if mode == 1 and u0 is not None else None
+            a, g_all = torch.ops.snntorch_sparse.rleaky_backward(
+                rowptr, act_idx - rows * N, act_sg, d_spk, d_mem, beta_c, wt, v_vec,
+                spk_bool if mode == 1 else None, keep0, mode, T, R, N)
+        else:
+            a, g_all = _backward_loop(act_idx, act_sg, bounds, d_spk, d_mem, beta_c, weight, wt, v_vec, spk_bool,
+                                      u0, thr, mode, T, R, N)
+        needs = ctx.needs_input_grad
+        d_cur = a if needs[0] else None
+        a2 = a.view(-1, N)
+        prev_spk = None
+        if weight is None and needs[3]:
+            prev_spk = torch.zeros(T, R, N, dtype=dtype, device=device)
+            prev_spk[1:] = spk_bool[:-1].to(dtype)
+            if s0 is not None:
+                prev_spk[0] = s0
+        dw = db = dv = dbeta = dthr = dmem0 = dspk0 = None
+        if weight is not None and needs[1]:
+            # Σ_t a[t]ᵀ S[t-1] over the spike events only (the fused layers' sparse dW kernel)
+            ops = get_backend(cfg_backend(ctx), device)
+            ev = spk_bool[:-1].reshape(-1).nonzero().squeeze(1)
+            dw = ops.sparse_weight_grad(a[1:].reshape(-1, N), ev, None, N) if T > 1 else \
+                torch.zeros(N, N, dtype=dtype, device=device)
+            if s0 is not None:
+                dw = dw + a[0].t() @ s0
+        if weight is not None and needs[2]:
+            db = a2.sum(0)
+        if weight is None and needs[3]:
+            dv = _reduce((a * prev_spk).sum((0, 1)), v)
+        if needs[4]:
+            prev_u = torch.zeros_like(mem)
+            prev_u[1:] = mem[:-1]
+            if u0 is not None:
+                prev_u[0] = u0
+            if mode == 1:
+                prev_u[1:] = prev_u[1:]  # base uses U[t-1] before the reset of step t: no mask
+            inside = ((beta >= 0) & (beta <= 1)).to(dtype)
+            dbeta = _reduce((a * prev_u).sum((0, 1)), beta) * inside
+        if needs[5]:
+            dthr_n = torch.zeros(N, dtype=dtype, device=device)
+            dthr_n.index_add_(0, act_idx % N, -g_all)
+            if mode == 0:
+                reset = torch.zeros(T, R, N, dtype=dtype, device=device)
+                reset[1:] = spk_bool[:-1].to(dtype)
+                if u0 is not None:
+                    reset[0] = (u0 - thr > 0).to(dtype)
+                dthr_n = dthr_n - (a * reset).sum((0, 1))
+            dthr = _reduce(dthr_n, threshold)
+        if needs[6]:
+            dmem0 = beta_c * a[0]
+        if needs[7]:
+            dspk0 = a[0] @ weight if weight is not None else a[0] * v_vec
+        return d_cur, dw, db, dv, dbeta, dthr, dmem0, dspk0, None
+
+
+def _compiled_ok(backend, like: torch.Tensor) -> bool:
+    """The C++ backward applies: CPU, float32/64, and the compiled backend builds.
+
+    (It is used when at most an eighth of the entries are active; above that the per-step
+    ``[B, N]×[N, N]`` GEMM of the reference loop is cheaper than per-entry dot products.)"""
+    if backend == "reference" or like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
+        return False
+    from .ops import compiled
+    if get_backend(backend, like.device) is not compiled:
+        return False
+    return hasattr(torch.ops.snntorch_sparse, "rleaky_backward")
+
+
+def _backward_loop(act_idx, act_sg, bounds, d_spk, d_mem, beta_c, weight, wt, v_vec, spk_bool, u0, thr,
+                   mode, T, R, N):
+    """Reference (pure PyTorch) form of the reverse-time loop: ``(a, g)``."""
+    dtype, device = act_sg.dtype, act_sg.device
+    a = torch.empty(T, R, N, dtype=dtype, device=device)
+    carry = torch.zeros(R, N, dtype=dtype, device=device)
+    g_all = torch.zeros(act_idx.numel(), dtype=dtype, device=device)
+    d_spk_flat = None if d_spk is None else d_spk.reshape(T, R * N)
+    for t in range(T - 1, -1, -1):
+        du = beta_c * carry
+        if d_mem is not None:
+            du = du + d_mem[t]
+        s, e = bounds[t], bounds[t + 1]
+        if e > s:
+            loc = act_idx[s:e] - t * R * N
+            ds = d_spk_flat[t].index_select(0, loc) if d_spk_flat is not None else \
+                torch.zeros(e - s, dtype=dtype, device=device)
+            if t + 1 < T:
+                b_i = torch.div(loc, N, rounding_mode="floor")
+                n_i = loc - b_i * N
+                if weight is None:
+                    ds = ds + carry.view(-1).index_select(0, loc) * v_vec.index_select(0, n_i)
+                elif (e - s) > _DENSE_STEP_FRACTION * R * N:
+                    ds = ds + (carry @ weight).view(-1).index_select(0, loc)
+                else:
+                    ds = ds + (carry.index_select(0, b_i) * wt.index_select(0, n_i)).sum(1)
+            g = ds * act_sg[s:e]
+            g_all[s:e] = g
+            du.view(-1).index_put_((loc,), g, accumulate=True)
+        if mode == 1:
+            if t > 0:
+                du = du * (~spk_bool[t - 1]).to(dtype)
+            elif u0 is not None:
+                du = du * (u0 - thr <= 0).to(dtype)
+        a[t] = du
+        carry = du
+    return a, g_all
+
+
+def rleaky_sequence(current, weight, bias, v, beta, threshold, cfg: LIFConfig, mem0=None, spk0=None):
+    """Whole-sequence RLeaky from the current ``[T, B, ..., N]``: ``(spk, mem)``.
+
+    ``weight``/``bias``: the all-to-all recurrent ``nn.Linear(N, N)`` (``v`` ignored),
+    or ``weight=None`` and ``v`` (scalar or ``[N]``) for one-to-one connections.
+    """
+    T = current.shape[0]
+    N = current.shape[-1]
+    c3 = current.reshape(T, -1, N)
+    R = c3.shape[1]
+    beta = torch.as_tensor(beta, dtype=current.dtype, device=current.device) \
+        if not isinstance(beta, torch.Tensor) else beta
+    threshold = torch.as_tensor(threshold, dtype=current.dtype, device=current.device) \
+        if not isinstance(threshold, torch.Tensor) else threshold
+    if v is not None and not isinstance(v, torch.Tensor):
+        v = torch.as_tensor(v, dtype=current.dtype, device=current.device)
+    m0 = None if mem0 is None else mem0.reshape(-1, N) if mem0.numel() == R * N else mem0
+    s0 = None if spk0 is None else spk0.reshape(-1, N) if spk0.numel() == R * N else spk0
+    spk, mem = _RLeakyScan.apply(c3, weight, bias, v, beta, threshold, m0, s0, cfg)
+    return spk.view(current.shape), mem.view(current.shape)
+
+
+class SparseRLeaky(snn.RLeaky):
+    """Drop-in :class:`snntorch.RLeaky` with a sparse surrogate gradient.
+
+    Takes every argument of :class:`snntorch.RLeaky` (``all_to_all`` with
+    ``linear_features``, or one-to-one ``V``) plus ``bth``, ``active_fraction``,
+    ``step_mode``, ``backend`` and ``stateful`` as :class:`~snntorch_sparse.SparseLeaky`.
+    ``step_mode="multi"`` takes the current ``[T, B, N]`` and returns ``(spk, mem)``
+    sequences (``spk`` alone with ``init_hidden=True`` and not ``output``), with the
+    sparse recurrent backward of :mod:`snntorch_sparse.recurrent`; ``spk=`` / ``mem=``
+    give the initial state, ``stateful=True`` continues from the previous call's.
+    (Convolutional recurrence, ``conv2d_channels``, runs in ``step_mode="single"`` only.)
+    """
+
+    def __init__(self, beta, V=1.0, all_to_all=True, linear_features=None, conv2d_channels=None,
+                 kernel_size=None, threshold=1.0, spike_grad=None, surrogate_disable=False, init_hidden=False,
+                 inhibition=False, learn_beta=False, learn_threshold=False, learn_recurrent=True,
+                 reset_mechanism="subtract", state_quant=False, output=False, reset_delay=True,
+                 bth=None, step_mode="single", backend=None, active_fraction=None, stateful=False):
+        if step_mode not in ("single", "multi"):
+            raise ValueError(f"step_mode must be 'single' or 'multi', got {step_mode!r}")
+        check_beta(beta)
+        check_threshold(threshold)
+        check_reset(reset_mechanism)
+        beta, threshold = as_float_param(beta), as_float_param(threshold)
+        surrogate = resolve_surrogate(spike_grad, bth, active_fraction)
+        super().__init__(beta, V=V, all_to_all=all_to_all, linear_features=linear_features,
+                         conv2d_channels=conv2d_channels, kernel_size=kernel_size, threshold=threshold,
+                         spike_grad=surrogate, surrogate_disable=surrogate_disable, init_hidden=init_hidden,
+                         inhibition=inhibition, learn_beta=learn_beta, learn_threshold=learn_threshold,
+                         learn_recurrent=learn_recurrent, reset_mechanism=reset_mechanism,
+                         state_quant=state_quant, output=output, reset_delay=reset_delay)
+        self.surrogate = surrogate
+        self.step_mode = step_mode
+        self.backend = backend
+        self.stateful = bool(stateful)
+        self._stats: dict = {}
+        self._monitor = ActivityMonitor(f"{type(self).__name__}(beta={float(self.beta.detach().mean()):g})",
+                                        patience=5 if step_mode == "multi" else 200)
+        surrogate.monitor = self._monitor
+        if step_mode == "multi":
+            bad = [k for k, on in {"inhibition": inhibition, "state_quant": bool(state_quant),
+                                   "surrogate_disable": surrogate_disable, "reset_delay=False": not reset_delay,
+                                   "conv2d_channels": bool(conv2d_channels)}.items() if on]
+            if bad:
+                raise ValueError(f"step_mode='multi' does not support {', '.join(bad)}; "
+                                 "use step_mode='single' for these features")
+
+    @property
+    def multi_step(self) -> bool:
+        return self.step_mode == "multi"
+
+    @property
+    def bth(self):
+        return self.surrogate.bth
+
+    @property
+    def activity(self):
+        if self.step_mode == "single":
+            sg = self.surrogate
+            return sg.last_active / sg.last_total if sg.last_total else None
+        s = self._stats
+        return s["active"] / s["total"] if s.get("total") else None
+
+    def frozen_surrogate(self):
+        return frozen_copy(self.surrogate, self._stats.get("window") if self.multi_step else self.surrogate.last_window,
+                           self._stats.get("gain") if self.multi_step else self.surrogate.last_gain)
+
+    def _recurrent_args(self):
+        if self.all_to_all:
+            return self.recurrent.weight, self.recurrent.bias, None
+        return None, None, self.V
+
+    def forward(self, input_, spk=None, mem=None):
+        if self.step_mode == "single":
+            return super().forward(input_, spk, mem)
+        if self.init_hidden and (spk is not None or mem is not None):
+            raise TypeError("When `init_hidden=True`, RLeaky expects 1 input argument.")
+        input_ = autocast_input(input_, self.beta)
+        check_same_device(input_=input_, beta=self.beta, threshold=self.threshold)
+        check_sequence(input_, "input_", min_dim=2, check_values=False)
+        step = tuple(input_.shape[1:])
+        if self.stateful:
+            spk = spk if spk is not None or tuple(self.spk.shape) != step else self.spk
+            mem = mem if mem is not None or tuple(self.mem.shape) != step else self.mem
+        track = self.stateful or spk is not None or mem is not None
+        cfg = LIFConfig(surrogate=self.surrogate, reset_mode=int(self.reset_mechanism_val),
+                        backend=self.backend, stats=self._stats)
+        w, b, v = self._recurrent_args()
+        spk_seq, mem_seq = rleaky_sequence(input_, w, b, v, self.beta, self.threshold, cfg, mem, spk)
+        self._stats = cfg.stats
+        if self.training and spk_seq.requires_grad:
+            self._monitor.update(cfg.stats["active"], cfg.stats["total"], cfg.stats.get("window"),
+                                 fixed=not self.surrogate.adaptive)
+        if track:
+            self.spk, self.mem = spk_seq[-1].clone(), mem_seq[-1].clone()
+        else:
+            self.spk, self.mem = spk_seq[-1].detach().clone(), mem_seq[-1].detach().clone()
+        if self.output or not self.init_hidden:
+            return spk_seq, mem_seq
+        return spk_seq
+
+    def extra_repr(self) -> str:
+        return f"step_mode={self.step_mode!r}, spike_grad={self.surrogate!r}"
+
+
+class SparseLinearRLeaky(StatefulMixin, nn.Module):
+    """``nn.Linear`` followed by ``snn.RLeaky`` over a whole sequence, with a sparse backward.
+
+    Arguments as :class:`~snntorch_sparse.SparseLinearLeaky`, plus snnTorch's
+    ``all_to_all`` (default ``True``: a learnable ``recurrent = nn.Linear(out, out)``),
+    ``V`` (one-to-one weights when ``all_to_all=False``) and ``learn_recurrent``.
+    Returns ``spk`` ``[T, B, out]``, or ``(spk, mem)`` with ``output=True`` or
+    ``init_hidden=False``. ``stateful=True`` continues each call from the previous
+    call's final ``spk`` / ``mem`` (``layer.spk``, ``layer.mem``). ``event_forward``: as
+    :class:`~snntorch_sparse.SparseLinearLeaky` (``None``: the input current summed over the
+    input's spikes on the CPU when sparse; ``False``: one GEMM, bit-identical to snnTorch).
+    """
+
+    multi_step = True
+    _state_names = ("spk", "mem")
+    _snn_family = snn.RLeaky
+
+    def __init__(self, in_features: int, out_features: int, beta, V=1.0, all_to_all: bool = True,
+                 threshold=1.0, spike_grad=None, bth=None, bias: bool = True, learn_beta: bool = False,
+                 learn_threshold: bool = False, learn_recurrent: bool = True, reset_mechanism: str = "subtract",
+                 output: bool = False, backend=None, device=None, dtype=None, *, active_fraction=None,
+                 init_hidden: bool = True, stateful: bool = False, event_forward=None):
+        super().__init__()
+        self._init_state(stateful)
+        self.event_forward = event_forward
+        check_features(in_features, "in_features")
+        check_features(out_features, "out_features")
+        check_beta(beta)
+        check_threshold(threshold)
+        self.reset_mode = check_reset(reset_mechanism)
+        self.reset_mechanism = reset_mechanism
+        self.fc = nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        dt = self.fc.weight.dtype
+        self.all_to_all = bool(all_to_all)
+        if self.all_to_all:
+            self.recurrent = nn.Linear(out_features, out_features, device=device, dtype=dt)
+            for p in self.recurrent.parameters():
+                p.requires_grad_(learn_recurrent)
+        else:
+            v = torch.as_tensor(as_float_param(V), dtype=dt, device=device).clone()
+            if learn_recurrent:
+                self.V = nn.Parameter(v)
+            else:
+                self.register_buffer("V", v)
+        for name, value, learn in (("beta", beta, learn_beta), ("threshold", threshold, learn_threshold)):
+            t = torch.as_tensor(as_float_param(value), dtype=dt, device=device).clone()
+            if learn:
+                setattr(self, name, nn.Parameter(t))
+            else:
+                self.register_buffer(name, t)
+        self.surrogate = resolve_surrogate(spike_grad, bth, active_fraction)
+        self.output = output
+        self.init_hidden = bool(init_hidden)
+        self.backend = backend
+        self._stats: dict = {}
+        self._monitor = ActivityMonitor(f"SparseLinearRLeaky({in_features}->{out_features})")
+
+    in_features = property(lambda self: self.fc.in_features)
+    out_features = property(lambda self: self.fc.out_features)
+    weight = property(lambda self: self.fc.weight)
+    bias = property(lambda self: self.fc.bias)
+
+    @property
+    def bth(self):
+        return self.surrogate.bth
+
+    @property
+    def window(self):
+        return self._stats.get("window")
+
+    def frozen_surrogate(self):
+        return frozen_copy(self.surrogate, self.window, self._stats.get("gain"))
+
+    @property
+    def activity(self):
+        s = self._stats
+        return s["active"] / s["total"] if s.get("total") else None
+
+    def forward(self, x: torch.Tensor, spk=None, mem=None):
+        x = autocast_input(x, self.weight)
+        check_same_device(x=x, weight=self.weight, beta=self.beta, threshold=self.threshold)
+        check_sequence(x, "x", min_dim=3, features=self.in_features, check_values=False)
+        if x.dtype != self.weight.dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the layer's weight is {self.weight.dtype}")
+        step = (*x.shape[1:-1], self.out_features)
+        spk0, mem0 = self._initial("spk", spk, step), self._initial("mem", mem, step)
+        track = self.stateful or spk is not None or mem is not None
+        cfg = LIFConfig(surrogate=self.surrogate, reset_mode=self.reset_mode, backend=self.backend,
+                        stats=self._stats)
+        current = event_linear(x, self.weight, self.bias, self.backend, self.event_forward)
+        if self.all_to_all:
+            w, b, v = self.recurrent.weight, self.recurrent.bias, None
+        else:
+            w, b, v = None, None, self.V
+        spk_seq, mem_seq = rleaky_sequence(current, w, b, v, self.beta, self.threshold, cfg, mem0, spk0)
+        self._stats = cfg.stats
+        if self.training and spk_seq.requires_grad:
+            self._monitor.update(cfg.stats["active"], cfg.stats["total"], cfg.stats.get("window"),
+                                 fixed=not self.surrogate.adaptive)
+        self._keep("spk", spk_seq[-1], attached=track)
+        self._keep("mem", mem_seq[-1], attached=track)
+        if self.output or not self.init_hidden:
+            return spk_seq, mem_seq
+        return spk_seq
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"all_to_all={self.all_to_all}, reset_mechanism={self.reset_mechanism!r}, "
+                f"spike_grad={self.surrogate!r}")
+
+
+# --- sparsify / desparsify (called from snntorch_sparse.convert) -------------------------------------
+
+def _check_rleaky(neuron, where: str) -> None:
+    bad = [name for name, on in (("inhibition=True", neuron.inhibition), ("state_quant", bool(neuron.state_quant)),
+                                 ("reset_delay=False", not neuron.reset_delay),
+                                 ("surrogate_disable=True", getattr(neuron, "surrogate_disable", False)),
+                                 ("conv2d_channels (convolutional recurrence)", bool(neuron.conv2d_channels)))
+           if on]
+    if bad:
+        raise ValueError(f"sparsify: the snn.RLeaky at {where} uses {', '.join(bad)}, which the multi-step "
+                         "sparse layers do not support; keep this neuron in snnTorch")
+
+
+def _learn_recurrent(neuron) -> bool:
+    params = list(neuron.recurrent.parameters()) if neuron.all_to_all else [neuron.V]
+    return any(isinstance(p, nn.Parameter) and p.requires_grad for p in params)
+
+
+def _copy_recurrent(dst, src) -> None:
+    with torch.no_grad():
+        if src.all_to_all:
+            dst.recurrent.weight.copy_(src.recurrent.weight)
+            if src.recurrent.bias is not None:
+                dst.recurrent.bias.copy_(src.recurrent.bias)
+        else:
+            dst.V.copy_(torch.as_tensor(src.V, dtype=dst.V.dtype).expand_as(dst.V)
+                        if dst.V.numel() >= torch.as_tensor(src.V).numel() else src.V)
+
+
+def sparse_rleaky_from(neuron, step_mode: str, bth, spike_grad, backend, where: str,
+                       active_fraction=None) -> SparseRLeaky:
+    """A :class:`SparseRLeaky` with ``neuron``'s parameters and options."""
+    from .convert import _beta_threshold, _is_param, _output_full
+    beta, threshold = _beta_threshold(neuron, where)
+    extra = {}
+    if step_mode == "multi":
+        _check_rleaky(neuron, where)
+    else:
+        extra = dict(surrogate_disable=getattr(neuron, "surrogate_disable", False), inhibition=neuron.inhibition,
+                     state_quant=neuron.state_quant, reset_delay=neuron.reset_delay,
+                     conv2d_channels=neuron.conv2d_channels, kernel_size=neuron.kernel_size)
+    sg = _output_full(resolve_surrogate(spike_grad if spike_grad is not None else neuron.spike_grad, bth,
+                                        active_fraction), neuron, active_fraction)
+    with torch.random.fork_rng(devices=[]):
+        new = SparseRLeaky(beta=beta.clamp(0, 1), threshold=threshold, spike_grad=sg,
+                           V=neuron.V.detach().clone() if not neuron.all_to_all else 1.0,
+                           all_to_all=neuron.all_to_all, linear_features=neuron.linear_features,
+                           learn_beta=_is_param(neuron.beta), learn_threshold=_is_param(neuron.threshold),
+                           learn_recurrent=_learn_recurrent(neuron), reset_mechanism=neuron.reset_mechanism,
+                           init_hidden=neuron.init_hidden, output=neuron.output, step_mode=step_mode,
+                           backend=backend, **extra)
+    new = new.to(neuron.beta.device)
+    if neuron.all_to_all:
+        new.recurrent = new.recurrent.to(neuron.recurrent.weight.dtype)
+        _copy_recurrent(new, neuron)
+    with torch.no_grad():
+        new.beta.copy_(beta)
+    new.train(neuron.training)
+    return new
+
+
+def fuse_rleaky(linear: nn.Linear, neuron, bth, spike_grad, backend, where: str,
+                active_fraction=None, event_forward=None) -> SparseLinearRLeaky:
+    """``nn.Linear`` + ``snn.RLeaky`` as one :class:`SparseLinearRLeaky` (same parameters)."""
+    from .convert import _beta_threshold, _check_shape, _is_param, _output_full
+    _check_rleaky(neuron, where)
+    beta, threshold = _beta_threshold(neuron, where)
+    _check_shape(beta, "beta", where, linear.out_features)
+    _check_shape(threshold, "threshold", where, linear.out_features)
+    sg = _output_full(resolve_surrogate(spike_grad if spike_grad is not None else neuron.spike_grad, bth,
+                                        active_fraction), neuron, active_fraction)
+    with torch.random.fork_rng(devices=[]):
+        layer = SparseLinearRLeaky(linear.in_features, linear.out_features, beta=beta.clamp(0, 1),
+                                   V=neuron.V.detach().clone() if not neuron.all_to_all else 1.0,
+                                   all_to_all=neuron.all_to_all, threshold=threshold, spike_grad=sg,
+                                   bias=linear.bias is not None, learn_beta=_is_param(neuron.beta),
+                                   learn_threshold=_is_param(neuron.threshold),
+                                   learn_recurrent=_learn_recurrent(neuron),
+                                   reset_mechanism=neuron.reset_mechanism, output=neuron.output,
+                                   backend=backend, device=linear.weight.device, dtype=linear.weight.dtype,
+                                   event_forward=event_forward)
+    layer._monitor.name = f"{where} ({layer._monitor.name})"
+    with torch.no_grad():
+        layer.fc.weight.copy_(linear.weight)
+        if linear.bias is not None:
+            layer.fc.bias.copy_(linear.bias)
+        layer.beta.copy_(beta)
+    if neuron.all_to_all and neuron.recurrent.bias is None:
+        layer.recurrent.bias = None
+    _copy_recurrent(layer, neuron)
+    layer.train(neuron.training)
+    return layer
+
+
+def dense_rleaky_from(m, init_hidden: bool, output: bool) -> snn.RLeaky:
+    """The snnTorch ``RLeaky`` of a sparse one (its clamped surrogate and recurrent weights kept)."""
+    from .convert import _is_param
+    extra = {}
+    if isinstance(m, snn.RLeaky):
+        extra = dict(surrogate_disable=getattr(m, "surrogate_disable", False), inhibition=m.inhibition,
+                     state_quant=m.state_quant, reset_delay=m.reset_delay)
+    n = m.recurrent.weight.shape[0] if m.all_to_all else None
+    learn_rec = (any(p.requires_grad for p in m.recurrent.parameters()) if m.all_to_all
+                 else isinstance(m.V, nn.Parameter))
+    with torch.random.fork_rng(devices=[]):
+        neuron = snn.RLeaky(beta=m.beta.detach().clone(), threshold=m.threshold.detach().clone(),
+                            V=m.V.detach().clone() if not m.all_to_all else 1.0, all_to_all=m.all_to_all,
+                            linear_features=n, spike_grad=m.surrogate, learn_beta=_is_param(m.beta),
+                            learn_threshold=_is_param(m.threshold), learn_recurrent=learn_rec,
+                            reset_mechanism=m.reset_mechanism, init_hidden=init_hidden, output=output, **extra)
+    neuron = neuron.to(m.beta.device)
+    if m.all_to_all:
+        neuron.recurrent = neuron.recurrent.to(m.recurrent.weight.dtype)
+        if m.recurrent.bias is None:
+            neuron.recurrent.bias = None
+        _copy_recurrent(neuron, m)
+    neuron.train(m.training)
+    return neuron
