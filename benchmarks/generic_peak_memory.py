@@ -22,6 +22,9 @@ the GPU peak can be checked here first.
 """
 import argparse
 import contextlib
+import json
+import os
+from pathlib import Path
 from unittest import mock
 
 import torch
@@ -53,8 +56,10 @@ p.add_argument("--timeline", action="store_true", help="list the step's large al
 p.add_argument("--min-mib", type=float, default=8.0, help="with --timeline: list allocations and frees above this")
 p.add_argument("--path", choices=["fused", "generic"], default="fused",
                help="the fused op (CPU and CUDA) or the device-generic autograd function")
+p.add_argument("--out", help="write the peaks to this JSON file (adds to its other paths' entries)")
 args = p.parse_args()
 cpu = torch.device("cpu")
+peaks = {}
 for name in args.configs:
     cfg = bench.PRESETS[name]
     x, labels, ref, compiled_ok = bench.calibrated_setup(cfg, cpu)
@@ -68,5 +73,14 @@ for name in args.configs:
             allocations, ops = bench.step_peak_bytes(net, x, labels, cfg, measure=cpu_allocation_timeline)
         peak = max([0] + [live for _, _, live in allocations])
         print(f"{name:10s} {v:18s} peak {peak / 2**20:8.1f} MiB")
+        peaks.setdefault(name, {})[v if v == "snntorch" else f"{v}:{args.path}"] = peak
         if args.timeline:
             print_timeline(allocations, ops, peak, args.min_mib)
+if args.out:
+    out = Path(args.out)
+    data = json.loads(out.read_text()) if out.exists() else {"peak_bytes": {}}
+    data["reuse_buffers"] = os.environ.get("SNNTORCH_SPARSE_REUSE_BUFFERS", "1")
+    data["torch"] = torch.__version__
+    for cfg_name, entries in peaks.items():
+        data["peak_bytes"].setdefault(cfg_name, {}).update(entries)
+    out.write_text(json.dumps(data, indent=1))

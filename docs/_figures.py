@@ -74,6 +74,22 @@ def substitutions(root: Path = ROOT) -> dict:
         r = _config(h1000, "shd_h1000")
         subs["h1000_snntorch_saved"] = f"{r['variants']['snntorch']['saved_bytes'] / MIB:.0f} MiB"
         subs["h1000_ours_saved"] = f"{r['variants']['sparse_event']['saved_bytes'] / MIB:.0f} MiB"
+    sys.path.insert(0, str(root))
+    from snntorch_sparse import cost_model
+
+    subs["h200_bandwidth"] = f"{cost_model.H200.bandwidth / 1e12:.1f} TB/s"
+    subs["h200_fp32"] = f"{cost_model.H200.gemm_flops['fp32'] / 1e12:.1f} TFLOP/s"
+    subs["h200_bf16"] = f"{cost_model.H200.gemm_flops['bf16'] / 1e12:.0f} TFLOP/s"
+    shd = cost_model.shd_network()
+    subs["cost_activity"] = f"{100 * shd[0].activity:.2f}%"
+    subs["cost_spike_rate"] = f"{100 * shd[0].spike_rate:.0f}%"
+    peak = _load("peak-memory-cpu.json", root)
+    if peak:
+        shd = peak["peak_bytes"].get("shd", {})
+        for key, name in (("snntorch", "snntorch"), ("sparse_compiled:fused", "fused"),
+                          ("sparse_compiled:generic", "generic")):
+            if key in shd:
+                subs[f"peak_cpu_shd_{name}"] = f"{shd[key] / MIB:.0f} MiB"
     own = _load("own-forward-cpu.json", root)
     if own:
         subs["own_forward_speedup"] = f"{own['speedup']['sparse']:.2f}x"

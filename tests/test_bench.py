@@ -162,7 +162,7 @@ def test_generic_peak_timeline_lists_the_step(monkeypatch, capsys):
                         bench.BenchConfig("quick_shd", 30, (64, 64), 4, 100, 32, calib_steps=1))
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "generic_peak_memory.py"
     monkeypatch.setattr(sys, "argv", [str(script), "--configs", "quick_shd", "--variants", "sparse_compiled",
-                                      "--timeline", "--min-mib", "0.1"])
+                                      "--timeline", "--min-mib", "0.1", "--path", "generic"])
     runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
     peak = float(re.search(r"sparse_compiled\s+peak\s+([0-9.]+) MiB", out).group(1))
