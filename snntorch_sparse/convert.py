@@ -267,6 +267,15 @@ def _fuse(linear: nn.Linear, leaky: snn.Leaky, bth, spike_grad, backend, event_f
     return layer
 
 
+# nn.Linear followed by this exact neuron type -> one fused layer; every entry
+# takes (linear, neuron, bth, spike_grad, backend, event_forward, where, active_fraction).
+_LINEAR_FUSERS = {
+    snn.Leaky: _fuse,
+    snn.Synaptic: lambda lin, n, bth, sg, be, ef, where, af: fuse_synaptic(lin, n, bth, sg, be, where, af, ef),
+    snn.RLeaky: lambda lin, n, bth, sg, be, ef, where, af: fuse_rleaky(lin, n, bth, sg, be, where, af, ef),
+}
+
+
 def sparsify(model: nn.Module, bth: float | None = None, spike_grad=None, backend=None,
              event_forward=None, active_fraction: float | None = None) -> nn.Module:
     """Return a copy of ``model`` with sparse layers (see module docs).
@@ -381,22 +390,11 @@ def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_for
         if type(m) is nn.Sequential:  # a block: converted in place, it maps [T, B, ...] to [T, B, ...]
             out.append(_sparsify_sequential(m, bth, spike_grad, backend, event_forward, active_fraction,
                                             f"{prefix}{name}."))
-        elif isinstance(m, nn.Linear) and type(nxt) is snn.Leaky:
+        elif isinstance(m, nn.Linear) and type(nxt) in _LINEAR_FUSERS:
             nxt_where = f"'{prefix}{items[i + 1][0]}'"
             _require_hidden(nxt, nxt_where)
-            out.append(_fuse(m, nxt, bth, spike_grad, backend, event_forward, nxt_where, active_fraction))
-            i += 2
-            continue
-        elif isinstance(m, nn.Linear) and type(nxt) is snn.Synaptic:
-            nxt_where = f"'{prefix}{items[i + 1][0]}'"
-            _require_hidden(nxt, nxt_where)
-            out.append(fuse_synaptic(m, nxt, bth, spike_grad, backend, nxt_where, active_fraction, event_forward))
-            i += 2
-            continue
-        elif isinstance(m, nn.Linear) and type(nxt) is snn.RLeaky:
-            nxt_where = f"'{prefix}{items[i + 1][0]}'"
-            _require_hidden(nxt, nxt_where)
-            out.append(fuse_rleaky(m, nxt, bth, spike_grad, backend, nxt_where, active_fraction, event_forward))
+            out.append(_LINEAR_FUSERS[type(nxt)](m, nxt, bth, spike_grad, backend, event_forward, nxt_where,
+                                                 active_fraction))
             i += 2
             continue
         elif type(m) is snn.RLeaky or isinstance(m, SparseRLeaky):

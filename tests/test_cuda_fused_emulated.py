@@ -94,8 +94,8 @@ static void bwd_scatter(int64_t R, const int64_t* rp, const int32_t* col, const 
 template <typename T>
 static void bwd_scan(T* h, const T* beta, const uint8_t* spk, T* hsum, int64_t Tn, int64_t BN, int64_t N, int mode) {
   for (int64_t c = 0; c < BN; ++c) {
-    if (mode == 1) lif_fused_backward_column<T, true>(c, h, beta, spk, hsum, Tn, BN, N);
-    else lif_fused_backward_column<T, false>(c, h, beta, nullptr, hsum, Tn, BN, N);
+    if (mode == 1) lif_scan_backward_column<T, uint8_t, true>(c, h, beta, spk, h, Tn, BN, N, hsum);
+    else lif_scan_backward_column<T, uint8_t, false>(c, h, beta, nullptr, h, Tn, BN, N, hsum);
   }
 }
 

@@ -68,7 +68,7 @@ lif_fused_backward_kernel(T* h, const T* __restrict__ beta, const uint8_t* __res
                           int64_t Tn, int64_t BN, int64_t N) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= BN) return;
-  lif_fused_backward_column<T, ZERO>(c, h, beta, spk, hsum, Tn, BN, N);
+  lif_scan_backward_column<T, uint8_t, ZERO>(c, h, beta, spk, h, Tn, BN, N, hsum);  // in place
 }
 
 // h: g on entry, the adjoint on return (in place); spk: bool spikes for

@@ -103,40 +103,6 @@ SNNTORCH_SPARSE_HD void lif_fused_scan_column(int64_t c, const T* cur, const T* 
   if (carry != nullptr) carry[c] = u;
 }
 
-// ---- adjoint scan of column c, in place (h holds g on entry): h[t] = g[t] +
-// β h[t+1], masked by S[t] when ZERO, as lif_scan_backward_column; also
-// hsum[c] = Σ_t h[t] (∂L/∂b before the sum over the batch) when hsum is given.
-template <typename T, bool ZERO, int CHUNK = kScanChunk>
-SNNTORCH_SPARSE_HD void lif_fused_backward_column(int64_t c, T* h, const T* beta, const uint8_t* spk, T* hsum,
-                                                  int64_t Tn, int64_t BN, int64_t N) {
-  const T b = beta[c % N];
-  T acc = T(0), total = T(0);
-  T g_now[CHUNK], g_next[CHUNK];
-  uint8_t s_now[CHUNK], s_next[CHUNK];
-  load_chunk<CHUNK>(g_now, h, Tn - 1, -1, Tn, BN, c);
-  if (ZERO) load_chunk<CHUNK>(s_now, spk, Tn - 1, -1, Tn, BN, c);
-  for (int64_t t_hi = Tn - 1; t_hi >= 0; t_hi -= CHUNK) {
-    load_chunk<CHUNK>(g_next, h, t_hi - CHUNK, -1, Tn, BN, c);
-    if (ZERO) load_chunk<CHUNK>(s_next, spk, t_hi - CHUNK, -1, Tn, BN, c);
-    SNNTORCH_SPARSE_UNROLL
-    for (int k = 0; k < CHUNK; ++k) {
-      const int64_t t = t_hi - k;
-      if (t >= 0) {
-        if (ZERO) acc = mul_rn(acc, s_now[k] == 0 ? T(1) : T(0));
-        acc = add_rn(g_now[k], mul_rn(b, acc));
-        h[t * BN + c] = acc;
-        total = add_rn(total, acc);
-      }
-    }
-    SNNTORCH_SPARSE_UNROLL
-    for (int k = 0; k < CHUNK; ++k) {
-      g_now[k] = g_next[k];
-      if (ZERO) s_now[k] = s_next[k];
-    }
-  }
-  if (hsum != nullptr) hsum[c] = total;
-}
-
 template <typename T>
 SNNTORCH_SPARSE_HD bool in_window(T sh, T w) { return sh > -w && sh < w; }
 

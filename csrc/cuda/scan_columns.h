@@ -108,11 +108,13 @@ SNNTORCH_SPARSE_HD void lif_scan_column(int64_t c, const T* cur, const T* beta, 
 // type S (T, or bool read as uint8_t), non-zero = spike; nullptr unless ZERO.
 // The reference masks only for t + 1 < T; at t = T - 1 acc is +0 and
 // +0 * {0, 1} = +0, so masking every step gives the same bits. h may be g.
+// hsum (may be nullptr) receives Σ_t h[t] of the column (∂L/∂b before the
+// sum over the batch; the fused backward asks for it).
 template <typename T, typename S, bool ZERO, int CHUNK = kScanChunk>
 SNNTORCH_SPARSE_HD void lif_scan_backward_column(int64_t c, const T* g, const T* beta, const S* spk, T* h,
-                                                 int64_t Tn, int64_t BN, int64_t N) {
+                                                 int64_t Tn, int64_t BN, int64_t N, T* hsum = nullptr) {
   const T b = beta[c % N];
-  T acc = T(0);
+  T acc = T(0), total = T(0);
   T g_now[CHUNK], g_next[CHUNK];
   S s_now[CHUNK], s_next[CHUNK];
   load_chunk<CHUNK>(g_now, g, Tn - 1, -1, Tn, BN, c);
@@ -127,6 +129,7 @@ SNNTORCH_SPARSE_HD void lif_scan_backward_column(int64_t c, const T* g, const T*
         if (ZERO) acc = mul_rn(acc, s_now[k] == S(0) ? T(1) : T(0));
         acc = add_rn(g_now[k], mul_rn(b, acc));
         h[t * BN + c] = acc;
+        if (hsum != nullptr) total = add_rn(total, acc);
       }
     }
     SNNTORCH_SPARSE_UNROLL
@@ -135,6 +138,7 @@ SNNTORCH_SPARSE_HD void lif_scan_backward_column(int64_t c, const T* g, const T*
       if (ZERO) s_now[k] = s_next[k];
     }
   }
+  if (hsum != nullptr) hsum[c] = total;
 }
 
 }  // namespace cuda
