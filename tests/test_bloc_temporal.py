@@ -6,6 +6,7 @@ import warnings
 import pytest
 import snntorch as snn
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from snntorch_sparse import SparseLinearLeaky, sparsify
@@ -110,8 +111,99 @@ def test_leaky_readout_keeps_one_bit_per_input_entry():
     s = (torch.rand(100, 64, 128) < 0.1).float().requires_grad_(True)
     with saved_tensor_bytes(head) as c:
         out = head(s)  # the graph lives as long as its output
-    assert c.bytes == 100 * 64 * 128 // 8 + 64 * 10 * 8  # packed spikes + arg-max steps (int64)
+    assert c.bytes == 100 * 64 * 128 // 8 + 64 * 10 * 1  # packed spikes + arg-max steps (uint8: T <= 256)
     assert out.shape == (64, 10)
+    # longer sequences keep their arg-max steps in a wider integer type, and stay exact
+    assert bloc.heads._step_dtype(256) == torch.uint8 and bloc.heads._step_dtype(257) == torch.int16
+    assert bloc.heads._step_dtype(40000) == torch.int64
+    head = bloc.LeakyReadout(3, 2, beta=0.5).double()
+    long = torch.zeros(300, 1, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        long[280, 0, 0] = 1.0  # the maximum of class 0 sits at step >= 280 (beyond uint8)
+        head.layer.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 0, 0]]))
+        head.layer.bias.zero_()
+    head(long)[0, 0].backward()  # d max_t U / d x[s] = beta^(280 - s) for s <= 280, 0 after
+    want = 0.5 ** (280 - torch.arange(281, dtype=torch.float64))
+    assert torch.allclose(long.grad[:281, 0, 0], want) and long.grad[281:, 0, 0].abs().sum() == 0
+
+
+@pytest.mark.parametrize("reduce", ["max", "last"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_cross_entropy_matches_the_two_step_form(reduce, masked):
+    """LeakyReadout.cross_entropy: the value and all gradients of F.cross_entropy(head(s) + mask, y)."""
+    torch.manual_seed(2)
+    head = bloc.LeakyReadout(6, 4, beta=0.85, reduce=reduce).double()
+    mask = torch.tensor([0.0, -1e9, 0.0, 0.0], dtype=torch.float64) if masked else None
+    y = torch.tensor([0, 2, 3, 0, 2])
+    for s in ((torch.rand(9, 5, 6, dtype=torch.float64) < 0.3).double(),  # spikes
+              torch.rand(9, 5, 2, 3, dtype=torch.float64)):                # graded, conv-shaped
+        grads = []
+        for fused in (True, False):
+            x = s.clone().requires_grad_(True)
+            head.zero_grad(set_to_none=True)
+            if fused:
+                loss = head.cross_entropy(x, y, mask)
+            else:
+                out = head(x)
+                loss = F.cross_entropy(out if mask is None else out + mask, y)
+            (3.0 * loss).backward()  # an incoming gradient other than 1 scales every gradient
+            grads.append([loss.detach(), head.layer.weight.grad, head.layer.bias.grad, x.grad])
+        for a, b in zip(*grads):
+            assert torch.allclose(a, b, atol=1e-12), (a, b)
+        assert grads[0][3].abs().sum() > 0 and grads[0][1].abs().sum() > 0
+    # inference (no gradient needed): the plain cross-entropy
+    with torch.no_grad():
+        s = (torch.rand(9, 5, 6, dtype=torch.float64) < 0.3).double()
+        assert torch.allclose(head.cross_entropy(s, y, mask),
+                              F.cross_entropy(head(s) if mask is None else head(s) + mask, y))
+
+
+def test_fused_cross_entropy_keeps_no_copy_of_the_input():
+    from snntorch_sparse.memory import saved_tensor_bytes
+
+    T, B, n, C = 100, 64, 128, 10
+    head = bloc.LeakyReadout(n, C)
+    s = (torch.rand(T, B, n) < 0.1).float().requires_grad_(True)
+    y = torch.randint(0, C, (B,))
+    with saved_tensor_bytes(head) as fused:
+        loss = head.cross_entropy(s, y)
+    # logit gradient g [B, C] float32, arg-max steps [B, C] uint8, dW [C, n] and db [C] float32
+    assert fused.bytes == B * C * 4 + B * C + C * n * 4 + C * 4
+    with saved_tensor_bytes(head) as two_step:
+        loss2 = F.cross_entropy(head(s), y)
+    # packed spikes + arg-max steps, and cross-entropy's log-softmax, int64 targets, total weight
+    assert two_step.bytes == T * B * n // 8 + B * C + B * C * 4 + B * 8 + 4
+    assert fused.bytes < two_step.bytes / 10
+    del loss, loss2
+    with pytest.raises(ValueError, match="target must be int64 class indices"):
+        head.cross_entropy(s, y.int())
+    with pytest.raises(ValueError, match="target must be int64 class indices"):
+        head.cross_entropy(s, y[:5])
+    with pytest.raises(ValueError, match=r"mask must be None or a tensor \[num_classes\]"):
+        head.cross_entropy(s, y, torch.zeros(3))
+
+
+def test_trainer_takes_the_fused_loss_only_with_its_default_loss():
+    """Same training with the default loss (fused head loss) and the explicit cross-entropy; less memory."""
+    x, y = _bursty(B=24, seed=3), torch.arange(24) % 4
+    nets, mems = [], []
+    for loss_fn in (None, lambda out, t: F.cross_entropy(out, t)):
+        net = bloc.split(_model(seed=4), [2], 4, sample=x)
+        tr = bloc.BlocTrainer(net, loss_fn=loss_fn, epochs=2, hcd_epochs=1, batch_size=8, progress=False)
+        mems.append(tr.training_memory(x[:, :8], y[:8]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tr.fit((x, y), (x, y))
+        nets.append(net)
+    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+    # block 0 ends in 16 neurons read by a LeakyReadout head of 4 classes, batch 8, T = 40
+    T, B, n, C = 40, 8, 16, 4
+    fused, two_step = B * C * 4 + B * C + C * n * 4 + C * 4, T * B * n // 8 + B * C + B * C * 4 + B * 8 + 4
+    assert mems[1]["per_block_saved_bytes"][0] - mems[0]["per_block_saved_bytes"][0] == two_step - fused
+    assert mems[0]["end_to_end_saved_bytes"] == mems[1]["end_to_end_saved_bytes"]  # own read-out: TimeMax
+    with pytest.raises(TypeError, match="y must be a 1-D integer tensor"):
+        tr.training_memory(x[:, :8], y[:8].float())
 
 
 def test_recurrent_readout_formula_and_gradients():
