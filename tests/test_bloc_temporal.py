@@ -356,3 +356,16 @@ def test_bloctrain_fsdd_slice_small():
     assert rep["accuracy_all_blocks"] > 0.3  # 10 classes: chance is 0.1
     assert rep["exit_fraction"][0] > 0.2 and rep["synops_ratio"] > 1.0
     assert abs(sum(rep["exit_fraction"]) - 1) < 1e-6
+
+
+def test_guide_cut_claim_follows_the_splits_results():
+    """The BlocTrain guide's sentence on where to cut is what bloc_fsdd_splits.json measured."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    rows = json.loads((root / "benchmarks" / "results" / "bloc_fsdd_splits.json").read_text())["rows"]
+    for key in ("saved_ratio_sparse", "saved_ratio_dense"):
+        assert max(rows, key=lambda r: r[key])["boundaries"] == [2, 4], key
+    guide = " ".join((root / "docs" / "guide" / "bloctrain.md").read_text().split())
+    assert "`[2, 4]`, the cut of issue 22, is the best for both the sparse network and its dense twin" in guide

@@ -273,8 +273,8 @@ class LeakyReadout(nn.Module):
         The gradient of the loss w.r.t. the logits, :math:`(\mathrm{softmax} -
         \mathrm{onehot}) / B`, is known in the forward, so the head's weight
         and bias gradients are formed there and kept (``num_classes x
-        in_features`` values) in place of the input: see
-        :class:`_LeakyReadoutCEFn`. Same value and gradients as the two-step
+        in_features`` values) in place of the input (the math is in
+        ``_LeakyReadoutCEFn``). Same value and gradients as the two-step
         form; what :class:`~snntorch_sparse.bloc.BlocTrainer` uses with its
         default loss. ``mask``: ``None`` or an additive ``[num_classes]`` logit mask.
         """
