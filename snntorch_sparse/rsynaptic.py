@@ -155,8 +155,9 @@ class _RSynapticScan(torch.autograd.Function):
             elif mode == 1:
                 base.sub_(base * reset)
             j, u = jt, base
-            s = spk[t]
-            s.copy_(u - thr > 0)
+            # a fresh (aligned) tensor as snnTorch's: the BLAS may round differently on an offset view
+            s = (u - thr > 0).to(dtype)
+            spk[t].copy_(s)
             reset = s
         act_idx, act_sg, bounds = active_set(mem, thr, cfg)
         needs = ctx.needs_input_grad
