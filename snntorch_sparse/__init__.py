@@ -20,6 +20,7 @@ from .state import install_hooks as _install_state_hooks
 from .synaptic import SparseLinearSynaptic, SparseSynaptic
 from .recurrent import SparseLinearRLeaky, SparseRLeaky
 from .rsynaptic import SparseLinearRSynaptic, SparseRSynaptic
+from .alpha import SparseAlpha, SparseLinearAlpha
 from .surrogate import sparse_atan, sparse_fast_sigmoid, sparse_sigmoid, sparsify_surrogate
 
 __version__ = "0.1.0"
@@ -33,6 +34,8 @@ __all__ = [
     "SparseLinearRLeaky",
     "SparseRSynaptic",
     "SparseLinearRSynaptic",
+    "SparseAlpha",
+    "SparseLinearAlpha",
     "TimeDistributed",
     "sparsify",
     "desparsify",
@@ -60,6 +63,7 @@ def register() -> None:
                       ("SparseSynaptic", SparseSynaptic), ("SparseLinearSynaptic", SparseLinearSynaptic),
                       ("SparseRLeaky", SparseRLeaky), ("SparseLinearRLeaky", SparseLinearRLeaky),
                       ("SparseRSynaptic", SparseRSynaptic), ("SparseLinearRSynaptic", SparseLinearRSynaptic),
+                      ("SparseAlpha", SparseAlpha), ("SparseLinearAlpha", SparseLinearAlpha),
                       ("sparsify", sparsify)):
         if getattr(_snn, name, obj) is obj:
             setattr(_snn, name, obj)

@@ -62,14 +62,12 @@ def alpha_tau(alpha_c: torch.Tensor, beta_c: torch.Tensor) -> torch.Tensor:
 
 
 def check_alpha_beta(alpha, beta) -> None:
-    """snnTorch's ``Alpha`` conditions: ``alpha > beta`` (clamped to [0, 1]) and ``beta != 1``."""
+    """snnTorch's ``Alpha`` condition ``alpha > beta`` (both clamped to [0, 1]; it implies
+    snnTorch's other one, ``beta != 1``, which keeps ``τ_α`` finite)."""
     a = torch.as_tensor(alpha, dtype=torch.float64).clamp(0, 1)
     b = torch.as_tensor(beta, dtype=torch.float64).clamp(0, 1)
     if a.device.type != "meta" and bool((a <= b).any()):
         raise ValueError(f"alpha must be greater than beta (got alpha={a.tolist()}, beta={b.tolist()})")
-    if b.device.type != "meta" and bool((b == 1).any()):
-        raise ValueError("beta cannot be 1 for the Alpha neuron (tau_alpha = log(alpha)/(log(beta) - "
-                         "log(alpha)) + 1 divides by log(beta))")
 
 
 class _AlphaScan(torch.autograd.Function):

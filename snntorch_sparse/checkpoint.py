@@ -41,6 +41,7 @@ from .convert import TimeDistributed, desparsify
 from .layers import SparseLinearLeaky
 from .recurrent import SparseLinearRLeaky
 from .rsynaptic import SparseLinearRSynaptic
+from .alpha import SparseLinearAlpha
 from .synaptic import SparseLinearSynaptic
 
 __all__ = ["dense_key_map", "to_dense_state_dict", "to_sparse_state_dict",
@@ -86,7 +87,7 @@ def _map_sequential(seq: nn.Sequential, sparse_pre: str, dense_pre: str, keys, m
         pre = f"{sparse_pre}{i}."
         own = [k for k in keys if k.startswith(pre)]
         if isinstance(m, (SparseLinearLeaky, SparseLinearSynaptic, SparseLinearRLeaky,
-                          SparseLinearRSynaptic)):  # -> nn.Linear + neuron
+                          SparseLinearRSynaptic, SparseLinearAlpha)):  # -> nn.Linear + neuron
             for k in own:
                 rest = k[len(pre):]
                 if rest.startswith("fc."):

@@ -43,6 +43,7 @@ from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky, resolve_surrogate
 from .reuse import disable_input_reuse, enable_input_reuse
 from .recurrent import SparseLinearRLeaky, SparseRLeaky, dense_rleaky_from, fuse_rleaky, sparse_rleaky_from
+from .alpha import SparseAlpha, SparseLinearAlpha, dense_alpha_from, fuse_alpha, sparse_alpha_from
 from .rsynaptic import (SparseLinearRSynaptic, SparseRSynaptic, dense_rsynaptic_from, fuse_rsynaptic,
                         sparse_rsynaptic_from)
 from .synaptic import (SparseLinearSynaptic, SparseSynaptic, dense_synaptic_from, fuse_synaptic,
@@ -276,6 +277,7 @@ _LINEAR_FUSERS = {
     snn.Synaptic: lambda lin, n, bth, sg, be, ef, where, af: fuse_synaptic(lin, n, bth, sg, be, where, af, ef),
     snn.RLeaky: lambda lin, n, bth, sg, be, ef, where, af: fuse_rleaky(lin, n, bth, sg, be, where, af, ef),
     snn.RSynaptic: lambda lin, n, bth, sg, be, ef, where, af: fuse_rsynaptic(lin, n, bth, sg, be, where, af, ef),
+    snn.Alpha: lambda lin, n, bth, sg, be, ef, where, af: fuse_alpha(lin, n, bth, sg, be, where, af, ef),
 }
 
 
@@ -362,15 +364,20 @@ def _swap_neurons(module: nn.Module, bth, spike_grad, backend, active_fraction, 
             new = sparse_rsynaptic_from(child, "single", bth, spike_grad, backend, where, active_fraction)
             new.spk, new.syn, new.mem = child.spk, child.syn, child.mem
             setattr(module, name, new)
+        elif type(child) is snn.Alpha:
+            new = sparse_alpha_from(child, "single", bth, spike_grad, backend, where, active_fraction)
+            new.syn_exc, new.syn_inh, new.mem = child.syn_exc, child.syn_inh, child.mem
+            setattr(module, name, new)
         elif isinstance(child, snn.SpikingNeuron) and not isinstance(child, (SparseLeaky, SparseSynaptic,
-                                                                               SparseRLeaky, SparseRSynaptic)):
+                                                                               SparseRLeaky, SparseRSynaptic,
+                                                                               SparseAlpha)):
             _refuse_neuron(child, where)
         else:
             _swap_neurons(child, bth, spike_grad, backend, active_fraction, f"{prefix}{name}.")
 
 
 # The snnTorch neuron types sparsify converts (exactly these types, not their subclasses).
-_CONVERTED = (snn.Leaky, snn.Synaptic, snn.RLeaky, snn.RSynaptic)
+_CONVERTED = (snn.Leaky, snn.Synaptic, snn.RLeaky, snn.RSynaptic, snn.Alpha)
 
 
 def _refuse_neuron(m: nn.Module, where: str) -> None:
@@ -412,6 +419,9 @@ def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_for
         elif type(m) is snn.RLeaky or isinstance(m, SparseRLeaky):
             _require_hidden(m, where)
             out.append(sparse_rleaky_from(m, "multi", bth, spike_grad, backend, where, active_fraction))
+        elif type(m) is snn.Alpha or isinstance(m, SparseAlpha):
+            _require_hidden(m, where)
+            out.append(sparse_alpha_from(m, "multi", bth, spike_grad, backend, where, active_fraction))
         elif type(m) is snn.RSynaptic or isinstance(m, SparseRSynaptic):
             _require_hidden(m, where)
             out.append(sparse_rsynaptic_from(m, "multi", bth, spike_grad, backend, where, active_fraction))
@@ -505,6 +515,10 @@ def _desparsify_sequential(seq: nn.Sequential) -> nn.Sequential:
             out += [_dense_linear(m), dense_rsynaptic_from(m, init_hidden=True, output=m.output)]
         elif isinstance(m, SparseRSynaptic):
             out.append(dense_rsynaptic_from(m, init_hidden=m.init_hidden, output=m.output))
+        elif isinstance(m, SparseLinearAlpha):
+            out += [_dense_linear(m), dense_alpha_from(m, init_hidden=True, output=m.output)]
+        elif isinstance(m, SparseAlpha):
+            out.append(dense_alpha_from(m, init_hidden=m.init_hidden, output=m.output))
         elif isinstance(m, SparseLeaky):
             out.append(_dense_leaky(m, init_hidden=m.init_hidden, output=m.output))
         elif isinstance(m, TimeDistributed):
@@ -556,6 +570,10 @@ def _unswap_neurons(module: nn.Module) -> None:
         elif isinstance(child, SparseRSynaptic):
             new = dense_rsynaptic_from(child, init_hidden=child.init_hidden, output=child.output)
             new.spk, new.syn, new.mem = child.spk, child.syn, child.mem
+            setattr(module, name, new)
+        elif isinstance(child, SparseAlpha):
+            new = dense_alpha_from(child, init_hidden=child.init_hidden, output=child.output)
+            new.syn_exc, new.syn_inh, new.mem = child.syn_exc, child.syn_inh, child.mem
             setattr(module, name, new)
         else:
             _unswap_neurons(child)

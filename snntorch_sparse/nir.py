@@ -114,6 +114,10 @@ def export_to_nir(model: nn.Module, sample_data: torch.Tensor, model_name: str =
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     sequence_model = isinstance(model, nn.Sequential) and _is_sparse(model)
     dense = desparsify(model)
+    for name, m in dense.named_modules():
+        if isinstance(m, snn.Alpha):
+            raise NotImplementedError(f"export_to_nir: the Alpha neuron at {name!r} has no NIR primitive (NIR has "
+                                      "LIF, CubaLIF, IF, ... but no alpha-kernel neuron), so it cannot be exported")
     if sequence_model and isinstance(sample_data, torch.Tensor) and sample_data.dim() >= 3:
         sample_data = sample_data[0]
     dense = _per_neuron_leaky(dense).cpu()
