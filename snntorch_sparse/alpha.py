@@ -43,13 +43,13 @@ from torch import nn
 
 from ._activity import ActivityMonitor
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
-                          check_sequence, check_threshold, per_feature)
+                          check_sequence, check_threshold, check_unit, per_feature)
 from .fused_cpu import dense_grad, first_order_only
 from .functional import LIFConfig
 from .neurons import resolve_surrogate
 from .ops import get_backend
 from .recurrent import _reduce
-from .rsynaptic import _register, _shifted, active_set, check_unit
+from .rsynaptic import _register, _shifted, active_set
 from .state import StatefulMixin, event_linear
 from .surrogate import frozen_copy
 

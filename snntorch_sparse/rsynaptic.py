@@ -25,8 +25,8 @@ and ``c[t] = ∂L/∂J[t]``::
 
 The recurrent term is the RLeaky one of :mod:`snntorch_sparse.recurrent` with the
 synaptic adjoint ``c`` in place of ``a``: one dot product of ``c[t+1][b, :]`` with
-one column ``V[:, n]`` per active ``(b, n)``, so **per step t it costs ``|A_t|·N``
-multiply-adds** (``|A|·N`` in all, never the dense ``T·B·N²`` of autograd's
+one column ``V[:, n]`` per active ``(b, n)``, so step ``t`` costs ``|A_t|·N``
+multiply-adds (``|A|·N`` in all, never the dense ``T·B·N²`` of autograd's
 ``c[t+1] V`` for every entry), plus ``O(B·N)`` elementwise for the two decays.
 (When more than an eighth of a step's entries are active, the reference loop uses
 one ``[B, N]×[N, N]`` GEMM for that step instead.) Then::
@@ -54,7 +54,7 @@ from torch import nn
 
 from ._activity import ActivityMonitor
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
-                          check_sequence, check_threshold, per_feature)
+                          check_sequence, check_threshold, check_unit, per_feature)
 from .fused_cpu import dense_grad, first_order_only
 from .functional import LIFConfig, _active_window
 from .neurons import resolve_surrogate
@@ -69,18 +69,6 @@ __all__ = ["SparseRSynaptic", "SparseLinearRSynaptic", "rsynaptic_sequence", "ac
 _DENSE_STEP_FRACTION = 1.0 / 8
 # The C++ backward (per-entry dot products) runs up to this fraction of active entries overall.
 _KERNEL_MAX_FRACTION = 1.0 / 8
-
-
-def check_unit(value, name: str) -> None:
-    """``value`` (a decay such as ``alpha``) must be finite and in [0, 1]."""
-    t = torch.as_tensor(value)
-    if not t.is_floating_point() and t.dtype not in (torch.int64, torch.int32, torch.bool):
-        raise TypeError(f"{name} must be a real number or tensor, got dtype {t.dtype}")
-    if t.device.type == "meta":
-        return
-    t = t.double()
-    if not torch.isfinite(t).all() or (t < 0).any() or (t > 1).any():
-        raise ValueError(f"{name} must be in [0, 1], got {t.tolist() if t.numel() < 8 else t}")
 
 
 def active_set(mem: torch.Tensor, thr: torch.Tensor, cfg: LIFConfig):
