@@ -77,6 +77,21 @@ def test_emulated_kernel_matches_reference(lib, dtype, mode, with_state_grads):
         assert torch.equal(ue, ue2) and torch.equal(uh, uh2)
 
 
+def test_opcheck_alpha_backward():
+    from snntorch_sparse.ops import compiled
+    if not (compiled.available() and hasattr(torch.ops.snntorch_sparse, "alpha_backward")):
+        pytest.skip("compiled backend not built")
+    g = torch.Generator().manual_seed(0)
+    T, R, N = 5, 3, 4
+    f64 = dict(dtype=torch.float64)
+    d = torch.randn(T, R, N, generator=g, **f64)
+    a = torch.rand(N, generator=g, **f64)
+    spk = torch.rand(T, R, N, generator=g) < 0.3
+    op = torch.ops.snntorch_sparse.alpha_backward.default
+    torch.library.opcheck(op, (d, d, d, a, a, a, spk, torch.ones(R, N, **f64), 0, T, R, N))
+    torch.library.opcheck(op, (d, None, None, a, a, a, spk, None, 1, T, R, N))
+
+
 def _nvcc():
     cand = shutil.which("nvcc")
     if cand:

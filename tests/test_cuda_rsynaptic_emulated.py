@@ -119,6 +119,27 @@ def test_compiled_kernel_checks_its_arguments():
         op(rowptr, empty, z[:0], None, None, None, z[:2], z[:2], None, z[:2], None, None, 1, 1, 2, 2, True)
 
 
+def test_opcheck_rsynaptic_backward():
+    if not _compiled():
+        pytest.skip("compiled backend not built")
+    g = torch.Generator().manual_seed(0)
+    T, R, N = 5, 3, 4
+    act_idx = (torch.rand(T, R, N, generator=g) < 0.4).view(-1).nonzero().squeeze(1)
+    rows = act_idx // N
+    rowptr = torch.zeros(T * R + 1, dtype=torch.long)
+    rowptr[1:] = torch.bincount(rows, minlength=T * R).cumsum(0)
+    f64 = dict(dtype=torch.float64)
+    sg = torch.rand(act_idx.numel(), generator=g, **f64)
+    d = torch.randn(T, R, N, generator=g, **f64)
+    ab = torch.rand(N, generator=g, **f64)
+    spk = torch.rand(T, R, N, generator=g) < 0.3
+    op = torch.ops.snntorch_sparse.rsynaptic_backward.default
+    torch.library.opcheck(op, (rowptr, act_idx - rows * N, sg, d, d, d, ab, ab, torch.randn(N, N, **f64), None,
+                               spk, torch.ones(R, N, **f64), 1, T, R, N, True))
+    torch.library.opcheck(op, (rowptr, act_idx - rows * N, sg, d, None, None, ab, ab, None, ab, None, None, 0,
+                               T, R, N, False))
+
+
 def _nvcc():
     cand = shutil.which("nvcc")
     if cand:

@@ -214,8 +214,7 @@ def test_hidden_state_methods():
     assert torch.equal(sparse(x)[2], a)  # fresh state again: the same sequence
     neuron = SparseRSynaptic(alpha=0.8, beta=0.5, linear_features=4, step_mode="multi", stateful=True)
     full = neuron(torch.rand(6, 2, 4) * 2)
-    neuron.reset_hidden()
-    neuron.spk = torch.zeros(0)
+    neuron.reset_mem()  # zeros for spk, syn and mem (snnTorch's class-wide reset_hidden keeps spk)
     x2 = torch.rand(6, 2, 4) * 2
     whole = SparseRSynaptic(alpha=0.8, beta=0.5, linear_features=4, step_mode="multi")
     whole.load_state_dict(neuron.state_dict())
