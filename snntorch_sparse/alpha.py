@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ._activity import ActivityMonitor
+from ._sequence import active_set, as_tensor_like, register_param, shifted, state_rows
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
                           check_sequence, check_threshold, check_unit, per_feature)
 from .fused_cpu import dense_grad, first_order_only
@@ -49,7 +50,6 @@ from .functional import LIFConfig
 from .neurons import resolve_surrogate
 from .ops import get_backend
 from .recurrent import _reduce
-from .rsynaptic import _register, _shifted, active_set
 from .state import StatefulMixin, event_linear
 from .surrogate import frozen_copy
 
@@ -143,10 +143,10 @@ class _AlphaScan(torch.autograd.Function):
         if needs[0]:
             d_cur = ue - uh
         if needs[1]:
-            da = _reduce((ue * _shifted(exc, e0)).sum((0, 1)), alpha_c)
+            da = _reduce((ue * shifted(exc, e0)).sum((0, 1)), alpha_c)
         if needs[2]:
-            db = _reduce((uh * _shifted(inh, h0)).sum((0, 1)), beta_c)
-        reset = _shifted(spk_bool.to(dtype), r0) if (needs[3] and mode == 1) or (needs[4] and mode == 0) else None
+            db = _reduce((uh * shifted(inh, h0)).sum((0, 1)), beta_c)
+        reset = shifted(spk_bool.to(dtype), r0) if (needs[3] and mode == 1) or (needs[4] and mode == 0) else None
         if needs[3]:
             k = gu * (1 - reset) if mode == 1 else gu
             dtau = _reduce((k * both).sum((0, 1)), tau)
@@ -208,10 +208,6 @@ def _backward_loop(gu, d_exc, d_inh, a, b, ta, spk_bool, r0, mode, T, R, N):
     return ue, uh
 
 
-def _as_tensor(x, like: torch.Tensor):
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=like.dtype, device=like.device)
-
-
 def alpha_sequence(current, alpha, beta, threshold, cfg: LIFConfig, syn_exc0=None, syn_inh0=None, mem0=None):
     """Whole-sequence Alpha neuron from the current ``[T, B, ..., N]``: ``(spk, syn_exc, syn_inh, mem)``.
 
@@ -223,21 +219,10 @@ def alpha_sequence(current, alpha, beta, threshold, cfg: LIFConfig, syn_exc0=Non
     T, N = current.shape[0], current.shape[-1]
     c3 = current.reshape(T, -1, N)
     R = c3.shape[1]
-    alpha, beta, threshold = (_as_tensor(x, current) for x in (alpha, beta, threshold))
+    alpha, beta, threshold = (as_tensor_like(x, current) for x in (alpha, beta, threshold))
     a_c, b_c = alpha.clamp(0, 1), beta.clamp(0, 1)
     tau = alpha_tau(a_c, b_c)
-    states = []
-    for name, s in (("syn_exc", syn_exc0), ("syn_inh", syn_inh0), ("mem", mem0)):
-        if s is None:
-            states.append(None)
-        elif s.numel() == R * N:
-            states.append(s.reshape(R, N))
-        else:
-            try:
-                states.append(s.expand(current.shape[1:]).reshape(R, N))
-            except RuntimeError:
-                raise ValueError(f"{name} of shape {tuple(s.shape)} does not broadcast to one step "
-                                 f"{tuple(current.shape[1:])} of the input") from None
+    states = state_rows(current, R, N, syn_exc=syn_exc0, syn_inh=syn_inh0, mem=mem0)
     outs = _AlphaScan.apply(c3, a_c, b_c, tau, threshold, *states, cfg)
     return tuple(o.view(current.shape) for o in outs)
 
@@ -392,9 +377,9 @@ class SparseLinearAlpha(StatefulMixin, nn.Module):
         self.reset_mechanism = reset_mechanism
         self.fc = nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
         dt = self.fc.weight.dtype
-        _register(self, "alpha", alpha, learn_alpha, dt, device)
-        _register(self, "beta", beta, learn_beta, dt, device)
-        _register(self, "threshold", threshold, learn_threshold, dt, device)
+        register_param(self, "alpha", alpha, learn_alpha, dt, device)
+        register_param(self, "beta", beta, learn_beta, dt, device)
+        register_param(self, "threshold", threshold, learn_threshold, dt, device)
         self.surrogate = resolve_surrogate(spike_grad, bth, active_fraction)
         self.output = output
         self.init_hidden = bool(init_hidden)

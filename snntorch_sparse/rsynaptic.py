@@ -53,17 +53,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._activity import ActivityMonitor
+from ._sequence import active_set, as_tensor_like, register_param, shifted, state_rows
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
                           check_sequence, check_threshold, check_unit, per_feature)
 from .fused_cpu import dense_grad, first_order_only
-from .functional import LIFConfig, _active_window
+from .functional import LIFConfig
 from .neurons import resolve_surrogate
 from .ops import get_backend
 from .recurrent import _check_rleaky, _copy_recurrent, _learn_recurrent, _reduce
 from .state import StatefulMixin, event_linear
 from .surrogate import frozen_copy
 
-__all__ = ["SparseRSynaptic", "SparseLinearRSynaptic", "rsynaptic_sequence", "active_set"]
+__all__ = ["SparseRSynaptic", "SparseLinearRSynaptic", "rsynaptic_sequence"]
 
 # Above this fraction of a step's entries active, the reference loop's recurrent term is one GEMM.
 _DENSE_STEP_FRACTION = 1.0 / 8
@@ -71,46 +72,9 @@ _DENSE_STEP_FRACTION = 1.0 / 8
 _KERNEL_MAX_FRACTION = 1.0 / 8
 
 
-def active_set(mem: torch.Tensor, thr: torch.Tensor, cfg: LIFConfig):
-    """The active set of a whole-sequence membrane ``mem`` ``[T, R, N]``.
-
-    Returns ``(act_idx, act_sg, bounds)``: the sorted flat indices with
-    ``|U - θ| < B`` (the fixed or adaptive window of ``cfg.surrogate``), the
-    surrogate derivative there (times the adaptive gain) and the per-step
-    boundaries of ``act_idx``. Fills ``cfg.stats`` (window, gain, active, total).
-    """
-    T, R, N = mem.shape
-    dtype = mem.dtype
-    shift = (mem - thr).view(T * R, N)
-    sg = cfg.surrogate
-    if sg.adaptive:
-        window = sg.window(shift)
-        gain = sg.gain(shift, window)
-    else:
-        window, gain = sg.bth, sg.fixed_gain
-    cfg.stats["window"], cfg.stats["gain"] = window, gain
-    win = window.to(dtype).reshape(-1) if isinstance(window, torch.Tensor) else window
-    act_idx = _active_window(shift.view(T, R, N), win).view(-1).nonzero().squeeze(1)
-    act_sg = sg.derivative(shift.reshape(-1).index_select(0, act_idx))
-    if gain is not None:
-        act_sg = act_sg * torch.as_tensor(gain, dtype=dtype).reshape(-1).expand(N).index_select(0, act_idx % N)
-    cfg.stats["active"], cfg.stats["total"] = act_idx.numel(), T * R * N
-    bounds = torch.searchsorted(act_idx, torch.arange(T + 1, device=act_idx.device) * (R * N)).tolist()
-    return act_idx, act_sg, bounds
-
-
 def _inside(p: torch.Tensor, dtype) -> torch.Tensor:
     """``clamp(0, 1)``'s gradient mask (inclusive bounds, as PyTorch's clamp)."""
     return ((p >= 0) & (p <= 1)).to(dtype)
-
-
-def _shifted(seq: torch.Tensor, first) -> torch.Tensor:
-    """``[first, seq[0], ..., seq[T-2]]`` (``first=None``: zero)."""
-    prev = torch.zeros_like(seq)
-    prev[1:] = seq[:-1]
-    if first is not None:
-        prev[0] = first
-    return prev
 
 
 class _RSynapticScan(torch.autograd.Function):
@@ -192,17 +156,17 @@ class _RSynapticScan(torch.autograd.Function):
         if weight is not None and needs[2]:
             db = c.reshape(-1, N).sum(0)
         if weight is None and needs[3]:
-            prev_s = _shifted(spk_bool.to(dtype), None if s0 is None else s0.to(dtype))
+            prev_s = shifted(spk_bool.to(dtype), None if s0 is None else s0.to(dtype))
             dv = _reduce((c * prev_s).sum((0, 1)), v)
         if needs[4]:
-            dalpha = _reduce((c * _shifted(syn, j0)).sum((0, 1)), alpha) * _inside(alpha, dtype)
+            dalpha = _reduce((c * shifted(syn, j0)).sum((0, 1)), alpha) * _inside(alpha, dtype)
         if needs[5]:
-            dbeta = _reduce((a * _shifted(mem, u0)).sum((0, 1)), beta) * _inside(beta, dtype)
+            dbeta = _reduce((a * shifted(mem, u0)).sum((0, 1)), beta) * _inside(beta, dtype)
         if needs[6]:
             dthr_n = torch.zeros(N, dtype=dtype, device=device)
             dthr_n.index_add_(0, act_idx % N, -g_all)
             if mode == 0:
-                reset = _shifted(spk_bool.to(dtype), None if u0 is None else (u0 - thr > 0).to(dtype))
+                reset = shifted(spk_bool.to(dtype), None if u0 is None else (u0 - thr > 0).to(dtype))
                 dthr_n = dthr_n - (a * reset).sum((0, 1))
             dthr = _reduce(dthr_n, threshold)
         if needs[7]:
@@ -273,10 +237,6 @@ def _backward_loop(act_idx, act_sg, bounds, d_spk, d_syn, d_mem, alpha_c, beta_c
     return a, c, g_all
 
 
-def _as_tensor(x, like: torch.Tensor):
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=like.dtype, device=like.device)
-
-
 def rsynaptic_sequence(current, weight, bias, v, alpha, beta, threshold, cfg: LIFConfig, syn0=None, mem0=None,
                        spk0=None):
     """Whole-sequence RSynaptic from the current ``[T, B, ..., N]``: ``(spk, syn, mem)``.
@@ -288,22 +248,10 @@ def rsynaptic_sequence(current, weight, bias, v, alpha, beta, threshold, cfg: LI
     T, N = current.shape[0], current.shape[-1]
     c3 = current.reshape(T, -1, N)
     R = c3.shape[1]
-    alpha, beta, threshold = (_as_tensor(x, current) for x in (alpha, beta, threshold))
+    alpha, beta, threshold = (as_tensor_like(x, current) for x in (alpha, beta, threshold))
     if v is not None:
-        v = _as_tensor(v, current)
-    states = []
-    for name, s in (("syn", syn0), ("mem", mem0), ("spk", spk0)):
-        if s is None:
-            states.append(None)
-            continue
-        if s.numel() == R * N:
-            states.append(s.reshape(R, N))
-            continue
-        try:
-            states.append(s.expand(current.shape[1:]).reshape(R, N))
-        except RuntimeError:
-            raise ValueError(f"{name} of shape {tuple(s.shape)} does not broadcast to one step "
-                             f"{tuple(current.shape[1:])} of the input") from None
+        v = as_tensor_like(v, current)
+    states = state_rows(current, R, N, syn=syn0, mem=mem0, spk=spk0)
     spk, syn, mem = _RSynapticScan.apply(c3, weight, bias, v, alpha, beta, threshold, *states, cfg)
     return spk.view(current.shape), syn.view(current.shape), mem.view(current.shape)
 
@@ -425,14 +373,6 @@ class SparseRSynaptic(snn.RSynaptic):
         return f"step_mode={self.step_mode!r}, spike_grad={self.surrogate!r}"
 
 
-def _register(module: nn.Module, name: str, value, learn: bool, dtype, device) -> None:
-    t = torch.as_tensor(as_float_param(value), dtype=dtype, device=device).clone()
-    if learn:
-        setattr(module, name, nn.Parameter(t))
-    else:
-        module.register_buffer(name, t)
-
-
 class SparseLinearRSynaptic(StatefulMixin, nn.Module):
     """``nn.Linear`` followed by ``snn.RSynaptic`` over a whole sequence, with a sparse backward.
 
@@ -474,10 +414,10 @@ class SparseLinearRSynaptic(StatefulMixin, nn.Module):
             for p in self.recurrent.parameters():
                 p.requires_grad_(learn_recurrent)
         else:
-            _register(self, "V", V, learn_recurrent, dt, device)
-        _register(self, "alpha", alpha, learn_alpha, dt, device)
-        _register(self, "beta", beta, learn_beta, dt, device)
-        _register(self, "threshold", threshold, learn_threshold, dt, device)
+            register_param(self, "V", V, learn_recurrent, dt, device)
+        register_param(self, "alpha", alpha, learn_alpha, dt, device)
+        register_param(self, "beta", beta, learn_beta, dt, device)
+        register_param(self, "threshold", threshold, learn_threshold, dt, device)
         self.surrogate = resolve_surrogate(spike_grad, bth, active_fraction)
         self.output = output
         self.init_hidden = bool(init_hidden)
