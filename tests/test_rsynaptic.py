@@ -422,3 +422,22 @@ def test_fuzz_rsynaptic(all_to_all, T, B, n_in, n, reset, alpha, beta, threshold
         ga = a.grad if a.grad is not None else torch.zeros_like(a)
         gb = b.grad if b.grad is not None else torch.zeros_like(b)
         assert rel_err(ga, gb.reshape(ga.shape).to(ga.dtype)) < 1e-10
+
+
+@pytest.mark.parametrize("kind", ["rleaky", "rsynaptic"])
+def test_checkpoint_learnable_one_to_one_loads_strictly(kind):
+    """snnTorch registers a learnable one-to-one ``V`` twice (``V`` and ``recurrent.V``): the key
+    maps carry both, so checkpoints move between the forms with ``strict=True``."""
+    from snntorch_sparse.checkpoint import to_dense_state_dict, to_sparse_state_dict
+    kw = dict(all_to_all=False, V=torch.linspace(-0.5, 0.5, 6), init_hidden=True)
+    neuron = snn.RLeaky(beta=0.875, **kw) if kind == "rleaky" else snn.RSynaptic(alpha=0.75, beta=0.875, **kw)
+    net = nn.Sequential(nn.Linear(4, 6), neuron)
+    assert "1.recurrent.V" in net.state_dict()
+    s = sps.sparsify(net)
+    with torch.no_grad():
+        s[0].V.mul_(2)
+    dense = sps.desparsify(s)
+    dense.load_state_dict(to_dense_state_dict(s), strict=True)
+    assert torch.equal(dense[1].V, s[0].V)
+    s.load_state_dict(to_sparse_state_dict(s, net.state_dict()), strict=True)
+    assert torch.equal(s[0].V, net[1].V)
