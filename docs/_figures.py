@@ -90,6 +90,8 @@ def substitutions(root: Path = ROOT) -> dict:
                           ("sparse_compiled:generic", "generic")):
             if key in shd:
                 subs[f"peak_cpu_shd_{name}"] = f"{shd[key] / MIB:.0f} MiB"
+        if "snntorch" in shd and "sparse_compiled:fused" in shd:
+            subs["peak_cpu_shd_fused_fraction"] = f"{100 * shd['sparse_compiled:fused'] / shd['snntorch']:.1f}%"
     own = _load("own-forward-cpu.json", root)
     if own:
         subs["own_forward_speedup"] = f"{own['speedup']['sparse']:.2f}x"

@@ -39,6 +39,7 @@ CORE = [
     "snntorch_sparse.rsynaptic",
     "snntorch_sparse.alpha",
     "snntorch_sparse.cost_model",
+    "snntorch_sparse.spike_tensor",
 ]
 INTERNAL = ["snntorch_sparse.ops", "snntorch_sparse.fused_cpu", "snntorch_sparse.active_grad"]
 # Optional subpackages / tools: documented with their public submodules when they import.
@@ -52,6 +53,7 @@ TITLES = {
     "snntorch_sparse.functional": "Functional interface (autograd)",
     "snntorch_sparse.convert": "Converting snnTorch models",
     "snntorch_sparse.memory": "Measuring training memory",
+    "snntorch_sparse.spike_tensor": "Compact spike outputs",
     "snntorch_sparse.checkpoint": "Checkpoints between sparse and dense models",
     "snntorch_sparse.nir": "NIR export and import",
     "snntorch_sparse.data": "Datasets and spike encodings",

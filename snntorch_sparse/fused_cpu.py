@@ -248,9 +248,7 @@ class _FusedSparseLIF(torch.autograd.Function):
             act_rowptr = torch.zeros(R + 1, dtype=torch.long, device=x.device)
             act_sg = torch.empty(0, dtype=x.dtype, device=x.device)
         else:
-            act_sg = cfg.surrogate.derivative(act_shift)
-            if cfg.gain is not None:
-                act_sg = act_sg * cfg.gain.to(act_sg.dtype).reshape(-1).index_select(0, act_col.long())
+            act_sg = _surrogate_in_place(act_shift, act_col, cfg.surrogate, cfg.gain)
         cfg.stats["active"] = act_col.numel()
         cfg.stats["total"] = R * n
         sets = None if cfg.readout else SpikeSets(
@@ -372,6 +370,26 @@ class _FusedSparseLIF(torch.autograd.Function):
                 dthr_n = dthr_n - (h * prev_spk).sum((0, 1))
             dthr = _reduce_to(dthr_n, threshold)
         return dx, dw, dbias, dbeta, dthr, None
+
+
+# Entries per piece of the elementwise σ' pass: its temporaries stay at this size.
+_SURROGATE_PIECE = 1 << 18
+
+
+def _surrogate_in_place(shift: torch.Tensor, col: torch.Tensor, surrogate, gain) -> torch.Tensor:
+    """``σ'(U - θ)`` (times the per-neuron ``gain``) per active entry, written over ``shift``.
+
+    Elementwise, so computed piece by piece: the surrogate's temporaries are
+    :data:`_SURROGATE_PIECE` entries, not one per active entry.
+    """
+    g = None if gain is None else gain.to(shift.dtype).reshape(-1)
+    for k0 in range(0, shift.numel(), _SURROGATE_PIECE):
+        piece = shift[k0:k0 + _SURROGATE_PIECE]
+        d = surrogate.derivative(piece)
+        if g is not None:
+            d = d * g.index_select(0, col[k0:k0 + _SURROGATE_PIECE].long())
+        piece.copy_(d)
+    return shift
 
 
 def _event_flags(vals: torch.Tensor) -> torch.Tensor:
