@@ -79,6 +79,8 @@ def layer_kernels(name: str, L: LayerShape, precision: str = "fp32", e: int = 4)
                         2 * RNi * e + L.input_density * RNi * (4 + e) + 16 * R, 0))
     if precision != "fp32":  # autocast: operands cast down, the current cast up (nn.Linear's recipe)
         K.append(Kernel(name, "forward", "cast X to " + precision, RNi * (e + 2), 0))
+    if precision == "fp32":  # the GEMM reads time chunks of the input's events, densified
+        K.append(Kernel(name, "forward", "densify input chunks", RNi * e + L.input_density * RNi * (4 + e), 0))
     K.append(Kernel(name, "forward", "current I = X Wᵀ + b (GEMM)", 0, gemm, precision))
     if precision != "fp32":
         K.append(Kernel(name, "forward", "cast I up to float32", RN * (2 + e), 0))
