@@ -24,16 +24,35 @@ The recurrent term is only needed where σ' ≠ 0: per step, one dot product of
 ``a[t+1][b, :]`` with one column ``V[:, n]`` per active ``(b, n)``. Its cost is
 ``|A_t|·N`` multiply-adds at step ``t`` (``|A|·N`` in all, never the dense
 ``T·B·N²`` of snnTorch's autograd, which multiplies ``a[t+1]`` by ``V`` for every
-entry); the rest of a step is ``O(B·N)`` elementwise. (When more than an eighth of
-a step's entries are active, one ``[B, N]×[N, N]`` GEMM for that step is cheaper
-and is used instead.) Then::
+entry); the rest of a step is ``O(B·N)`` elementwise. (The C++ kernel runs up to an
+eighth of the entries active; above that the PyTorch loop, with one
+``[B, N]×[N, N]`` GEMM for each step more than an eighth active, is cheaper.) Then::
 
     ∂L/∂I[t] = a[t]     ∂L/∂V = Σ_t a[t]ᵀ S[t-1]  (over spike events)   ∂L/∂b_V = Σ_t a[t]
     ∂L/∂β    = Σ a[t]·U[t-1]      ∂L/∂θ = -Σ g - Σ a[t]·R[t] (subtract)
     ∂L/∂mem0 = β·a[0]             ∂L/∂spk0 = a[0] V
 
-Saved for the backward: the spikes (bool, 1 byte per entry), the active set (int64
-index + σ' per active entry), ``V`` and the initial state; the membrane only for a
+Whole backward per step ``t`` (CPU kernel ``csrc/cpu/recurrent.cpp``, rows of ``a``
+in L1/L2, nothing of size ``[T, B, N]`` written)::
+
+    |A_t|·N      multiply-adds    recurrent term (dot products, four entries at a time)
+    O(B·N)                        β·a[t+1] + g[t], Σ_t a[t]
+    nnz(S[t-1])·N   adds          ∂L/∂V   (per spike of the previous step)
+    nnz(X[t])·N     adds          ∂L/∂W_in of a fused Linear layer (per input event)
+
+``∂L/∂S`` is read only on the active set (it is multiplied by σ', zero elsewhere).
+The spikes therefore carry the active set (:class:`~snntorch_sparse.fused_cpu.SpikeSets`,
+attribute ``ACTIVE_INDEX_ATTR``): a sparse next layer computes its input gradient only
+there and hands it back as one value per active entry (``ActiveSetGrad``), e.g. a
+readout's ``∂L/∂X = h W`` costs ``|A|·N_out`` instead of ``T·B·N·N_out``.
+:class:`SparseLinearRLeaky` runs ``nn.Linear`` and the recurrence as one function
+(:class:`_LinearRLeakyScan`), so that ``∂L/∂W_in = Σ_t a[t]ᵀ X[t]`` and
+``∂L/∂b_in = Σ_t a[t]`` are summed inside the same kernel; ``a`` is materialised only
+for ``∂L/∂X``, a learnable ``β`` / ``θ`` or a one-to-one ``V``.
+
+Saved for the backward: the active set (CSR: int64 row pointer per ``(t, b)``, int32
+column + σ' per active entry), the spikes (CSR, a few bytes per spike), the input's
+events (CSR, fused Linear), ``V`` and the initial state; the membrane only for a
 learnable ``β``. snnTorch keeps several float ``[B, N]`` tensors per step.
 
 Forward: a loop over time with one ``[B, N]×[N, N]`` GEMM per step (the same

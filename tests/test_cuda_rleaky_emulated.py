@@ -69,7 +69,7 @@ def _ptr(t):
 @pytest.mark.parametrize("mode", [0, 1, 2])
 @pytest.mark.parametrize("all_to_all", [True, False])
 @pytest.mark.parametrize("compact", [False, True])
-@pytest.mark.parametrize("N", [6, 21])
+@pytest.mark.parametrize("N", [6, 16, 21])
 def test_emulated_kernel_matches_reference(lib, dtype, mode, all_to_all, compact, N):
     g = torch.Generator().manual_seed(mode + 3 * all_to_all + 7 * N)
     T, R = 9, 4

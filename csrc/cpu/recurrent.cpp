@@ -74,6 +74,15 @@ inline void dot8x4(const T* __restrict__ x, const T* __restrict__ y0, const T* _
       s2 = _mm256_add_ps(s2, _mm256_mul_ps(v, _mm256_loadu_ps(f2 + i)));
       s3 = _mm256_add_ps(s3, _mm256_mul_ps(v, _mm256_loadu_ps(f3 + i)));
     }
+    if (i == n) {  // no tail: reduce in registers, ((p0+p4)+(p1+p5)) + ((p2+p6)+(p3+p7)) as below
+      const __m256 s[4] = {s0, s1, s2, s3};
+      for (int q = 0; q < 4; ++q) {
+        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s[q]), _mm256_extractf128_ps(s[q], 1));
+        const __m128 pair = _mm_hadd_ps(h, h);  // (p0+p4)+(p1+p5), (p2+p6)+(p3+p7)
+        out[q] = static_cast<T>(_mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair))));
+      }
+      return;
+    }
     _mm256_storeu_ps(reinterpret_cast<float*>(p[0]), s0);
     _mm256_storeu_ps(reinterpret_cast<float*>(p[1]), s1);
     _mm256_storeu_ps(reinterpret_cast<float*>(p[2]), s2);
