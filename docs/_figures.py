@@ -148,7 +148,7 @@ def measured_rows(root: Path = ROOT) -> list:
                          f"{_pct(sp['saved_MiB'] / sn['saved_MiB'])} of snnTorch's")
         note = f" ({rec[0]['note']})" if rec[0].get("note") else ""
         rows.append(_row("recurrent / Synaptic SHD shape (700-200r-20, T=500, B=256), CPU, 1 thread",
-                         "`python benchmarks/recurrent_bench.py --T 500 --batch 256 "
+                         "`OMP_NUM_THREADS=1 python benchmarks/recurrent_bench.py --T 500 --batch 256 "
                          f"--repeats {rec[0].get('repeats', 3)} --warmup {rec[0].get('warmup', 1)}`",
                          "; ".join(parts) + f"{note} (`recurrent-cpu-1thread.json`)"))
     for name, label in (("fsdd-recurrent-cpu-full-10ep.json", "recurrent network (RLeaky)"),

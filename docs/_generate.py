@@ -283,7 +283,7 @@ def generate_more_neurons(root: Path, out: Path) -> None:
             bx, frac = sn["backward_s"] / sp["backward_s"], sp["saved_MiB"] / sn["saved_MiB"]
             lines += ["", f"Issue-24 targets for the recurrent layer in this run: backward at least 10x faster than "
                       f"snnTorch's -- {'met' if bx >= 10 else '**not met**'} ({bx:.1f}x); saved for backward at most "
-                      f"15 % of snnTorch's -- {'met' if frac <= 0.15 else '**not met**'} ({100 * frac:.1f} %)."]
+                      f"15 % of snnTorch's -- {'met' if frac <= 0.15 else '**not met**'} ({100 * frac:.1f} %).", ""]
     for name, kind in (("fsdd-recurrent-cpu-full-10ep.json", "RLeaky"), ("fsdd-synaptic-cpu-full-10ep.json", "Synaptic")):
         path = res / name
         if not path.exists():

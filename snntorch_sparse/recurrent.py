@@ -192,8 +192,8 @@ def _scan_backward(ctx, saved, needs, d_spk, d_mem, x_events=None):
     n_in)``, the input's events of a fused Linear layer: then ``∂L/∂W_in = Σ_t a[t]ᵀ X[t]`` is
     summed in the kernel over those events, and ``a`` need not be written at all.
 
-    Returns ``(a, dV, db_V, dv, dβ, dθ, dmem0, dspk0, dW_in, Σ a)``; ``Σ a`` (= ``∂L/∂b_V``,
-    and ``∂L/∂b_in`` of a fused Linear) whenever ``needs[2]``.
+    Returns ``(a, dV, Σ a, dv, dβ, dθ, dmem0, dspk0, dW_in)`` (``None`` where not asked for);
+    ``Σ_t a[t]`` is ``∂L/∂b_V`` and ``∂L/∂b_in`` of a fused Linear, computed when ``needs[2]``.
     """
     (weight, v, beta, threshold, beta_c, thr, act_rowptr, act_col, act_sg, spk_rowptr, spk_col, mem, u0, s0) = saved
     T, R, N = ctx.shape
