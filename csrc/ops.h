@@ -40,8 +40,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     const std::optional<at::Tensor>& x_col, const std::optional<at::Tensor>& x_val,
     const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
     const at::Tensor& beta, const at::Tensor& threshold, int64_t reset_mode, const at::Tensor& bth,
-    at::Tensor& spk_out, const std::optional<at::Tensor>& mem_out, bool need_spike_csr,
-    bool need_active);
+    bool event, int64_t T, int64_t B, const std::optional<at::Tensor>& spk_out, const std::optional<at::Tensor>& mem_out,
+    bool need_spike_csr, bool need_active);
 std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     const at::Tensor& act_rowptr, const at::Tensor& act_col, const at::Tensor& act_sg,
     const std::optional<at::Tensor>& d_spk, const std::optional<at::Tensor>& d_mem,

@@ -36,6 +36,8 @@ CORE = [
     "snntorch_sparse.state",
     "snntorch_sparse.synaptic",
     "snntorch_sparse.recurrent",
+    "snntorch_sparse.rsynaptic",
+    "snntorch_sparse.alpha",
     "snntorch_sparse.cost_model",
 ]
 INTERNAL = ["snntorch_sparse.ops", "snntorch_sparse.fused_cpu", "snntorch_sparse.active_grad"]

@@ -19,6 +19,8 @@ from .neurons import SparseLeaky
 from .state import install_hooks as _install_state_hooks
 from .synaptic import SparseLinearSynaptic, SparseSynaptic
 from .recurrent import SparseLinearRLeaky, SparseRLeaky
+from .rsynaptic import SparseLinearRSynaptic, SparseRSynaptic
+from .alpha import SparseAlpha, SparseLinearAlpha
 from .surrogate import sparse_atan, sparse_fast_sigmoid, sparse_sigmoid, sparsify_surrogate
 
 __version__ = "0.1.0"
@@ -30,6 +32,10 @@ __all__ = [
     "SparseLinearSynaptic",
     "SparseRLeaky",
     "SparseLinearRLeaky",
+    "SparseRSynaptic",
+    "SparseLinearRSynaptic",
+    "SparseAlpha",
+    "SparseLinearAlpha",
     "TimeDistributed",
     "sparsify",
     "desparsify",
@@ -56,6 +62,8 @@ def register() -> None:
     for name, obj in (("SparseLeaky", SparseLeaky), ("SparseLinearLeaky", SparseLinearLeaky),
                       ("SparseSynaptic", SparseSynaptic), ("SparseLinearSynaptic", SparseLinearSynaptic),
                       ("SparseRLeaky", SparseRLeaky), ("SparseLinearRLeaky", SparseLinearRLeaky),
+                      ("SparseRSynaptic", SparseRSynaptic), ("SparseLinearRSynaptic", SparseLinearRSynaptic),
+                      ("SparseAlpha", SparseAlpha), ("SparseLinearAlpha", SparseLinearAlpha),
                       ("sparsify", sparsify)):
         if getattr(_snn, name, obj) is obj:
             setattr(_snn, name, obj)

@@ -91,6 +91,18 @@ def check_beta(beta) -> None:
         raise ValueError(f"beta must be in [0, 1], got {b.tolist() if b.numel() < 8 else b}")
 
 
+def check_unit(value, name: str) -> None:
+    """``value`` (a decay such as ``alpha``) must be finite and in [0, 1]."""
+    t = torch.as_tensor(value)
+    if not t.is_floating_point() and t.dtype not in (torch.int64, torch.int32, torch.bool):
+        raise TypeError(f"{name} must be a real number or tensor, got dtype {t.dtype}")
+    if t.device.type == "meta":
+        return
+    t = t.double()
+    if not torch.isfinite(t).all() or (t < 0).any() or (t > 1).any():
+        raise ValueError(f"{name} must be in [0, 1], got {t.tolist() if t.numel() < 8 else t}")
+
+
 def check_threshold(threshold) -> None:
     t = _real_tensor(threshold, "threshold")
     if t.device.type != "meta" and not torch.isfinite(t).all():

@@ -40,6 +40,8 @@ from ._validation import RESET_MODES
 from .convert import TimeDistributed, desparsify
 from .layers import SparseLinearLeaky
 from .recurrent import SparseLinearRLeaky
+from .rsynaptic import SparseLinearRSynaptic
+from .alpha import SparseLinearAlpha
 from .synaptic import SparseLinearSynaptic
 
 __all__ = ["dense_key_map", "to_dense_state_dict", "to_sparse_state_dict",
@@ -59,24 +61,33 @@ def dense_key_map(sparse_model: nn.Module) -> Tuple[Dict[str, str], Dict[str, to
     Keys are those of ``sparse_model.state_dict()`` and of
     ``desparsify(sparse_model).state_dict()``.
     """
-    keys = list(sparse_model.state_dict().keys())
-    if not isinstance(sparse_model, nn.Sequential):
-        return {k: k for k in keys}, {}
-    mapping: Dict[str, str] = {}
-    extras: Dict[str, torch.Tensor] = {}
-    _map_sequential(sparse_model, "", "", keys, mapping, extras)
+    mapping, extras, _ = _key_maps(sparse_model)
     return mapping, extras
 
 
+def _key_maps(sparse_model: nn.Module):
+    """:func:`dense_key_map` plus ``{dense_alias_key: sparse_key}``: dense keys holding the same
+    tensor as another key (snnTorch's one-to-one ``recurrent.V``, the neuron's ``V`` again)."""
+    keys = list(sparse_model.state_dict().keys())
+    if not isinstance(sparse_model, nn.Sequential):
+        return {k: k for k in keys}, {}, {}
+    mapping: Dict[str, str] = {}
+    extras: Dict[str, torch.Tensor] = {}
+    aliases: Dict[str, str] = {}
+    _map_sequential(sparse_model, "", "", keys, mapping, extras, aliases)
+    return mapping, extras, aliases
+
+
 def _map_sequential(seq: nn.Sequential, sparse_pre: str, dense_pre: str, keys, mapping: Dict[str, str],
-                    extras: Dict[str, torch.Tensor]) -> None:
+                    extras: Dict[str, torch.Tensor], aliases: Dict[str, str]) -> None:
     """Fill ``mapping``/``extras`` for the modules of ``seq`` (keys under ``sparse_pre``,
     dense keys under ``dense_pre``); nested Sequentials keep their nesting in both."""
     j = 0
     for i, m in enumerate(seq):
         pre = f"{sparse_pre}{i}."
         own = [k for k in keys if k.startswith(pre)]
-        if isinstance(m, (SparseLinearLeaky, SparseLinearSynaptic, SparseLinearRLeaky)):  # -> nn.Linear + neuron
+        if isinstance(m, (SparseLinearLeaky, SparseLinearSynaptic, SparseLinearRLeaky,
+                          SparseLinearRSynaptic, SparseLinearAlpha)):  # -> nn.Linear + neuron
             for k in own:
                 rest = k[len(pre):]
                 if rest.startswith("fc."):
@@ -85,13 +96,16 @@ def _map_sequential(seq: nn.Sequential, sparse_pre: str, dense_pre: str, keys, m
                     mapping[k] = f"{dense_pre}{j + 1}.{rest}"
             for name, v in _leaky_extras(m.reset_mechanism).items():
                 extras[f"{dense_pre}{j + 1}.{name}"] = v
+            if isinstance(getattr(m, "V", None), nn.Parameter):
+                # snnTorch's one-to-one recurrent module registers the learnable V a second time
+                aliases[f"{dense_pre}{j + 1}.recurrent.V"] = f"{pre}V"
             j += 2
             continue
         if isinstance(m, TimeDistributed):
             for k in own:
                 mapping[k] = f"{dense_pre}{j}.{k[len(pre) + len('module.'):]}"
         elif isinstance(m, nn.Sequential):
-            _map_sequential(m, pre, f"{dense_pre}{j}.", keys, mapping, extras)
+            _map_sequential(m, pre, f"{dense_pre}{j}.", keys, mapping, extras, aliases)
         else:  # SparseLeaky (same keys as snn.Leaky) and any other module
             for k in own:
                 mapping[k] = f"{dense_pre}{j}.{k[len(pre):]}"
@@ -106,7 +120,7 @@ def to_dense_state_dict(sparse_model: nn.Module,
     have its keys (e.g. a checkpoint saved from a model of the same architecture).
     """
     sd = sparse_model.state_dict() if state_dict is None else state_dict
-    mapping, extras = dense_key_map(sparse_model)
+    mapping, extras, aliases = _key_maps(sparse_model)
     missing = [k for k in mapping if k not in sd]
     unexpected = [k for k in sd if k not in mapping]
     if missing or unexpected:
@@ -117,6 +131,8 @@ def to_dense_state_dict(sparse_model: nn.Module,
         out[mapping[k]] = v
     for k, v in extras.items():
         out[k] = v.to(device=_device_of(sd))
+    for k, src in aliases.items():
+        out[k] = sd[src]
     return out
 
 
@@ -127,9 +143,9 @@ def to_sparse_state_dict(sparse_model: nn.Module,
     The dense-only buffers are checked: a ``graded_spikes_factor`` other than 1
     or a reset mechanism different from the sparse layer's raises ``ValueError``.
     """
-    mapping, extras = dense_key_map(sparse_model)
+    mapping, extras, aliases = _key_maps(sparse_model)
     inverse = {v: k for k, v in mapping.items()}
-    expected = set(inverse) | set(extras)
+    expected = set(inverse) | set(extras) | set(aliases)
     missing = [k for k in expected if k not in dense_state_dict]
     unexpected = [k for k in dense_state_dict if k not in expected]
     if missing or unexpected:

@@ -43,6 +43,9 @@ from .layers import SparseLinearLeaky
 from .neurons import SparseLeaky, resolve_surrogate
 from .reuse import disable_input_reuse, enable_input_reuse
 from .recurrent import SparseLinearRLeaky, SparseRLeaky, dense_rleaky_from, fuse_rleaky, sparse_rleaky_from
+from .alpha import SparseAlpha, SparseLinearAlpha, dense_alpha_from, fuse_alpha, sparse_alpha_from
+from .rsynaptic import (SparseLinearRSynaptic, SparseRSynaptic, dense_rsynaptic_from, fuse_rsynaptic,
+                        sparse_rsynaptic_from)
 from .synaptic import (SparseLinearSynaptic, SparseSynaptic, dense_synaptic_from, fuse_synaptic,
                        sparse_synaptic_from)
 
@@ -273,6 +276,8 @@ _LINEAR_FUSERS = {
     snn.Leaky: _fuse,
     snn.Synaptic: lambda lin, n, bth, sg, be, ef, where, af: fuse_synaptic(lin, n, bth, sg, be, where, af, ef),
     snn.RLeaky: lambda lin, n, bth, sg, be, ef, where, af: fuse_rleaky(lin, n, bth, sg, be, where, af, ef),
+    snn.RSynaptic: lambda lin, n, bth, sg, be, ef, where, af: fuse_rsynaptic(lin, n, bth, sg, be, where, af, ef),
+    snn.Alpha: lambda lin, n, bth, sg, be, ef, where, af: fuse_alpha(lin, n, bth, sg, be, where, af, ef),
 }
 
 
@@ -355,18 +360,32 @@ def _swap_neurons(module: nn.Module, bth, spike_grad, backend, active_fraction, 
             new = sparse_rleaky_from(child, "single", bth, spike_grad, backend, where, active_fraction)
             new.spk, new.mem = child.spk, child.mem
             setattr(module, name, new)
+        elif type(child) is snn.RSynaptic:
+            new = sparse_rsynaptic_from(child, "single", bth, spike_grad, backend, where, active_fraction)
+            new.spk, new.syn, new.mem = child.spk, child.syn, child.mem
+            setattr(module, name, new)
+        elif type(child) is snn.Alpha:
+            new = sparse_alpha_from(child, "single", bth, spike_grad, backend, where, active_fraction)
+            new.syn_exc, new.syn_inh, new.mem = child.syn_exc, child.syn_inh, child.mem
+            setattr(module, name, new)
         elif isinstance(child, snn.SpikingNeuron) and not isinstance(child, (SparseLeaky, SparseSynaptic,
-                                                                               SparseRLeaky)):
+                                                                               SparseRLeaky, SparseRSynaptic,
+                                                                               SparseAlpha)):
             _refuse_neuron(child, where)
         else:
             _swap_neurons(child, bth, spike_grad, backend, active_fraction, f"{prefix}{name}.")
 
 
+# The snnTorch neuron types sparsify converts (exactly these types, not their subclasses).
+_CONVERTED = (snn.Leaky, snn.Synaptic, snn.RLeaky, snn.RSynaptic, snn.Alpha)
+
+
 def _refuse_neuron(m: nn.Module, where: str) -> None:
-    kind = ("a subclass of snn.Leaky" if isinstance(m, snn.Leaky) else
-            "a subclass of snn.Synaptic" if isinstance(m, snn.Synaptic) else "an snnTorch neuron")
+    base = next((c for c in _CONVERTED if isinstance(m, c)), None)
+    kind = f"a subclass of snn.{base.__name__}" if base is not None else "an snnTorch neuron"
+    names = ", ".join(f"snn.{c.__name__}" for c in _CONVERTED)
     raise TypeError(f"sparsify: {type(m).__name__} at {where} is {kind} without a sparse counterpart; "
-                    "only snn.Leaky and snn.Synaptic themselves are converted (a subclass may change the "
+                    f"only {names} themselves are converted (a subclass may change the "
                     "neuron's behaviour). Keep this neuron in snnTorch, or replace it by snn.Leaky first")
 
 
@@ -400,6 +419,12 @@ def _sparsify_sequential(seq: nn.Sequential, bth, spike_grad, backend, event_for
         elif type(m) is snn.RLeaky or isinstance(m, SparseRLeaky):
             _require_hidden(m, where)
             out.append(sparse_rleaky_from(m, "multi", bth, spike_grad, backend, where, active_fraction))
+        elif type(m) is snn.Alpha or isinstance(m, SparseAlpha):
+            _require_hidden(m, where)
+            out.append(sparse_alpha_from(m, "multi", bth, spike_grad, backend, where, active_fraction))
+        elif type(m) is snn.RSynaptic or isinstance(m, SparseRSynaptic):
+            _require_hidden(m, where)
+            out.append(sparse_rsynaptic_from(m, "multi", bth, spike_grad, backend, where, active_fraction))
         elif type(m) is snn.Synaptic or isinstance(m, SparseSynaptic):
             _require_hidden(m, where)
             out.append(sparse_synaptic_from(m, "multi", bth, spike_grad, backend, where, active_fraction))
@@ -477,36 +502,23 @@ def _desparsify_sequential(seq: nn.Sequential) -> nn.Sequential:
         if type(m) is nn.Sequential:
             out.append(_desparsify_sequential(m))
         elif isinstance(m, SparseLinearLeaky):
-            lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
-                            device=m.weight.device, dtype=m.weight.dtype)
-            with torch.no_grad():
-                lin.weight.copy_(m.weight)
-                if m.bias is not None:
-                    lin.bias.copy_(m.bias)
-            lin.train(m.training)
-            out += [lin, _dense_leaky(m, init_hidden=True, output=m.output or m.readout)]
+            out += [_dense_linear(m), _dense_leaky(m, init_hidden=True, output=m.output or m.readout)]
         elif isinstance(m, SparseLinearSynaptic):
-            lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
-                            device=m.weight.device, dtype=m.weight.dtype)
-            with torch.no_grad():
-                lin.weight.copy_(m.weight)
-                if m.bias is not None:
-                    lin.bias.copy_(m.bias)
-            lin.train(m.training)
-            out += [lin, dense_synaptic_from(m, init_hidden=True, output=m.output)]
+            out += [_dense_linear(m), dense_synaptic_from(m, init_hidden=True, output=m.output)]
         elif isinstance(m, SparseSynaptic):
             out.append(dense_synaptic_from(m, init_hidden=m.init_hidden, output=m.output))
         elif isinstance(m, SparseLinearRLeaky):
-            lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
-                            device=m.weight.device, dtype=m.weight.dtype)
-            with torch.no_grad():
-                lin.weight.copy_(m.weight)
-                if m.bias is not None:
-                    lin.bias.copy_(m.bias)
-            lin.train(m.training)
-            out += [lin, dense_rleaky_from(m, init_hidden=True, output=m.output)]
+            out += [_dense_linear(m), dense_rleaky_from(m, init_hidden=True, output=m.output)]
         elif isinstance(m, SparseRLeaky):
             out.append(dense_rleaky_from(m, init_hidden=m.init_hidden, output=m.output))
+        elif isinstance(m, SparseLinearRSynaptic):
+            out += [_dense_linear(m), dense_rsynaptic_from(m, init_hidden=True, output=m.output)]
+        elif isinstance(m, SparseRSynaptic):
+            out.append(dense_rsynaptic_from(m, init_hidden=m.init_hidden, output=m.output))
+        elif isinstance(m, SparseLinearAlpha):
+            out += [_dense_linear(m), dense_alpha_from(m, init_hidden=True, output=m.output)]
+        elif isinstance(m, SparseAlpha):
+            out.append(dense_alpha_from(m, init_hidden=m.init_hidden, output=m.output))
         elif isinstance(m, SparseLeaky):
             out.append(_dense_leaky(m, init_hidden=m.init_hidden, output=m.output))
         elif isinstance(m, TimeDistributed):
@@ -517,6 +529,18 @@ def _desparsify_sequential(seq: nn.Sequential) -> nn.Sequential:
     res = nn.Sequential(*out)
     res.training = seq.training
     return res
+
+
+def _dense_linear(m) -> nn.Linear:
+    """The ``nn.Linear`` of a fused layer ``m`` (same weights, device, dtype, mode)."""
+    lin = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None, device=m.weight.device,
+                    dtype=m.weight.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(m.weight)
+        if m.bias is not None:
+            lin.bias.copy_(m.bias)
+    lin.train(m.training)
+    return lin
 
 
 def _dense_leaky(m, init_hidden: bool, output: bool) -> snn.Leaky:
@@ -542,6 +566,14 @@ def _unswap_neurons(module: nn.Module) -> None:
         elif isinstance(child, SparseRLeaky):
             new = dense_rleaky_from(child, init_hidden=child.init_hidden, output=child.output)
             new.spk, new.mem = child.spk, child.mem
+            setattr(module, name, new)
+        elif isinstance(child, SparseRSynaptic):
+            new = dense_rsynaptic_from(child, init_hidden=child.init_hidden, output=child.output)
+            new.spk, new.syn, new.mem = child.spk, child.syn, child.mem
+            setattr(module, name, new)
+        elif isinstance(child, SparseAlpha):
+            new = dense_alpha_from(child, init_hidden=child.init_hidden, output=child.output)
+            new.syn_exc, new.syn_inh, new.mem = child.syn_exc, child.syn_inh, child.mem
             setattr(module, name, new)
         else:
             _unswap_neurons(child)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from ._validation import check_call_tensors, check_finite, per_feature
 from .fused_cpu import SpikeSets, first_order_only, fused_sparse_lif, usable as _fused_usable, values_on_active_set
 from .ops import get_backend
+from .spike_tensor import SpikeTensor
 from .surrogate import WINDOW_SAMPLES, WINDOW_SAMPLES_PER_NEURON
 
 __all__ = ["LIFConfig", "sparse_lif", "ACTIVE_INDEX_ATTR"]
@@ -340,11 +341,16 @@ def _call_window(x, weight, bias, beta, threshold, cfg: LIFConfig):
     with torch.no_grad():
         T = x.shape[0]
         n_in = x.shape[-1] if weight is not None else n
-        x3 = x.detach().reshape(T, -1, n_in)
-        rows = x3.shape[1]
+        compact = isinstance(x, SpikeTensor) and x.events() is not None and x.dim() == 3
+        rows = x.shape[1] if compact else x.numel() // max(T * n_in, 1)
         take = min(rows, max(1, -(-WINDOW_SAMPLES // max(T * n, 1)), -(-WINDOW_SAMPLES_PER_NEURON // T)))
-        if take < rows:
-            x3 = x3.index_select(1, torch.linspace(0, rows - 1, take, device=x.device).long())
+        picked = torch.linspace(0, rows - 1, take, device=x.device).long() if take < rows else None
+        if compact:  # only the sampled rows are made dense
+            x3 = x.batch_rows(picked if picked is not None else torch.arange(rows, device=x.device))
+        else:
+            x3 = x.detach().reshape(T, -1, n_in)
+            if picked is not None:
+                x3 = x3.index_select(1, picked)
         current = F.linear(x3, weight.detach(), None if bias is None else bias.detach()) \
             if weight is not None else x3
         beta_v = per_feature(beta.detach().clamp(0, 1), n, "beta", current)

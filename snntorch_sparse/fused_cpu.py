@@ -40,6 +40,7 @@ import torch
 from ._validation import check_finite, per_feature
 from .active_grad import ActiveSetGrad
 from .ops import fused
+from .spike_tensor import SpikeTensor
 
 __all__ = ["SpikeSets", "fused_sparse_lif", "values_on_active_set"]
 
@@ -166,24 +167,31 @@ class _FusedSparseLIF(torch.autograd.Function):
     def forward(ctx, x, weight, bias, beta, threshold, cfg):
         T = x.shape[0]
         linear = weight is not None
+        # a sparse layer's compact spikes: their events as they are, no dense X
+        events_in = x.events() if (linear and isinstance(x, SpikeTensor)) else None
         if linear:
             n, n_in = weight.shape
-            x2 = x.reshape(-1, n_in)
+            x2 = x.reshape(-1, n_in) if events_in is None else None
         else:  # neuron only: x is the current [T, B, ...], n = its features per row
             n = n_in = math.prod(x.shape[2:])
             x2 = x.reshape(T * x.shape[1], n)
             if cfg.check_finite:
                 check_finite(x, "input_")
-        R = x2.shape[0]
+        R = x.numel() // n_in if n_in else 0
         B = R // T if T else 0
         up: Optional[SpikeSets] = cfg.upstream
         need_w = ctx.needs_input_grad[1]
+        like = weight if linear else x2
 
         x_dense = None
         on_cuda = x.device.type == "cuda"
         unchecked = None  # the input's events, checked after the forward on CUDA
         x_csr = (None, None, None)
-        if linear:
+        if events_in is not None:  # binary by construction
+            x_csr = (events_in[0], events_in[1], None)
+            if need_w and x_csr[1].numel() > _DENSE_INPUT_DENSITY * max(R * n_in, 1):
+                x_dense = x.dense().reshape(-1, n_in) != 0
+        elif linear:
             # The input's events are read from the tensor itself, never from the upstream
             # layer's spike CSR (up.spikes_csr): a write through ``.data`` changes the values
             # without bumping any version counter, and an exact check would cost as much as
@@ -200,12 +208,12 @@ class _FusedSparseLIF(torch.autograd.Function):
             event, current = False, x2.reshape(T, B, n)
         elif event is None:  # auto: events while they are at most a quarter of the input (CPU)
             # CUDA: never automatic -- cuBLAS beats every event-driven form of this GEMM there
-            event = not on_cuda and x_dense is None and x_csr[1].numel() <= _AUTO_EVENT_DENSITY * max(x2.numel(), 1)
+            event = not on_cuda and x_dense is None and x_csr[1].numel() <= _AUTO_EVENT_DENSITY * max(R * n_in, 1)
         if event and on_cuda:  # asked for explicitly: the CSR product, then the same kernels
-            current = _csr_linear(x_csr, x2.shape, weight, bias).view(T, B, n)
-        elif on_cuda:
-            pass  # the op computes I by cuBLAS over time chunks of X's events (no [T, B, N] current)
-        elif current is None and not event:
+            current = _csr_linear(x_csr, (R, n_in), weight, bias).view(T, B, n)
+        elif (current is None and not event and not on_cuda and x2 is not None
+              and x_csr[1].numel() > _DENSE_INPUT_DENSITY * max(R * n_in, 1)):
+            # a dense input (over a third non-zero) is itself [T, B, N_in]: one GEMM over it
             current = cfg.pool.take("current", (R, n), x.dtype, x.device) if cfg.pool is not None else \
                 torch.empty((R, n), dtype=x.dtype, device=x.device)
             if bias is None:
@@ -213,30 +221,38 @@ class _FusedSparseLIF(torch.autograd.Function):
             else:
                 torch.addmm(bias, x2, weight.t(), out=current)
             current = current.view(T, B, n)
+        # else the op computes I: from the events (CPU, event), or by GEMMs over time chunks of
+        # the events densified, the membrane carried (no [T, B, N] current)
 
-        beta_v = per_feature(beta.clamp(0, 1), n, "beta", x2).contiguous()
-        thr_v = per_feature(threshold, n, "threshold", x2).contiguous()
+        beta_v = per_feature(beta.clamp(0, 1), n, "beta", like).contiguous()
+        thr_v = per_feature(threshold, n, "threshold", like).contiguous()
         pool = cfg.pool
-        spk = pool.take("spk", (T, B, n), x.dtype, x.device) if pool is not None else \
-            torch.empty((T, B, n), dtype=x.dtype, device=x.device)
+        # spikes leave as their events (SpikeTensor) unless compiling or not [T, B, N]
+        compact = x.dim() == 3 and not torch.compiler.is_compiling()
+        spk = None
+        if not compact:
+            spk = pool.take("spk", (T, B, n), x.dtype, x.device) if pool is not None else \
+                torch.empty((T, B, n), dtype=x.dtype, device=x.device)
         keep_mem = cfg.need_mem or ctx.needs_input_grad[3]
         mem = torch.empty((T, B, n), dtype=x.dtype, device=x.device) if keep_mem else None
         bth = 0.0 if cfg.readout else cfg.window
         spk_rowptr, spk_col, act_rowptr, act_col, act_shift = fused.lif_fused_forward(
             current, x_csr, weight, bias, beta_v, thr_v, cfg.reset_mode, bth, spk, mem,
-            need_spike_csr=not cfg.readout, need_active=not cfg.readout)
+            need_spike_csr=compact or not cfg.readout, need_active=not cfg.readout, shape=(T, B), event=bool(event))
         del current
         if unchecked is not None:
             x_csr, x_dense = _input_events(unchecked, flags, x2, need_w, cfg.check_finite)
+        if compact:
+            spk = SpikeTensor.from_csr(spk_rowptr, spk_col, (T, B, n), x.dtype, x.device)
         if cfg.readout:
             act_rowptr = torch.zeros(R + 1, dtype=torch.long, device=x.device)
-            act_sg = x.new_empty(0)
+            act_sg = torch.empty(0, dtype=x.dtype, device=x.device)
         else:
             act_sg = cfg.surrogate.derivative(act_shift)
             if cfg.gain is not None:
                 act_sg = act_sg * cfg.gain.to(act_sg.dtype).reshape(-1).index_select(0, act_col.long())
         cfg.stats["active"] = act_col.numel()
-        cfg.stats["total"] = spk.numel()
+        cfg.stats["total"] = R * n
         sets = None if cfg.readout else SpikeSets(
             n, R, active_csr=(act_rowptr, act_col), spikes_csr=(spk_rowptr, spk_col),
             shape=(T, B, n), accepts_sparse_grad=x.dim() == 3)
@@ -248,7 +264,13 @@ class _FusedSparseLIF(torch.autograd.Function):
             x_csr = (None, None, None)
         up_rowptr, up_col = up.active_csr() if (up is not None and ctx.needs_input_grad[0]) else (None, None)
         need_spk = cfg.reset_mode == 1 or ctx.needs_input_grad[4]
-        spk_bool = (spk != 0) if need_spk else None
+        spk_bool = None
+        if need_spk and compact:
+            spk_bool = torch.zeros(R * n, dtype=torch.bool, device=x.device)
+            spk_bool.index_fill_(0, fused.csr_to_flat(spk_rowptr, spk_col, n), True)
+            spk_bool = spk_bool.view(T, B, n)
+        elif need_spk:
+            spk_bool = spk != 0
         ctx.save_for_backward(weight, act_rowptr, act_col, act_sg, x_csr[0], x_csr[1], x_csr[2], x_dense,
                               up_rowptr, up_col, spk_bool, mem if ctx.needs_input_grad[3] else None,
                               beta, threshold, beta_v, thr_v)
@@ -260,10 +282,10 @@ class _FusedSparseLIF(torch.autograd.Function):
             ctx.mark_non_differentiable(spk)
         out_shape = (*x.shape[:-1], n) if linear else x.shape
         if mem is None:
-            mem = x.new_empty(0)
+            mem = torch.empty(0, dtype=x.dtype, device=x.device)
         else:
             mem = mem.view(out_shape)
-        return spk.view(out_shape), mem
+        return (spk if compact else spk.view(out_shape)), mem
 
     @staticmethod
     @first_order_only

@@ -114,11 +114,15 @@ def export_to_nir(model: nn.Module, sample_data: torch.Tensor, model_name: str =
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     sequence_model = isinstance(model, nn.Sequential) and _is_sparse(model)
     dense = desparsify(model)
+    for name, m in dense.named_modules():
+        if isinstance(m, snn.Alpha):
+            raise NotImplementedError(f"export_to_nir: the Alpha neuron at {name!r} has no NIR primitive (NIR has "
+                                      "LIF, CubaLIF, IF, ... but no alpha-kernel neuron), so it cannot be exported")
     if sequence_model and isinstance(sample_data, torch.Tensor) and sample_data.dim() >= 3:
         sample_data = sample_data[0]
     dense = _per_neuron_leaky(dense).cpu()
     resets = {name: m.reset_mechanism for name, m in dense.named_modules()
-              if isinstance(m, (snn.Leaky, snn.Synaptic, snn.RLeaky))}
+              if isinstance(m, (snn.Leaky, snn.Synaptic, snn.RLeaky, snn.RSynaptic))}
     was_training = dense.training
     dense.eval()
     sample = sample_data.detach().cpu().to(_param_dtype(dense))
@@ -342,28 +346,33 @@ def _collapse_recurrent(graph):
     return _Graph(nodes, edges, graph.metadata)
 
 
-def _rleaky(sub, reset_mechanism: str, dtype: torch.dtype, spike_grad) -> snn.RLeaky:
-    """A recurrent subgraph as snnTorch writes ``RLeaky`` (``LIF`` + ``Affine``/``Linear`` feedback)."""
+def _rleaky(sub, reset_mechanism: str, dtype: torch.dtype, spike_grad):
+    """A recurrent subgraph as snnTorch writes ``RLeaky`` (``LIF`` + ``Affine``/``Linear`` feedback)
+    or ``RSynaptic`` (``CubaLIF`` + feedback): ``snn.RLeaky`` / ``snn.RSynaptic``."""
     nir = _require_nir()
-    lifs = [n for n in sub.nodes.values() if isinstance(n, nir.LIF)]
+    lifs = [n for n in sub.nodes.values() if isinstance(n, (nir.LIF, nir.CubaLIF))]
     recs = [n for n in sub.nodes.values() if isinstance(n, (nir.Affine, nir.Linear))]
     if isinstance(sub, _Recurrent) and lifs and not recs:
         raise NotImplementedError("import_from_nir: unsupported recurrent weights")
     if len(sub.nodes) != 4 or len(lifs) != 1 or len(recs) != 1:
-        raise NotImplementedError("import_from_nir: only snnTorch's RLeaky subgraphs (Input, LIF, "
-                                  "Affine/Linear feedback, Output) are supported as nested graphs")
-    leaky = _leaky(lifs[0], reset_mechanism, dtype, spike_grad)
+        raise NotImplementedError("import_from_nir: only snnTorch's RLeaky / RSynaptic subgraphs (Input, "
+                                  "LIF or CubaLIF, Affine/Linear feedback, Output) are supported as nested graphs")
+    if isinstance(lifs[0], nir.CubaLIF):
+        syn = _synaptic(lifs[0], reset_mechanism, dtype, spike_grad)
+        cls, kw = snn.RSynaptic, dict(alpha=syn.alpha, beta=syn.beta, threshold=syn.threshold)
+    else:
+        leaky = _leaky(lifs[0], reset_mechanism, dtype, spike_grad)
+        cls, kw = snn.RLeaky, dict(beta=leaky.beta, threshold=leaky.threshold)
     w = _tensor(recs[0].weight, dtype)
     n = w.shape[0]
     diagonal = isinstance(recs[0], nir.Linear) and bool((w == torch.diag(torch.diagonal(w))).all())
     with torch.random.fork_rng(devices=[]):
         if diagonal:
-            neuron = snn.RLeaky(beta=leaky.beta, threshold=leaky.threshold, all_to_all=False,
-                                V=torch.diagonal(w).clone(), init_hidden=True, spike_grad=spike_grad,
-                                reset_mechanism=reset_mechanism)
+            neuron = cls(all_to_all=False, V=torch.diagonal(w).clone(), init_hidden=True, spike_grad=spike_grad,
+                         reset_mechanism=reset_mechanism, **kw)
         else:
-            neuron = snn.RLeaky(beta=leaky.beta, threshold=leaky.threshold, linear_features=n, init_hidden=True,
-                                spike_grad=spike_grad, reset_mechanism=reset_mechanism)
+            neuron = cls(linear_features=n, init_hidden=True, spike_grad=spike_grad,
+                         reset_mechanism=reset_mechanism, **kw)
     neuron = neuron.to(dtype)
     if diagonal:
         neuron.recurrent.V = neuron.V

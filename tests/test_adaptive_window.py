@@ -234,7 +234,7 @@ def test_sparsify_refuses_leaky_subclasses_and_other_neurons():
         pass
 
     for neuron in (MyLeaky(beta=0.5, init_hidden=True), MySynaptic(alpha=0.5, beta=0.5, init_hidden=True),
-                   snn.Alpha(alpha=0.6, beta=0.5, init_hidden=True)):
+                   snn.Lapicque(beta=0.5, init_hidden=True)):
         with pytest.raises(TypeError, match=type(neuron).__name__):
             sps.sparsify(nn.Sequential(nn.Linear(3, 3), neuron))
 

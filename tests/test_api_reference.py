@@ -19,7 +19,8 @@ import _generate  # noqa: E402
 def test_api_pages_cover_public_modules_only(tmp_path):
     modules = _generate.generate_api(tmp_path)
     for public in ("snntorch_sparse.nir", "snntorch_sparse.checkpoint", "snntorch_sparse.convert",
-                   "snntorch_sparse.bloc"):
+                   "snntorch_sparse.bloc", "snntorch_sparse.recurrent", "snntorch_sparse.rsynaptic",
+                   "snntorch_sparse.alpha"):
         assert public in modules, public
     for internal in ("snntorch_sparse.ops", "snntorch_sparse.ops.reference", "snntorch_sparse.ops.compiled",
                      "snntorch_sparse.ops.fused", "snntorch_sparse.fused_cpu", "snntorch_sparse.active_grad"):

@@ -6,6 +6,7 @@ import warnings
 import pytest
 import snntorch as snn
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from snntorch_sparse import SparseLinearLeaky, sparsify
@@ -110,8 +111,99 @@ def test_leaky_readout_keeps_one_bit_per_input_entry():
     s = (torch.rand(100, 64, 128) < 0.1).float().requires_grad_(True)
     with saved_tensor_bytes(head) as c:
         out = head(s)  # the graph lives as long as its output
-    assert c.bytes == 100 * 64 * 128 // 8 + 64 * 10 * 8  # packed spikes + arg-max steps (int64)
+    assert c.bytes == 100 * 64 * 128 // 8 + 64 * 10 * 1  # packed spikes + arg-max steps (uint8: T <= 256)
     assert out.shape == (64, 10)
+    # longer sequences keep their arg-max steps in a wider integer type, and stay exact
+    assert bloc.heads._step_dtype(256) == torch.uint8 and bloc.heads._step_dtype(257) == torch.int16
+    assert bloc.heads._step_dtype(40000) == torch.int64
+    head = bloc.LeakyReadout(3, 2, beta=0.5).double()
+    long = torch.zeros(300, 1, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        long[280, 0, 0] = 1.0  # the maximum of class 0 sits at step >= 280 (beyond uint8)
+        head.layer.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 0, 0]]))
+        head.layer.bias.zero_()
+    head(long)[0, 0].backward()  # d max_t U / d x[s] = beta^(280 - s) for s <= 280, 0 after
+    want = 0.5 ** (280 - torch.arange(281, dtype=torch.float64))
+    assert torch.allclose(long.grad[:281, 0, 0], want) and long.grad[281:, 0, 0].abs().sum() == 0
+
+
+@pytest.mark.parametrize("reduce", ["max", "last"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_cross_entropy_matches_the_two_step_form(reduce, masked):
+    """LeakyReadout.cross_entropy: the value and all gradients of F.cross_entropy(head(s) + mask, y)."""
+    torch.manual_seed(2)
+    head = bloc.LeakyReadout(6, 4, beta=0.85, reduce=reduce).double()
+    mask = torch.tensor([0.0, -1e9, 0.0, 0.0], dtype=torch.float64) if masked else None
+    y = torch.tensor([0, 2, 3, 0, 2])
+    for s in ((torch.rand(9, 5, 6, dtype=torch.float64) < 0.3).double(),  # spikes
+              torch.rand(9, 5, 2, 3, dtype=torch.float64)):                # graded, conv-shaped
+        grads = []
+        for fused in (True, False):
+            x = s.clone().requires_grad_(True)
+            head.zero_grad(set_to_none=True)
+            if fused:
+                loss = head.cross_entropy(x, y, mask)
+            else:
+                out = head(x)
+                loss = F.cross_entropy(out if mask is None else out + mask, y)
+            (3.0 * loss).backward()  # an incoming gradient other than 1 scales every gradient
+            grads.append([loss.detach(), head.layer.weight.grad, head.layer.bias.grad, x.grad])
+        for a, b in zip(*grads):
+            assert torch.allclose(a, b, atol=1e-12), (a, b)
+        assert grads[0][3].abs().sum() > 0 and grads[0][1].abs().sum() > 0
+    # inference (no gradient needed): the plain cross-entropy
+    with torch.no_grad():
+        s = (torch.rand(9, 5, 6, dtype=torch.float64) < 0.3).double()
+        assert torch.allclose(head.cross_entropy(s, y, mask),
+                              F.cross_entropy(head(s) if mask is None else head(s) + mask, y))
+
+
+def test_fused_cross_entropy_keeps_no_copy_of_the_input():
+    from snntorch_sparse.memory import saved_tensor_bytes
+
+    T, B, n, C = 100, 64, 128, 10
+    head = bloc.LeakyReadout(n, C)
+    s = (torch.rand(T, B, n) < 0.1).float().requires_grad_(True)
+    y = torch.randint(0, C, (B,))
+    with saved_tensor_bytes(head) as fused:
+        loss = head.cross_entropy(s, y)
+    # logit gradient g [B, C] float32, arg-max steps [B, C] uint8, dW [C, n] and db [C] float32
+    assert fused.bytes == B * C * 4 + B * C + C * n * 4 + C * 4
+    with saved_tensor_bytes(head) as two_step:
+        loss2 = F.cross_entropy(head(s), y)
+    # packed spikes + arg-max steps, and cross-entropy's log-softmax, int64 targets, total weight
+    assert two_step.bytes == T * B * n // 8 + B * C + B * C * 4 + B * 8 + 4
+    assert fused.bytes < two_step.bytes / 10
+    del loss, loss2
+    with pytest.raises(ValueError, match="target must be int64 class indices"):
+        head.cross_entropy(s, y.int())
+    with pytest.raises(ValueError, match="target must be int64 class indices"):
+        head.cross_entropy(s, y[:5])
+    with pytest.raises(ValueError, match=r"mask must be None or a tensor \[num_classes\]"):
+        head.cross_entropy(s, y, torch.zeros(3))
+
+
+def test_trainer_takes_the_fused_loss_only_with_its_default_loss():
+    """Same training with the default loss (fused head loss) and the explicit cross-entropy; less memory."""
+    x, y = _bursty(B=24, seed=3), torch.arange(24) % 4
+    nets, mems = [], []
+    for loss_fn in (None, lambda out, t: F.cross_entropy(out, t)):
+        net = bloc.split(_model(seed=4), [2], 4, sample=x)
+        tr = bloc.BlocTrainer(net, loss_fn=loss_fn, epochs=2, hcd_epochs=1, batch_size=8, progress=False)
+        mems.append(tr.training_memory(x[:, :8], y[:8]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tr.fit((x, y), (x, y))
+        nets.append(net)
+    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+    # block 0 ends in 16 neurons read by a LeakyReadout head of 4 classes, batch 8, T = 40
+    T, B, n, C = 40, 8, 16, 4
+    fused, two_step = B * C * 4 + B * C + C * n * 4 + C * 4, T * B * n // 8 + B * C + B * C * 4 + B * 8 + 4
+    assert mems[1]["per_block_saved_bytes"][0] - mems[0]["per_block_saved_bytes"][0] == two_step - fused
+    assert mems[0]["end_to_end_saved_bytes"] == mems[1]["end_to_end_saved_bytes"]  # own read-out: TimeMax
+    with pytest.raises(TypeError, match="y must be a 1-D integer tensor"):
+        tr.training_memory(x[:, :8], y[:8].float())
 
 
 def test_recurrent_readout_formula_and_gradients():
@@ -264,3 +356,59 @@ def test_bloctrain_fsdd_slice_small():
     assert rep["accuracy_all_blocks"] > 0.3  # 10 classes: chance is 0.1
     assert rep["exit_fraction"][0] > 0.2 and rep["synops_ratio"] > 1.0
     assert abs(sum(rep["exit_fraction"]) - 1) < 1e-6
+
+
+def test_guide_cut_claim_follows_the_splits_results():
+    """The BlocTrain guide's sentence on where to cut is what bloc_fsdd_splits.json measured."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    rows = json.loads((root / "benchmarks" / "results" / "bloc_fsdd_splits.json").read_text())["rows"]
+    for key in ("saved_ratio_sparse", "saved_ratio_dense"):
+        assert max(rows, key=lambda r: r[key])["boundaries"] == [2, 4], key
+    guide = " ".join((root / "docs" / "guide" / "bloctrain.md").read_text().split())
+    assert "`[2, 4]`, the cut of issue 22, is the best for both the sparse network and its dense twin" in guide
+
+
+def test_guide_sweep_claims_follow_the_sweep_results():
+    """The BlocTrain guide's reading of bloc_fsdd_sweep.json (how the defaults were chosen) holds for that file."""
+    import inspect
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    runs = json.loads((root / "benchmarks" / "results" / "bloc_fsdd_sweep.json").read_text())["runs"]
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+
+    def reps(readout, easy, q, thr="0.5"):
+        out = [r["reports"][thr] for r in runs
+               if r["readout"] == readout and str(r["easy_threshold"]) == str(easy) and r["easy_quantile"] == q]
+        assert out, (readout, easy, q)
+        return out
+
+    acc = lambda rs: mean([r["accuracy_early_exit"] for r in rs])  # noqa: E731
+    synops = lambda rs: mean([r["synops_ratio"] for r in rs])  # noqa: E731
+    default_q = inspect.signature(bloc.BlocTrainer).parameters["easy_quantile"].default
+    # the default quantile: the most accurate quantile rule saving >= 1.5x synaptic operations on every seed
+    saving = {q: acc(reps("leaky-max", "auto", q)) for q in (0.3, 0.5, 0.7)
+              if all(r["synops_ratio"] >= 1.5 for r in reps("leaky-max", "auto", q))}
+    assert max(saving, key=saving.get) == default_q == 0.5
+    default = reps("leaky-max", "auto", 0.5)
+    # the fixed 0.95: few exits (no 1.5x saving), a few tenths of a point more accurate at most
+    fixed = reps("leaky-max", 0.95, 0.5)
+    assert synops(fixed) < 1.5 and 0 <= acc(fixed) - acc(default) < 0.01
+    # the other quantiles: less than that apart in accuracy
+    assert all(abs(acc(reps("leaky-max", "auto", q)) - acc(default)) < 0.005 for q in (0.3, 0.7))
+    # higher exit thresholds gain at most a few tenths of a point and save less
+    for thr in ("0.7", "0.9"):
+        hi = reps("leaky-max", "auto", 0.5, thr)
+        assert acc(hi) - acc(default) < 0.005 and synops(hi) < synops(default)
+    # leaky-last fails, recurrent is less accurate and costs more than running all blocks
+    assert acc(reps("leaky-last", "auto", 0.5)) < 0.5 * acc(default)
+    assert acc(reps("recurrent", "auto", 0.5)) < acc(default) and synops(reps("recurrent", "auto", 0.5)) < 1
+    guide = " ".join((root / "docs" / "guide" / "bloctrain.md").read_text().split())
+    for claim in ("The default, `easy_quantile=0.5`, is the most accurate of the easy rules that save at least "
+                  "1.5x synaptic operations on every sweep seed",
+                  "the fixed threshold buys a few tenths of a point with far fewer exits"):
+        assert claim in guide, claim

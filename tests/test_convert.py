@@ -100,8 +100,7 @@ def test_sparsify_standalone_leaky_becomes_multistep():
 def test_sparsify_errors():
     with pytest.raises(ValueError, match="init_hidden"):
         sparsify(nn.Sequential(nn.Linear(3, 3), snn.Leaky(beta=0.9)))
-    with pytest.raises(TypeError, match="RSynaptic"):
-        sparsify(nn.Sequential(nn.Linear(3, 3), snn.RSynaptic(alpha=0.9, beta=0.9, linear_features=3,
-                                                               init_hidden=True)))
+    with pytest.raises(TypeError, match="Lapicque"):
+        sparsify(nn.Sequential(nn.Linear(3, 3), snn.Lapicque(beta=0.9, init_hidden=True)))
     with pytest.raises(TypeError, match="model"):
         sparsify("not a model")

@@ -339,9 +339,11 @@ def test_opcheck_fused_ops():
     spk, mem = torch.empty(T, B, n, dtype=x.dtype), torch.empty(T, B, n, dtype=x.dtype)
     win = torch.full((n,), 0.4, dtype=x.dtype)          # one window half-width per neuron
     torch.library.opcheck(ops.lif_fused_forward.default,
-                          (current, None, None, None, None, None, beta, thr, 0, win, spk, mem, True, True))
+                          (current, None, None, None, None, None, beta, thr, 0, win, True, T, B, spk, mem, True, True))
     torch.library.opcheck(ops.lif_fused_forward.default,
-                          (None, csr[0], csr[1], None, w, b, beta, thr, 1, win, spk, None, True, True))
+                          (None, csr[0], csr[1], None, w, b, beta, thr, 1, win, True, T, B, spk, None, True, True))
+    torch.library.opcheck(ops.lif_fused_forward.default,  # spikes as CSR only
+                          (None, csr[0], csr[1], None, w, b, beta, thr, 0, win, False, T, B, None, mem, True, True))
     _, _, a_rp, a_col, a_shift = fused.lif_fused_forward(current, None, None, None, beta, thr, 0, 0.4, spk, None,
                                                           True, True)
     sg = 1.0 / (1 + a_shift.abs()) ** 2

@@ -208,11 +208,15 @@ def test_multi_step_state_is_detached_and_deepcopy_works():
 # --- 6. pooled spike buffer is not reused while its storage is held -------------------------
 
 def test_held_storage_is_not_recycled():
+    """Dense spike outputs come from the layer's buffer pool: one still held is never overwritten.
+
+    (A [T, B, N] output is a SpikeTensor and never pooled; a [T, B, C, N] one is dense.)
+    """
     torch.manual_seed(0)
     layer = SparseLinearLeaky(20, 30, beta=0.9)
     with torch.no_grad():
         layer.fc.weight.mul_(5)
-    xa, xb = _spikes(6, dtype=torch.float32), _spikes(7, dtype=torch.float32)
+    xa, xb = _spikes(6, (10, 4, 2, 20), dtype=torch.float32), _spikes(7, (10, 4, 2, 20), dtype=torch.float32)
     ref_a = layer(xa).detach().clone()
     st = layer(xa).untyped_storage()
     held = torch.empty(0).set_(st)[:ref_a.numel()].clone()

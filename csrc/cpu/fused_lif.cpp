@@ -56,6 +56,10 @@ struct AlignedRows {
   }
 };
 
+// Time chunk of the forward's GEMM on CPU (densified input and current, each): small
+// enough to stay in the last-level cache, large enough for full-speed GEMMs.
+constexpr int64_t kCpuChunkBytes = int64_t{4} << 20;
+
 // Batch ranges: one per thread (at most B).
 std::vector<int64_t> batch_ranges(int64_t B) {
   const int64_t n = std::max<int64_t>(1, std::min<int64_t>(B, at::get_num_threads()));
@@ -239,53 +243,64 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     const std::optional<at::Tensor>& x_col_, const std::optional<at::Tensor>& x_val_,
     const std::optional<at::Tensor>& weight_, const std::optional<at::Tensor>& bias_,
     const at::Tensor& beta_, const at::Tensor& threshold_, int64_t reset_mode, const at::Tensor& bth_,
-    at::Tensor& spk_out, const std::optional<at::Tensor>& mem_out_, bool need_spike_csr,
-    bool need_active) {
+    bool event, int64_t T_, int64_t B_, const std::optional<at::Tensor>& spk_out_,
+    const std::optional<at::Tensor>& mem_out_, bool need_spike_csr, bool need_active) {
   const char* op = "lif_fused_forward";
-  TORCH_CHECK(spk_out.dim() == 3 && spk_out.is_contiguous(), op,
-              ": spk_out must be a contiguous [T, B, N] tensor, got ", spk_out.sizes());
-  check_scan_args(op, spk_out, beta_, reset_mode);
-  const int64_t Tn = spk_out.size(0), B = spk_out.size(1), N = spk_out.size(2), R = Tn * B;
+  TORCH_CHECK(T_ >= 0 && B_ >= 0, op, ": T and B must be >= 0, got ", T_, ", ", B_);
+  TORCH_CHECK(beta_.dim() == 1, op, ": beta must be [N], got ", beta_.sizes());
+  const int64_t Tn = T_, B = B_, N = beta_.numel(), R = Tn * B;
+  // Without spk_out the spikes are not written densely: only their CSR (need_spike_csr).
+  const bool has_spk = spk_out_.has_value() && spk_out_->defined();
+  // the output's shape, dtype and device, checked like spk_out (an element-free view when there is none)
+  const auto like = has_spk ? *spk_out_ : at::empty({1}, beta_.options()).expand({Tn, B, N});
+  if (has_spk)
+    TORCH_CHECK(spk_out_->dim() == 3 && spk_out_->is_contiguous() && spk_out_->size(0) == Tn &&
+                    spk_out_->size(1) == B && spk_out_->size(2) == N,
+                op, ": spk_out must be a contiguous [T, B, N] = [", Tn, ", ", B, ", ", N, "] tensor, got ",
+                spk_out_->sizes());
+  TORCH_CHECK(has_spk || need_spike_csr, op, ": without spk_out the spikes must be returned as CSR (need_spike_csr)");
+  check_scan_args(op, like, beta_, reset_mode);
   TORCH_CHECK(threshold_.dim() == 1 && threshold_.numel() == N &&
-                  threshold_.scalar_type() == spk_out.scalar_type(),
+                  threshold_.scalar_type() == like.scalar_type(),
               op, ": threshold must be [N] of the output's dtype, got ", threshold_.scalar_type(), " ",
               threshold_.sizes());
   TORCH_CHECK(N < (int64_t{1} << 31), op, ": N must fit in int32");
-  TORCH_CHECK(bth_.dim() == 1 && bth_.numel() == N && bth_.scalar_type() == spk_out.scalar_type(), op,
+  TORCH_CHECK(bth_.dim() == 1 && bth_.numel() == N && bth_.scalar_type() == like.scalar_type(), op,
               ": bth must be [N] window half-widths of the output's dtype, got ", bth_.scalar_type(), " ",
               bth_.sizes());
   const bool has_mem = mem_out_.has_value() && mem_out_->defined() && mem_out_->numel() > 0;
   if (has_mem)
-    TORCH_CHECK(mem_out_->sizes() == spk_out.sizes() && mem_out_->is_contiguous() &&
-                    mem_out_->scalar_type() == spk_out.scalar_type(),
-                op, ": mem_out must be contiguous like spk_out, got ", mem_out_->sizes());
+    TORCH_CHECK(mem_out_->sizes() == like.sizes() && mem_out_->is_contiguous() &&
+                    mem_out_->scalar_type() == like.scalar_type(),
+                op, ": mem_out must be a contiguous [T, B, N] tensor of the output's dtype, got ",
+                mem_out_->sizes());
   const bool has_current = current_.has_value() && current_->defined();
   at::Tensor current, wt, bias, x_rowptr, x_col, x_val;
   int64_t Ni = 0;
   if (has_current) {
-    TORCH_CHECK(current_->sizes() == spk_out.sizes() && current_->scalar_type() == spk_out.scalar_type(),
+    TORCH_CHECK(current_->sizes() == like.sizes() && current_->scalar_type() == like.scalar_type(),
                 op, ": current must be [T, B, N] like spk_out, got ", current_->sizes());
     current = current_->contiguous();
   } else {
     TORCH_CHECK(weight_.has_value() && x_rowptr_.has_value() && x_col_.has_value(), op,
                 ": without current, weight and the input CSR (x_rowptr, x_col) are required");
     TORCH_CHECK(weight_->dim() == 2 && weight_->size(0) == N &&
-                    weight_->scalar_type() == spk_out.scalar_type(),
+                    weight_->scalar_type() == like.scalar_type(),
                 op, ": weight must be [N, N_in] with N = ", N, " of the output's dtype, got ",
                 weight_->scalar_type(), " ", weight_->sizes());
     Ni = weight_->size(1);
-    wt = weight_->t().contiguous();  // [N_in, N]: one contiguous row per input feature
+    if (event) wt = weight_->t().contiguous();  // [N_in, N]: one contiguous row per input feature
     x_rowptr = x_rowptr_->contiguous();
     x_col = x_col_->contiguous();
     check_csr(op, "x", x_rowptr, x_col, R, Ni);
     if (x_val_.has_value() && x_val_->defined()) {
-      TORCH_CHECK(x_val_->numel() == x_col.numel() && x_val_->scalar_type() == spk_out.scalar_type(), op,
+      TORCH_CHECK(x_val_->numel() == x_col.numel() && x_val_->scalar_type() == like.scalar_type(), op,
                   ": x_val must be [nnz] of the output's dtype, got ", x_val_->scalar_type(), " ",
                   x_val_->sizes());
       x_val = x_val_->contiguous();
     }
     if (bias_.has_value() && bias_->defined()) {
-      TORCH_CHECK(bias_->numel() == N && bias_->scalar_type() == spk_out.scalar_type(), op,
+      TORCH_CHECK(bias_->numel() == N && bias_->scalar_type() == like.scalar_type(), op,
                   ": bias must be [N] of the output's dtype, got ", bias_->sizes());
       bias = bias_->contiguous();
     }
@@ -294,50 +309,85 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
   const auto thr = threshold_.contiguous();
   const auto win = bth_.contiguous();
   if (R == 0 || N == 0) {  // nothing to scan: empty sets over R rows
-    const auto zl = at::zeros({R + 1}, spk_out.options().dtype(at::kLong));
-    const auto ei = at::empty({0}, spk_out.options().dtype(at::kInt));
-    const auto el = at::empty({0}, spk_out.options().dtype(at::kLong));
+    const auto zl = at::zeros({R + 1}, beta_.options().dtype(at::kLong));
+    const auto ei = at::empty({0}, beta_.options().dtype(at::kInt));
+    const auto el = at::empty({0}, beta_.options().dtype(at::kLong));
     return {need_spike_csr ? zl : el, ei, need_active ? zl.clone() : el, ei.clone(),
-            at::empty({0}, spk_out.options())};
+            at::empty({0}, beta_.options())};
   }
   const auto edges = batch_ranges(B);
   const int64_t nch = static_cast<int64_t>(edges.size()) - 1;
   std::vector<int64_t> spk_cnt(need_spike_csr ? R : 0), act_cnt(need_active ? R : 0);
   at::Tensor spk_rowptr, spk_col, act_rowptr, act_col, act_shift;
 
-  AT_DISPATCH_FLOATING_TYPES(spk_out.scalar_type(), "lif_fused_forward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES(like.scalar_type(), "lif_fused_forward_cpu", [&] {
     using T = scalar_t;
     const T* cur = has_current ? current.const_data_ptr<T>() : nullptr;
-    const T* wtp = has_current ? nullptr : wt.const_data_ptr<T>();
+    const T* wtp = wt.defined() ? wt.const_data_ptr<T>() : nullptr;
     const T* bp = bias.defined() ? bias.const_data_ptr<T>() : nullptr;
     const int64_t* xr = has_current ? nullptr : x_rowptr.const_data_ptr<int64_t>();
     const int32_t* xc = has_current ? nullptr : x_col.const_data_ptr<int32_t>();
     const T* xv = x_val.defined() ? x_val.const_data_ptr<T>() : nullptr;
     const T* be = beta.const_data_ptr<T>();
     const T* th = thr.const_data_ptr<T>();
-    T* sp = spk_out.mutable_data_ptr<T>();
+    T* sp = has_spk ? spk_out_->mutable_data_ptr<T>() : nullptr;
     T* mp = has_mem ? mem_out_->mutable_data_ptr<T>() : nullptr;
     const T* wn = win.const_data_ptr<T>();
     std::vector<List<int32_t>> s_cols(nch), a_cols(nch);
     std::vector<List<T>> a_vals(nch);
 
+    // Current by GEMM without a given one: time chunks of whole steps, at most kCpuChunkBytes
+    // each of densified input and of current; the membranes (one per batch range) carry over.
+    const bool gemm = !has_current && !event;
+    const int64_t step_bytes = B * std::max(Ni, N) * static_cast<int64_t>(sizeof(T));
+    const int64_t Tc = gemm ? std::max<int64_t>(1, std::min<int64_t>(Tn, kCpuChunkBytes / std::max<int64_t>(1, step_bytes)))
+                            : Tn;
+    at::Tensor xbuf, cbuf, wgt;
+    if (gemm) {
+      xbuf = at::empty({Tc * B, Ni}, beta_.options());
+      cbuf = at::empty({Tc * B, N}, beta_.options());
+      wgt = weight_->t();
+    }
+    std::vector<std::vector<T>> states(nch);
+    for (int64_t c = 0; c < nch; ++c) states[c].assign((edges[c + 1] - edges[c]) * N, T(0));
+    for (int64_t t0 = 0; t0 < Tn; t0 += Tc) {
+    const int64_t t1 = std::min(Tn, t0 + Tc);
+    const T* chunk = cur;  // current of row r at chunk + (r - r_base) * N
+    int64_t r_base = 0;
+    if (gemm) {
+      const int64_t r0 = t0 * B, r1 = t1 * B;
+      auto xcb = xbuf.narrow(0, 0, r1 - r0);
+      auto ccb = cbuf.narrow(0, 0, r1 - r0);
+      T* xd = xcb.mutable_data_ptr<T>();
+      at::parallel_for(r0, r1, 64, [&](int64_t q0, int64_t q1) {
+        for (int64_t r = q0; r < q1; ++r) {
+          T* row = xd + (r - r0) * Ni;
+          std::fill(row, row + Ni, T(0));
+          for (int64_t k = xr[r]; k < xr[r + 1]; ++k) row[xc[k]] = xv ? xv[k] : T(1);
+        }
+      });
+      if (bias.defined()) at::addmm_out(ccb, bias, xcb, wgt);
+      else at::mm_out(ccb, xcb, wgt);
+      chunk = ccb.const_data_ptr<T>();
+      r_base = r0;
+    }
     at::parallel_for(0, nch, 1, [&](int64_t c0, int64_t c1) {
-      std::vector<T> ibuf(N);
+      std::vector<T> ibuf(N), sbuf(sp ? 0 : N);  // sbuf: this row's spikes when not written densely
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t b0 = edges[c], b1 = edges[c + 1];
-        std::vector<T> state((b1 - b0) * N, T(0));
-        for (int64_t t = 0; t < Tn; ++t) {
+        std::vector<T>& state = states[c];
+        for (int64_t t = t0; t < t1; ++t) {
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t r = t * B + b;
             const T* I;
-            if (cur != nullptr) {
-              I = cur + r * N;
+            if (chunk != nullptr) {
+              I = chunk + (r - r_base) * N;
             } else {
               row_sum<T>(ibuf.data(), bp, wtp, xc, xv, xr[r], xr[r + 1], N);
               I = ibuf.data();
             }
             T* u = state.data() + (b - b0) * N;
-            T* s = sp + r * N;
+            T* s = sp ? sp + r * N : sbuf.data();
             T* m = mp ? mp + r * N : nullptr;
             if (reset_mode == 0) lif_row<T, 0>(u, I, be, th, s, N);
             else if (reset_mode == 1) lif_row<T, 1>(u, I, be, th, s, N);
@@ -366,27 +416,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
       }
     });
 
+    }  // time chunks
+
     if (need_spike_csr) {
-      spk_rowptr = prefix_rowptr(spk_cnt, spk_out.options());
-      spk_col = at::empty({spk_rowptr.const_data_ptr<int64_t>()[R]}, spk_out.options().dtype(at::kInt));
+      spk_rowptr = prefix_rowptr(spk_cnt, beta_.options());
+      spk_col = at::empty({spk_rowptr.const_data_ptr<int64_t>()[R]}, beta_.options().dtype(at::kInt));
       gather_rows<int32_t>(s_cols, edges, spk_rowptr.const_data_ptr<int64_t>(), Tn, B,
                            spk_col.mutable_data_ptr<int32_t>());
     }
     if (need_active) {
-      act_rowptr = prefix_rowptr(act_cnt, spk_out.options());
+      act_rowptr = prefix_rowptr(act_cnt, beta_.options());
       const int64_t K = act_rowptr.const_data_ptr<int64_t>()[R];
-      act_col = at::empty({K}, spk_out.options().dtype(at::kInt));
-      act_shift = at::empty({K}, spk_out.options());
+      act_col = at::empty({K}, beta_.options().dtype(at::kInt));
+      act_shift = at::empty({K}, beta_.options());
       gather_rows<int32_t>(a_cols, edges, act_rowptr.const_data_ptr<int64_t>(), Tn, B,
                            act_col.mutable_data_ptr<int32_t>());
       gather_rows<T>(a_vals, edges, act_rowptr.const_data_ptr<int64_t>(), Tn, B,
                      act_shift.mutable_data_ptr<T>());
     }
   });
-  const auto empty_l = at::empty({0}, spk_out.options().dtype(at::kLong));
-  const auto empty_i = at::empty({0}, spk_out.options().dtype(at::kInt));
+  const auto empty_l = at::empty({0}, beta_.options().dtype(at::kLong));
+  const auto empty_i = at::empty({0}, beta_.options().dtype(at::kInt));
   if (!need_spike_csr) spk_rowptr = empty_l, spk_col = empty_i;
-  if (!need_active) act_rowptr = empty_l, act_col = empty_i, act_shift = at::empty({0}, spk_out.options());
+  if (!need_active) act_rowptr = empty_l, act_col = empty_i, act_shift = at::empty({0}, beta_.options());
   return {spk_rowptr, spk_col, act_rowptr, act_col, act_shift};
 }
 

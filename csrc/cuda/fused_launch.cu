@@ -113,11 +113,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     const std::optional<at::Tensor>& current_, const std::optional<at::Tensor>& x_rowptr_,
     const std::optional<at::Tensor>& x_col_, const std::optional<at::Tensor>& x_val_,
     const std::optional<at::Tensor>& weight_, const std::optional<at::Tensor>& bias_, const at::Tensor& beta_,
-    const at::Tensor& threshold_, int64_t reset_mode, const at::Tensor& bth_, at::Tensor& spk_out,
-    const std::optional<at::Tensor>& mem_out_, bool need_spike_csr, bool need_active) {
+    const at::Tensor& threshold_, int64_t reset_mode, const at::Tensor& bth_, bool event, int64_t T_, int64_t B_,
+    const std::optional<at::Tensor>& spk_out_, const std::optional<at::Tensor>& mem_out_, bool need_spike_csr,
+    bool need_active) {
   const char* op = "lif_fused_forward";
-  TORCH_CHECK(spk_out.dim() == 3 && spk_out.is_contiguous(), op,
-              ": spk_out must be a contiguous [T, B, N] tensor, got ", spk_out.sizes());
+  TORCH_CHECK(T_ >= 0 && B_ >= 0, op, ": T and B must be >= 0, got ", T_, ", ", B_);
+  TORCH_CHECK(beta_.dim() == 1, op, ": beta must be [N], got ", beta_.sizes());
+  const bool has_spk = spk_out_.has_value() && spk_out_->defined();
+  if (has_spk)
+    TORCH_CHECK(spk_out_->dim() == 3 && spk_out_->is_contiguous() && spk_out_->size(0) == T_ &&
+                    spk_out_->size(1) == B_ && spk_out_->size(2) == beta_.numel(),
+                op, ": spk_out must be a contiguous [T, B, N] = [", T_, ", ", B_, ", ", beta_.numel(),
+                "] tensor, got ", spk_out_->sizes());
+  TORCH_CHECK(has_spk || need_spike_csr, op, ": without spk_out the spikes must be returned as CSR (need_spike_csr)");
+  TORCH_CHECK(!event || (current_.has_value() && current_->defined()), op,
+              ": no event-driven current on CUDA (cuBLAS over time chunks is used without a current)");
+  // Without spk_out the [T, B, N] buffer that holds U - θ before compaction is this call's
+  // scratch, freed on return (the spikes leave as CSR only).
+  const at::Tensor spk_out = has_spk ? *spk_out_ : at::empty({T_, B_, beta_.numel()}, beta_.options());
   check_scan_args(op, spk_out, beta_, reset_mode);
   check_threshold(op, spk_out, threshold_);
   const int64_t Tn = spk_out.size(0), B = spk_out.size(1), N = spk_out.size(2), R = Tn * B;

@@ -112,11 +112,24 @@ def _leaky_readout(x, weight, bias, beta: float, last: bool):
     return val, idx
 
 
+def _step_dtype(T: int) -> torch.dtype:
+    """The smallest integer dtype that holds the steps ``0 .. T-1`` (arg-max times kept for backward)."""
+    return torch.uint8 if T <= 256 else torch.int16 if T <= 32768 else torch.int64
+
+
+def _current_grad(g: torch.Tensor, idx: torch.Tensor, T: int, beta: float) -> torch.Tensor:
+    r""":math:`\partial L / \partial I[s] = g\, \beta^{t^* - s}` for :math:`s \le t^*`, else 0: ``[T, B, C]``."""
+    steps = torch.arange(T, device=g.device).view(T, 1, 1)
+    lag = (idx.long().unsqueeze(0) - steps).to(g.dtype)  # t* - s
+    return g.unsqueeze(0) * beta ** lag.clamp(min=0) * (lag >= 0)
+
+
 class _LeakyReadoutFn(torch.autograd.Function):
     r"""``U[t] = beta U[t-1] + x[t] W^T + b``; returns ``max_t U`` or ``U[T-1]`` ``[B, C]``.
 
     Saved for backward: the input as packed bits when it is 0/1 spikes (1 bit an
-    entry; graded inputs are kept as they are) and the arg-max times ``[B, C]``.
+    entry; graded inputs are kept as they are) and the arg-max times ``[B, C]``
+    (1 byte each for ``T <= 256``).
     With :math:`t^*` the selected step, the gradient :math:`g` of the logits gives
     :math:`\partial L / \partial I[s] = g\, \beta^{t^* - s}` for :math:`s \le t^*`
     (0 after), hence ``dx = dI W``, ``dW = dI^T x``, ``db = sum dI``.
@@ -127,7 +140,7 @@ class _LeakyReadoutFn(torch.autograd.Function):
         val, idx = _leaky_readout(x, weight, bias, beta, last)
         binary = bool(((x == 0) | (x == 1)).all())
         stored = _pack_bits(x) if binary else x
-        ctx.save_for_backward(stored, idx, weight)
+        ctx.save_for_backward(stored, idx.to(_step_dtype(x.shape[0])), weight)
         ctx.binary, ctx.beta, ctx.x_shape, ctx.x_dtype = binary, beta, x.shape, x.dtype
         ctx.has_bias = bias is not None
         return val
@@ -135,10 +148,7 @@ class _LeakyReadoutFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         stored, idx, weight = ctx.saved_tensors
-        T = ctx.x_shape[0]
-        steps = torch.arange(T, device=g.device).view(T, 1, 1)
-        lag = (idx.unsqueeze(0) - steps).to(g.dtype)  # t* - s
-        d_cur = g.unsqueeze(0) * ctx.beta ** lag.clamp(min=0) * (lag >= 0)  # dL/dI[s], [T, B, C]
+        d_cur = _current_grad(g, idx, ctx.x_shape[0], ctx.beta)  # dL/dI[s], [T, B, C]
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
             dx = d_cur @ weight
@@ -148,6 +158,56 @@ class _LeakyReadoutFn(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = d_cur.sum((0, 1))
         return dx, dw, db, None, None
+
+
+class _LeakyReadoutCEFn(torch.autograd.Function):
+    r"""The leaky read-out and its mean cross-entropy in one function, which keeps no copy of the input.
+
+    With the logits :math:`z = \max_t U[t] + m` (or :math:`U[T-1] + m`; ``m`` the
+    additive class mask, 0 or :math:`-10^9`), the loss
+    :math:`L = -\frac{1}{B}\sum_b \log \mathrm{softmax}(z_b)_{y_b}` has the logit
+    gradient :math:`g = (\mathrm{softmax}(z) - \mathrm{onehot}(y)) / B`, known as
+    soon as the forward has the logits. The weight and bias gradients
+    :math:`dW = \sum_{s} dI[s]^\top x[s]`, :math:`db = \sum_s dI[s]` (``dI`` as in
+    :class:`_LeakyReadoutFn`) are therefore formed in the forward, while the
+    input ``x`` is at hand, and kept (``C x in_features`` values) instead of ``x``;
+    the backward scales them by the incoming gradient :math:`\bar L` of the loss
+    and computes ``dx = \bar L\, dI(g) W`` from ``g`` and the arg-max times.
+    Saved for backward: ``g [B, C]``, the arg-max times ``[B, C]`` (1 byte each
+    for ``T <= 256``), ``dW`` and ``db``; the input, 1 bit an entry in
+    :class:`_LeakyReadoutFn`, is not kept.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, beta: float, last: bool, target, mask):
+        val, idx = _leaky_readout(x, weight, bias, beta, last)
+        logp = torch.log_softmax(val if mask is None else val + mask, 1)
+        loss = torch.nn.functional.nll_loss(logp, target)
+        g = logp.exp()
+        g[torch.arange(len(target), device=g.device), target] -= 1.0
+        g /= len(target)
+        T = x.shape[0]
+        dw = db = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            d_cur = _current_grad(g, idx, T, beta)
+            if ctx.needs_input_grad[1]:
+                dw = d_cur.reshape(-1, d_cur.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
+            if bias is not None and ctx.needs_input_grad[2]:
+                db = d_cur.sum((0, 1))
+            del d_cur
+        ctx.save_for_backward(g, idx.to(_step_dtype(T)), weight, dw, db)
+        ctx.beta, ctx.T = beta, T
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gl):
+        g, idx, weight, dw, db = ctx.saved_tensors
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = _current_grad(g * gl, idx, ctx.T, ctx.beta) @ weight
+        return (dx, None if dw is None else dw * gl, None if db is None else db * gl,
+                None, None, None, None)
 
 
 class _LeakyLinear(nn.Linear):
@@ -183,7 +243,9 @@ class LeakyReadout(nn.Module):
     *when* evidence arrives. It is the non-spiking read-out of the sparse-gradient
     paper (:class:`~snntorch_sparse.SparseLinearLeaky` with ``readout=True``
     computes the same membrane); here the backward keeps only the input spikes
-    as packed bits (1 bit per entry) and the arg-max times, so a head adds
+    as packed bits (1 bit per entry) and the arg-max times, and
+    :meth:`cross_entropy` (the trainer's default loss) not even the input: it
+    forms the weight gradient in the forward and keeps that, so a head adds
     little to the bytes a block keeps for training.
 
     ``max`` is robust to where in the sequence the evidence sits (speech with
@@ -204,6 +266,36 @@ class LeakyReadout(nn.Module):
         _check_sequence(spikes, "spikes", self.in_features)
         x = spikes.flatten(2) if spikes.dim() > 3 else spikes
         return self.layer(x.to(self.layer.weight.dtype))
+
+    def cross_entropy(self, spikes: torch.Tensor, target: torch.Tensor, mask=None) -> torch.Tensor:
+        r"""``F.cross_entropy(self(spikes) + mask, target)`` (mean over the batch), keeping no copy of ``spikes``.
+
+        The gradient of the loss w.r.t. the logits, :math:`(\mathrm{softmax} -
+        \mathrm{onehot}) / B`, is known in the forward, so the head's weight
+        and bias gradients are formed there and kept (``num_classes x
+        in_features`` values) in place of the input (the math is in
+        ``_LeakyReadoutCEFn``). Same value and gradients as the two-step
+        form; what :class:`~snntorch_sparse.bloc.BlocTrainer` uses with its
+        default loss. ``mask``: ``None`` or an additive ``[num_classes]`` logit mask.
+        """
+        _check_sequence(spikes, "spikes", self.in_features)
+        if not isinstance(target, torch.Tensor) or target.dim() != 1 or target.dtype != torch.long \
+                or len(target) != spikes.shape[1]:
+            raise ValueError(f"target must be int64 class indices [B] with B = {spikes.shape[1]}, got "
+                             f"{tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__}"
+                             f"{' ' + str(target.dtype) if isinstance(target, torch.Tensor) else ''}")
+        if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != (self.num_classes,)):
+            raise ValueError(f"mask must be None or a tensor [num_classes] = [{self.num_classes}], got "
+                             f"{tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__}")
+        x = spikes.flatten(2) if spikes.dim() > 3 else spikes
+        layer = self.layer
+        x = x.to(layer.weight.dtype)
+        params = (layer.weight, layer.bias) if layer.bias is not None else (layer.weight,)
+        if not torch.is_grad_enabled() or not (x.requires_grad or any(p.requires_grad for p in params)):
+            logits = _leaky_readout(x, layer.weight, layer.bias, layer.beta, layer.last)[0]
+            return torch.nn.functional.cross_entropy(logits if mask is None else logits + mask, target)
+        return _LeakyReadoutCEFn.apply(x, layer.weight, layer.bias, layer.beta, layer.last, target,
+                                       None if mask is None else mask.to(layer.weight.dtype))
 
 
 class RecurrentReadout(nn.Module):

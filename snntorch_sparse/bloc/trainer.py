@@ -35,7 +35,7 @@ except ImportError:
     from tqdm import tqdm
 
 from ..memory import saved_tensor_bytes
-from .heads import logits_of
+from .heads import LeakyReadout, logits_of
 from .sequence import check_time_major
 from .split import BlocNet
 
@@ -91,7 +91,10 @@ class BlocTrainer:
 
     Args:
         net: from :func:`~snntorch_sparse.bloc.split`.
-        loss_fn: ``loss_fn(head_output, targets)``; default cross-entropy on logits.
+        loss_fn: ``loss_fn(head_output, targets)``; default cross-entropy on logits
+            (with a :class:`~snntorch_sparse.bloc.heads.LeakyReadout` head computed by
+            its ``cross_entropy``, which keeps no copy of the head's input for
+            backward; see :meth:`local_loss`).
             snnTorch losses (``snntorch.functional.ce_rate_loss()``) work with heads
             that return a ``[T, B, C]`` sequence.
         optimizer: factory ``optimizer(params)``; default Adam, lr 2e-3.
@@ -150,6 +153,8 @@ class BlocTrainer:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         self.net = net
+        # with the default loss, LeakyReadout heads take the fused cross-entropy (LeakyReadout.cross_entropy)
+        self._default_loss = loss_fn is None
         self.loss_fn = loss_fn or (lambda out, y: F.cross_entropy(logits_of(out), y))
         self.optimizer = optimizer or (lambda params: torch.optim.Adam(params, lr=2e-3))
         self.epochs, self.hcd_epochs = epochs, hcd_epochs
@@ -207,6 +212,24 @@ class BlocTrainer:
             if m.any():
                 acc[c] = (pred[m] == c).float().mean()
         return acc
+
+    def local_loss(self, head: nn.Module, z: torch.Tensor, y: torch.Tensor, mask=None) -> torch.Tensor:
+        """The loss of ``head`` on block outputs ``z``: ``loss_fn(head(z) + mask, y)``.
+
+        ``mask`` (additive, ``[num_classes]``) applies to ``[B, C]`` logits only (see the
+        class docstring). With the default loss (cross-entropy) a
+        :class:`~snntorch_sparse.bloc.heads.LeakyReadout` head computes it with
+        :meth:`~snntorch_sparse.bloc.heads.LeakyReadout.cross_entropy`: same value and
+        gradients, but the head's weight gradient is formed in the forward and its
+        input spikes are not kept for backward. Training and
+        :meth:`training_memory` both go through here.
+        """
+        if self._default_loss and isinstance(head, LeakyReadout):
+            return head.cross_entropy(z, y, mask)
+        out = head(z)
+        if mask is not None and out.dim() == 2:
+            out = out + mask  # the head predicts the hard classes only
+        return self.loss_fn(out, y)
 
     def _class_mask(self, hard: set):
         """Additive logit mask: 0 on hard classes, -1e9 elsewhere (``None`` if all are hard)."""
@@ -287,10 +310,7 @@ class BlocTrainer:
             mask = self._class_mask(hard)
 
             def step(xb, yb, block=block, head=head, k=k, mask=mask):
-                out = head(net.run_block(k, xb))
-                if mask is not None and out.dim() == 2:
-                    out = out + mask  # the head predicts the hard classes only
-                return self.loss_fn(out, yb)
+                return self.local_loss(head, net.run_block(k, xb), yb, mask)
 
             self._train_module([block, head], step, xk, yk, self.epochs, f"block {k}", gen)
             for p in block.parameters():  # frozen from now on
@@ -307,6 +327,8 @@ class BlocTrainer:
                 sub = torch.tensor([int(c) in hard for c in ytr.tolist()])  # samples that reach block k
 
                 def hcd_step(zb, lb, hcd=hcd):
+                    if isinstance(hcd, LeakyReadout):
+                        return hcd.cross_entropy(zb, lb)  # = F.cross_entropy(hcd(zb), lb)
                     return F.cross_entropy(hcd(zb), lb)
 
                 self._train_module([hcd], hcd_step, ztr[:, sub], lab[sub], self.hcd_epochs, f"HCD {k}", gen)
@@ -349,23 +371,26 @@ class BlocTrainer:
 
         End-to-end runs all blocks with autograd and the last head's loss; block-wise
         runs earlier blocks under ``no_grad`` and keeps block ``k``'s activations only.
+        Both take their loss from :meth:`local_loss`, as training does.
         On CUDA the peak allocated memory of both is reported too.
         """
         net = self.net.to(self.device)
         # a batch of its own (a slice of a dataset tensor would keep the whole dataset "saved")
+        y = _check_labels(y, net.num_classes, "y")
+        check_time_major(x, "x", batch=len(y), batch_name="y")
         x, y = x.to(self.device).clone(), y.to(self.device).clone()
         flags = [p.requires_grad for p in net.parameters()]
         for p in net.parameters():
             p.requires_grad_(True)
         try:
-            e2e = self._measure(lambda: self.loss_fn(net.heads[-1](net(x)), y))
+            e2e = self._measure(lambda: self.local_loss(net.heads[-1], net(x), y))
             per_block = []
             for k in range(len(net)):
                 with torch.no_grad():
                     z = x
                     for j in range(k):
                         z = net.run_block(j, z)
-                per_block.append(self._measure(lambda: self.loss_fn(net.heads[k](net.run_block(k, z)), y)))
+                per_block.append(self._measure(lambda: self.local_loss(net.heads[k], net.run_block(k, z), y)))
         finally:
             for p, f in zip(net.parameters(), flags):
                 p.requires_grad_(f)

@@ -80,6 +80,16 @@ def _register_fakes() -> None:
     def _(h, weight, index):
         return h.new_empty((index.shape[0],))
 
+    @torch.library.register_fake("snntorch_sparse::rsynaptic_backward")
+    def _(act_rowptr, act_col, act_sg, d_spk, d_syn, d_mem, alpha, beta, wt, v, spk, keep0, reset_mode, T, R, N,
+          need_a):
+        a = act_sg.new_empty((T, R, N)) if need_a else act_sg.new_empty((0,))
+        return a, act_sg.new_empty((T, R, N)), act_sg.new_empty((act_sg.shape[0],))
+
+    @torch.library.register_fake("snntorch_sparse::alpha_backward")
+    def _(gu, d_e, d_h, alpha, beta, tau, spk, r0, reset_mode, T, R, N):
+        return gu.new_empty((T, R, N)), gu.new_empty((T, R, N))
+
 
 def build_error() -> Optional[BaseException]:
     """The exception of the last failed build (``None``: not tried or built)."""

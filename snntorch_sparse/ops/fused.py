@@ -49,17 +49,17 @@ def _register_fakes() -> None:
                 x.new_empty((nnz,)))
 
     @torch.library.register_fake("snntorch_sparse::lif_fused_forward")
-    def _(current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, reset_mode, bth, spk_out,
+    def _(current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, reset_mode, bth, event, T, B, spk_out,
           mem_out, need_spike_csr, need_active):
         ctx = torch.library.get_ctx()
-        rows = spk_out.shape[0] * spk_out.shape[1]
+        rows = T * B
         n_spk, n_act = ctx.new_dynamic_size(), ctx.new_dynamic_size()
         long, i32 = torch.long, torch.int32
-        return (spk_out.new_empty((rows + 1 if need_spike_csr else 0,), dtype=long),
-                spk_out.new_empty((n_spk if need_spike_csr else 0,), dtype=i32),
-                spk_out.new_empty((rows + 1 if need_active else 0,), dtype=long),
-                spk_out.new_empty((n_act if need_active else 0,), dtype=i32),
-                spk_out.new_empty((n_act if need_active else 0,)))
+        return (beta.new_empty((rows + 1 if need_spike_csr else 0,), dtype=long),
+                beta.new_empty((n_spk if need_spike_csr else 0,), dtype=i32),
+                beta.new_empty((rows + 1 if need_active else 0,), dtype=long),
+                beta.new_empty((n_act if need_active else 0,), dtype=i32),
+                beta.new_empty((n_act if need_active else 0,)))
 
     @torch.library.register_fake("snntorch_sparse::lif_fused_backward")
     def _(act_rowptr, act_col, act_sg, d_spk, d_mem, beta, spk, reset_mode, x_rowptr, x_col, x_val,
@@ -106,35 +106,48 @@ def dense_to_csr(x2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Te
 
 def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[torch.Tensor],
                       bias: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
-                      reset_mode: int, bth, spk_out: torch.Tensor, mem_out: Optional[torch.Tensor],
-                      need_spike_csr: bool, need_active: bool):
+                      reset_mode: int, bth, spk_out: Optional[torch.Tensor], mem_out: Optional[torch.Tensor],
+                      need_spike_csr: bool, need_active: bool, shape: Optional[Tuple[int, int]] = None,
+                      event: Optional[bool] = None):
     """Fill ``spk_out`` (and ``mem_out``); return the spike CSR and the active-set CSR.
 
     Args:
         current: ``[T, B, N]`` input current, or ``None`` to compute it from
             ``x_csr = (rowptr, col, values-or-None)`` and ``weight``/``bias``:
-            summed event by event on CPU; on CUDA by cuBLAS over time chunks of
-            the events densified (at most 32 MiB of input and of current per
-            chunk, the membrane carried between chunks).
+            with ``event`` (CPU only; ``None``: on CPU) summed event by event; else by GEMMs over
+            time chunks of the events densified, the membrane carried between
+            chunks (at most 32 MiB of input and of current per chunk on CUDA,
+            4 MiB on CPU, whole time steps), so no ``[T, B, N]`` current exists.
         beta, threshold: ``[N]`` (``beta`` clamped), of the output's dtype.
         reset_mode: 0 subtract, 1 zero, 2 none.
         bth: half-width of the active window ``|U - θ| < bth``: a float, or one per
             output feature (``[N]``).
-        spk_out, mem_out: contiguous ``[T, B, N]`` outputs (``mem_out`` may be ``None``).
+        spk_out, mem_out: contiguous ``[T, B, N]`` outputs (``mem_out`` may be
+            ``None``). ``spk_out=None`` (with ``need_spike_csr`` and ``shape=(T,
+            B)``): the spikes are returned as their CSR only, never written densely.
 
     Returns:
         ``(spk_rowptr, spk_col, act_rowptr, act_col, act_shift)`` -- empty
         tensors for the sets not asked for; ``act_shift`` is ``U - θ`` per active entry.
     """
     x_rowptr, x_col, x_val = x_csr if x_csr is not None else (None, None, None)
-    n = spk_out.shape[-1]
-    if isinstance(bth, torch.Tensor):
-        bth = bth.to(spk_out.dtype).reshape(-1).expand(n).contiguous() if bth.numel() == 1 else \
-            bth.to(spk_out.dtype).reshape(-1).contiguous()
+    if spk_out is not None:
+        T, B = spk_out.shape[0], spk_out.shape[1]
+    elif shape is None:
+        raise ValueError("lif_fused_forward: spk_out=None needs shape=(T, B)")
     else:
-        bth = torch.full((n,), float(bth), dtype=spk_out.dtype, device=spk_out.device)
+        T, B = shape
+    if event is None:
+        event = beta.device.type != "cuda"
+    n = beta.shape[-1]
+    if isinstance(bth, torch.Tensor):
+        bth = bth.to(beta.dtype).reshape(-1).expand(n).contiguous() if bth.numel() == 1 else \
+            bth.to(beta.dtype).reshape(-1).contiguous()
+    else:
+        bth = torch.full((n,), float(bth), dtype=beta.dtype, device=beta.device)
     return torch.ops.snntorch_sparse.lif_fused_forward(
-        current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, int(reset_mode), bth,
+        current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, int(reset_mode), bth, bool(event),
+        int(T), int(B),
         spk_out, mem_out, bool(need_spike_csr), bool(need_active))
 
 
