@@ -1,6 +1,12 @@
 """Recurrent (RLeaky) and Synaptic SHD-shaped networks: snnTorch's loop vs our fused layers, CPU.
 
-    python benchmarks/recurrent_bench.py [--T 500] [--batch 256] [--repeats 3] [--kinds rleaky synaptic]
+    python benchmarks/recurrent_bench.py [--T 500] [--batch 256] [--repeats 3] [--warmup 1] \
+        [--kinds rleaky synaptic] [--note "..."] [--out results.json]
+
+The committed ``benchmarks/results/recurrent-cpu-1thread.json`` comes from
+``OMP_NUM_THREADS=1 python benchmarks/recurrent_bench.py --repeats 5 --note "..." --out
+benchmarks/results/recurrent-cpu-1thread.json`` (each entry records its ``repeats``, ``warmup``
+and ``note``, e.g. that the machine was shared with other jobs).
 
 Network: 700 -> 200 (RLeaky all-to-all, or Synaptic) -> 20 (non-spiking Leaky readout,
 logits = max over time of its membrane). Input: class-structured Bernoulli spikes at 2 %
@@ -13,6 +19,8 @@ fires at about 2 % per step. Variants, interleaved round by round:
   gradient, our forward and backward code);
 * ``sparse``: our fused layer with the fixed window ``bth = 0.2`` (the sparse-gradient rule).
 
+Timed per variant and round: the forward (the network's whole forward and the loss) and the
+backward (``loss.backward()`` of the whole network: every layer's gradient), wall-clock.
 Reported per variant: median forward / backward / whole-step seconds, the bytes autograd keeps
 for the backward (``snntorch_sparse.memory.saved_tensor_bytes``, parameters excluded) and the
 hidden layer's activity; ratios vs snnTorch and vs fused dense.
@@ -134,7 +142,7 @@ def saved_bytes(net, x, labels):
     return held
 
 
-def run(kind, T, B, repeats, warmup, log=print):
+def run(kind, T, B, repeats, warmup, log=print, note=None):
     torch.manual_seed(0)
     cfg = BenchConfig("r", 700, (200,), 20, T, B, density=0.02)
     x, labels = class_spike_data(cfg, 20, torch.device("cpu"))
@@ -152,7 +160,9 @@ def run(kind, T, B, repeats, warmup, log=print):
             if r >= warmup:
                 times[k].append((f, b, s))
     res = {"kind": kind, "T": T, "batch": B, "hidden_rate": rate, "activity": sparse.l1.activity,
-           "torch_threads": torch.get_num_threads(), "variants": {}}
+           "torch_threads": torch.get_num_threads(), "repeats": repeats, "warmup": warmup, "variants": {}}
+    if note:
+        res["note"] = note
     for k, net in nets.items():
         f, b, s = (statistics.median(v[i] for v in times[k]) for i in range(3))
         res["variants"][k] = {"forward_s": f, "backward_s": b, "step_s": s,
@@ -174,8 +184,9 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--kinds", nargs="+", default=["rleaky", "synaptic"])
     ap.add_argument("--out", default=None)
+    ap.add_argument("--note", default=None, help="recorded with the results, e.g. that the machine was shared")
     args = ap.parse_args(argv)
-    results = [run(k, args.T, args.batch, args.repeats, args.warmup) for k in args.kinds]
+    results = [run(k, args.T, args.batch, args.repeats, args.warmup, note=args.note) for k in args.kinds]
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     return results

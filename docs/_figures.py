@@ -148,9 +148,11 @@ def measured_rows(root: Path = ROOT) -> list:
                          f"{_x(fd['backward_s'] / sp['backward_s'])} vs our fused dense, step "
                          f"{_x(sn['step_s'] / sp['step_s'])}, saved for backward "
                          f"{_pct(sp['saved_MiB'] / sn['saved_MiB'])} of snnTorch's")
+        note = f" ({rec[0]['note']})" if rec[0].get("note") else ""
         rows.append(_row("recurrent / Synaptic SHD shape (700-200r-20, T=500, B=256), CPU, 1 thread",
-                         "`python benchmarks/recurrent_bench.py --T 500 --batch 256 --repeats 3 --warmup 1`",
-                         "; ".join(parts) + " (`recurrent-cpu-1thread.json`)"))
+                         "`OMP_NUM_THREADS=1 python benchmarks/recurrent_bench.py --T 500 --batch 256 "
+                         f"--repeats {rec[0].get('repeats', 3)} --warmup {rec[0].get('warmup', 1)}`",
+                         "; ".join(parts) + f"{note} (`recurrent-cpu-1thread.json`)"))
     for name, label in (("fsdd-recurrent-cpu-full-10ep.json", "recurrent network (RLeaky)"),
                         ("fsdd-synaptic-cpu-full-10ep.json", "Synaptic hidden layer")):
         f = _load(name, root)

@@ -272,10 +272,22 @@ def generate_more_neurons(root: Path, out: Path) -> None:
                          f"{sn['step_s'] / sp['step_s']:.2f}x", f"{sn['forward_s']:.2f} / {sp['forward_s']:.2f} s",
                          f"{sn['saved_MiB']:.0f} / {sp['saved_MiB']:.0f} MiB "
                          f"({100 * sp['saved_MiB'] / sn['saved_MiB']:.1f}%)"])
-        lines += [f"`benchmarks/results/{path.name}`:", ""]
+        data = json.loads(path.read_text())
+        first = data[0]
+        how = (f"medians of {first.get('repeats', 3)} rounds after {first.get('warmup', 1)} warm-up"
+               + (f"; {first['note']}" if first.get("note") else ""))
+        lines += [f"`benchmarks/results/{path.name}` ({how}):", ""]
         lines += _table(["hidden layer", "activity", "backward: snnTorch / fused dense / sparse",
                          "backward vs snnTorch", "vs fused dense", "step vs snnTorch", "forward: snnTorch / sparse",
                          "saved for backward: snnTorch / sparse"], rows)
+        for r in data:
+            if r["kind"] != "rleaky":
+                continue
+            sn, sp = r["variants"]["snntorch"], r["variants"]["sparse"]
+            bx, frac = sn["backward_s"] / sp["backward_s"], sp["saved_MiB"] / sn["saved_MiB"]
+            lines += ["", f"Issue-24 targets for the recurrent layer in this run: backward at least 10x faster than "
+                      f"snnTorch's -- {'met' if bx >= 10 else '**not met**'} ({bx:.1f}x); saved for backward at most "
+                      f"15 % of snnTorch's -- {'met' if frac <= 0.15 else '**not met**'} ({100 * frac:.1f} %).", ""]
     for name, kind in (("fsdd-recurrent-cpu-full-10ep.json", "RLeaky"), ("fsdd-synaptic-cpu-full-10ep.json", "Synaptic")):
         path = res / name
         if not path.exists():

@@ -26,22 +26,23 @@ _HARNESS = r"""
 #include "rleaky_backward.cuh"
 using namespace snntorch_sparse::cuda;
 template <typename T>
-static void run(const int64_t* rowptr, const int64_t* col, const T* sg, const T* d_spk, const T* d_mem,
-                const T* beta, const T* wt, const T* v, const bool* spk, const T* keep0, int mode, int64_t Tn,
-                int64_t R, int64_t N, T* a, T* g, T* scratch) {
+static void run(const int64_t* rowptr, const int64_t* col, const T* sg, const T* d_spk, int compact,
+                const T* d_mem, const T* beta, const T* wt, const T* v, const bool* spk, const T* keep0, int mode,
+                int64_t Tn, int64_t R, int64_t N, T* a, T* g, T* scratch) {
   for (int64_t r = 0; r < R; ++r)
-    rleaky_backward_row<T>(r, rowptr, col, sg, d_spk, d_mem, beta, wt, v, spk, keep0, mode, Tn, R, N, a, g, scratch);
+    rleaky_backward_row<T>(r, rowptr, col, sg, d_spk, compact != 0, d_mem, beta, wt, v, spk, keep0, mode, Tn, R, N,
+                           a, g, scratch);
 }
 extern "C" {
-void run_f64(const int64_t* rp, const int64_t* c, const double* sg, const double* ds, const double* dm,
+void run_f64(const int64_t* rp, const int64_t* c, const double* sg, const double* ds, int compact, const double* dm,
              const double* b, const double* wt, const double* v, const bool* s, const double* k0, int mode,
              int64_t T, int64_t R, int64_t N, double* a, double* g, double* sc) {
-  run<double>(rp, c, sg, ds, dm, b, wt, v, s, k0, mode, T, R, N, a, g, sc);
+  run<double>(rp, c, sg, ds, compact, dm, b, wt, v, s, k0, mode, T, R, N, a, g, sc);
 }
-void run_f32(const int64_t* rp, const int64_t* c, const float* sg, const float* ds, const float* dm,
+void run_f32(const int64_t* rp, const int64_t* c, const float* sg, const float* ds, int compact, const float* dm,
              const float* b, const float* wt, const float* v, const bool* s, const float* k0, int mode,
              int64_t T, int64_t R, int64_t N, float* a, float* g, float* sc) {
-  run<float>(rp, c, sg, ds, dm, b, wt, v, s, k0, mode, T, R, N, a, g, sc);
+  run<float>(rp, c, sg, ds, compact, dm, b, wt, v, s, k0, mode, T, R, N, a, g, sc);
 }
 }
 """
@@ -67,9 +68,11 @@ def _ptr(t):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("mode", [0, 1, 2])
 @pytest.mark.parametrize("all_to_all", [True, False])
-def test_emulated_kernel_matches_reference(lib, dtype, mode, all_to_all):
-    g = torch.Generator().manual_seed(mode + 3 * all_to_all)
-    T, R, N = 9, 4, 6
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("N", [6, 16, 21])
+def test_emulated_kernel_matches_reference(lib, dtype, mode, all_to_all, compact, N):
+    g = torch.Generator().manual_seed(mode + 3 * all_to_all + 7 * N)
+    T, R = 9, 4
     act_mask = torch.rand(T, R, N, generator=g) < 0.3
     act_idx = act_mask.view(-1).nonzero().squeeze(1)
     act_sg = torch.rand(act_idx.numel(), generator=g, dtype=dtype)
@@ -94,16 +97,21 @@ def test_emulated_kernel_matches_reference(lib, dtype, mode, all_to_all):
     gk = torch.empty(act_idx.numel(), dtype=dtype)
     scratch = torch.empty(R * 2 * N, dtype=dtype)
     fn = lib.run_f64 if dtype == torch.float64 else lib.run_f32
-    fn(_ptr(rowptr), _ptr(col), _ptr(act_sg), _ptr(d_spk), _ptr(d_mem), _ptr(beta), _ptr(wt), _ptr(v),
-       _ptr(spk.contiguous()), _ptr(keep0), ctypes.c_int(mode), ctypes.c_int64(T), ctypes.c_int64(R),
+    ds_arg = d_spk.view(-1)[act_idx].contiguous() if compact else d_spk
+    fn(_ptr(rowptr), _ptr(col), _ptr(act_sg), _ptr(ds_arg), ctypes.c_int(int(compact)), _ptr(d_mem), _ptr(beta),
+       _ptr(wt), _ptr(v), _ptr(spk.contiguous()), _ptr(keep0), ctypes.c_int(mode), ctypes.c_int64(T), ctypes.c_int64(R),
        ctypes.c_int64(N), _ptr(a), _ptr(gk), _ptr(scratch))
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     torch.testing.assert_close(a, a_ref, rtol=tol, atol=tol)
     torch.testing.assert_close(gk, g_ref, rtol=tol, atol=tol)
     if torch.ops.snntorch_sparse.__dict__.get("rleaky_backward") is not None or _compiled():
-        a2, g2 = torch.ops.snntorch_sparse.rleaky_backward(rowptr, col, act_sg, d_spk, d_mem, beta, wt, v,
-                                                           spk if mode == 1 else None, keep0, mode, T, R, N)
+        from snntorch_sparse.ops.fused import flat_to_csr
+        spk_csr = flat_to_csr(spk.view(-1).nonzero().squeeze(1), T * R, N) if mode == 1 else (None, None)
+        a2, g2, _, _, a0, _ = torch.ops.snntorch_sparse.rleaky_backward(
+            rowptr, col.to(torch.int32), act_sg, ds_arg, d_mem, beta, wt, v, *spk_csr, keep0, mode, T, R, N,
+            d_spk_compact=compact)
         assert torch.equal(a, a2) and torch.equal(gk, g2)  # same arithmetic in the same order
+        assert torch.equal(a0, a[0])
 
 
 def _compiled() -> bool:
@@ -126,10 +134,10 @@ def test_nvcc_compiles_rleaky_kernel(tmp_path):
     src.write_text('#include "rleaky_backward.cuh"\n'
                    "namespace k = snntorch_sparse::cuda;\n"
                    "template void k::launch_rleaky_backward<float>(const int64_t*, const int64_t*, const float*, "
-                   "const float*, const float*, const float*, const float*, const float*, const bool*, const float*, "
+                   "const float*, bool, const float*, const float*, const float*, const float*, const bool*, const float*, "
                    "int, int64_t, int64_t, int64_t, float*, float*, float*, cudaStream_t);\n"
                    "template void k::launch_rleaky_backward<double>(const int64_t*, const int64_t*, const double*, "
-                   "const double*, const double*, const double*, const double*, const double*, const bool*, "
+                   "const double*, bool, const double*, const double*, const double*, const double*, const bool*, "
                    "const double*, int, int64_t, int64_t, int64_t, double*, double*, double*, cudaStream_t);\n")
     proc = subprocess.run([_nvcc(), "-c", "-std=c++17", "-fmad=false", f"-I{CSRC / 'cuda'}",
                            "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",

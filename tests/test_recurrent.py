@@ -275,3 +275,80 @@ def test_dense_switch_same_gradients(monkeypatch):
         grads.append([p.grad.clone() for p in sparse.parameters()])
     for a, b in zip(*grads):
         assert rel_err(a, b) < 1e-12
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("density", [0.3, 0.002])
+def test_wide_linear_rleaky_matches_snntorch(reset, dtype, density):
+    """N >= 64: the kernel's per-block, column-grouped ∂L/∂W_in and ∂L/∂V (dense enough input and
+    spikes) and its per-event scatter (a very sparse input), fused with the Linear layer."""
+    n_in, n, T, B = 90, 72, 24, 5
+    fc, dense, sparse = _make(reset, True, False, dtype, n_in=n_in, n=n, seed=3)
+    with torch.no_grad():
+        fc.weight.mul_(0.4 / density ** 0.5 / 4)
+        sparse.fc.weight.copy_(fc.weight)
+    g = torch.Generator().manual_seed(11)
+    x = (torch.rand(T, B, n_in, generator=g) < density).to(dtype)
+    sd, md = _run_dense(None, dense, fc(x))  # one GEMM over all steps, as the fused layer (same rounding)
+    ss, ms = sparse(x)
+    assert torch.equal(sd, ss) and torch.equal(md, ms)
+    assert 0 < ss.mean() < 0.5  # the recurrent spikes and ∂L/∂V are not trivial
+    w = torch.randn(T, B, n, generator=g, dtype=dtype)
+    ((sd * w).sum() + 0.3 * (md * w).sum()).backward()
+    ((ss * w).sum() + 0.3 * (ms * w).sum()).backward()
+    for a, b in zip(_params(sparse.fc, sparse, True), _params(fc, dense, False)):
+        assert rel_err(a.grad, b.grad.reshape(a.shape).to(a.dtype)) < TOL[dtype], a.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("second", ["readout", "rleaky"])
+def test_stack_passes_grad_on_active_set(dtype, second):
+    """RLeaky -> sparse layer: the next layer computes ∂L/∂S only on RLeaky's active set and hands
+    it back as one value per active entry; RLeaky -> RLeaky also passes ∂L/∂X that way from the
+    fused Linear+RLeaky function. Gradients equal snnTorch's (input gradient included)."""
+    from snntorch_sparse import SparseLinearLeaky
+    from snntorch_sparse.active_grad import ActiveSetGrad
+    T, B, n_in, n1, n2 = 16, 4, 20, 70, 7
+    fc1, d1, s1 = _make("subtract", True, False, dtype, n_in=n_in, n=n1, seed=4)
+    sg = s1.surrogate
+    if second == "readout":
+        fc2 = nn.Linear(n1, n2, dtype=dtype)
+        d2 = snn.Leaky(beta=0.875, spike_grad=sg, reset_mechanism="none").to(dtype)
+        s2 = SparseLinearLeaky(n1, n2, beta=0.875, spike_grad=sg, readout=True, event_forward=False, dtype=dtype)
+        with torch.no_grad():
+            s2.fc.weight.copy_(fc2.weight)
+            s2.fc.bias.copy_(fc2.bias)
+    else:
+        fc2, d2, s2 = _make("subtract", True, False, dtype, n_in=n1, n=n2, seed=5)
+        with torch.no_grad():
+            fc2.weight.mul_(3.0)
+            s2.fc.weight.copy_(fc2.weight)
+    g = torch.Generator().manual_seed(6)
+    x = (torch.rand(T, B, n_in, generator=g) < 0.3).to(dtype)
+    xd, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    h_d, _ = _run_dense(None, d1, fc1(xd))  # one GEMM over all steps, as the fused layers
+    h_s, _ = s1(xs)
+    assert torch.equal(h_d, h_s)
+    seen = []
+    h_s.register_hook(lambda grad: seen.append(type(grad)))
+    if second == "readout":
+        mem, out_d = d2.reset_mem(), []
+        cur2 = fc2(h_d)
+        for t in range(T):
+            _, mem = d2(cur2[t], mem)
+            out_d.append(mem)
+        out_d = torch.stack(out_d)
+        out_s = s2(h_s)  # a readout returns its membrane
+    else:
+        out_d, _ = _run_dense(None, d2, fc2(h_d))
+        out_s, _ = s2(h_s)
+    assert torch.equal(out_d, out_s)
+    w = torch.randn(out_d.shape, generator=g, dtype=dtype)
+    (out_d * w).sum().backward()
+    (out_s * w).sum().backward()
+    assert seen == [ActiveSetGrad]
+    pairs = list(zip(_params(s1.fc, s1, True) + [xs], _params(fc1, d1, False) + [xd]))
+    pairs += [(s2.fc.weight, fc2.weight), (s2.fc.bias, fc2.bias)]
+    for a, b in pairs:
+        assert rel_err(a.grad, b.grad.reshape(a.shape).to(a.dtype)) < TOL[dtype], a.shape

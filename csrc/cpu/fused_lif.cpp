@@ -185,59 +185,6 @@ at::Tensor prefix_rowptr(const std::vector<int64_t>& cnt, const at::TensorOption
   return rowptr;
 }
 
-// dW^T rows of one block of rows (t from t_hi down to t_lo, b in [b0, b1)),
-// grouped by input column: each event's h row index goes into its column's
-// bucket (block order, so each column keeps the (t desc, b, k) order of the
-// per-row scatter and the sums are bit-identical); a full bucket is added to
-// its dW^T row at once, the rest after the block. Every dW^T row is thus read
-// and written about once per block instead of once per event, in one pass
-// over the block's events. h_blk holds h of the block's rows, row
-// l = (t % t_block) * (b1 - b0) + (b - b0), ld elements apart.
-template <typename T>
-struct DwBlock {
-  static constexpr int32_t kBucket = 16;  // events per column held before an early add
-  std::vector<int32_t> count, ev_row;
-  std::vector<T> ev_val;
-
-  void flush(T* dwt, const T* h_blk, int64_t ld, int64_t t_block, const int64_t* xr, const int32_t* xc,
-             const T* xv, int64_t t_hi, int64_t t_lo, int64_t b0, int64_t b1, int64_t B, int64_t N, int64_t Ni,
-             int64_t ldw) {
-    if (static_cast<int64_t>(count.size()) != Ni) {
-      count.assign(Ni, 0);
-      ev_row.resize(Ni * kBucket);
-      if (xv != nullptr) ev_val.resize(Ni * kBucket);
-    }
-    const int64_t nb = b1 - b0;
-    for (int64_t t = t_hi; t >= t_lo; --t)
-      for (int64_t b = b0; b < b1; ++b) {
-        const int32_t l = static_cast<int32_t>((t % t_block) * nb + (b - b0));
-        for (int64_t k = xr[t * B + b]; k < xr[t * B + b + 1]; ++k) {
-          const int32_t j = xc[k];
-          int32_t q = count[j];
-          if (q == kBucket) {
-            add_bucket(dwt, h_blk, ld, xv, j, q, N, ldw);
-            q = 0;
-          }
-          ev_row[static_cast<int64_t>(j) * kBucket + q] = l;
-          if (xv != nullptr) ev_val[static_cast<int64_t>(j) * kBucket + q] = xv[k];
-          count[j] = q + 1;
-        }
-      }
-    for (int64_t j = 0; j < Ni; ++j)
-      if (count[j] > 0) {
-        add_bucket(dwt, h_blk, ld, xv, j, count[j], N, ldw);
-        count[j] = 0;
-      }
-  }
-
- private:
-  void add_bucket(T* dwt, const T* h_blk, int64_t ld, const T* xv, int64_t j, int64_t n, int64_t N,
-                  int64_t ldw) {
-    gather_add_rows<T>(dwt + j * ldw, h_blk, ev_row.data() + j * kBucket,
-                       xv != nullptr ? ev_val.data() + j * kBucket : nullptr, n, N, ld);
-  }
-};
-
 }  // namespace
 
 // ---------------------------------------------------------------- dense_to_csr

@@ -12,7 +12,8 @@
 // Per row, in reverse time, with the adjoint a[t+1] of the row in `carry`:
 //   du[n]  = beta[n] * carry[n] + d_mem[t][n]
 //   for each active entry k of (t, row):   (CSR over the T*R rows)
-//     ds   = d_spk[t][n] + dot(carry, wt[n])   (all_to_all; carry[n] * v[n] one-to-one)
+//     ds   = d_spk[t][n] + dot(carry, wt[n])   (all_to_all; carry[n] * v[n] one-to-one;
+//                                               d_spk[k] when d_spk_compact: one value per active entry)
 //     g[k] = ds * sg[k];  du[n] += g[k]
 //   du    *= (1 - R[t])                         (reset to zero)
 //   a[t]   = du;  carry = du
@@ -47,9 +48,9 @@ SNNTORCH_SPARSE_RHD T dot8(const T* x, const T* y, int64_t n) {
 
 template <typename T>
 SNNTORCH_SPARSE_RHD void rleaky_backward_row(int64_t r, const int64_t* rowptr, const int64_t* col, const T* sg,
-                                             const T* d_spk, const T* d_mem, const T* beta, const T* wt,
-                                             const T* v, const bool* spk, const T* keep0, int mode, int64_t Tn,
-                                             int64_t R, int64_t N, T* a, T* g, T* scratch) {
+                                             const T* d_spk, bool d_spk_compact, const T* d_mem, const T* beta,
+                                             const T* wt, const T* v, const bool* spk, const T* keep0, int mode,
+                                             int64_t Tn, int64_t R, int64_t N, T* a, T* g, T* scratch) {
   T* carry = scratch + r * 2 * N;
   T* du = carry + N;
   for (int64_t n = 0; n < N; ++n) carry[n] = T(0);
@@ -64,7 +65,7 @@ SNNTORCH_SPARSE_RHD void rleaky_backward_row(int64_t r, const int64_t* rowptr, c
     const bool has_next = t + 1 < Tn;
     for (int64_t k = rowptr[row]; k < rowptr[row + 1]; ++k) {
       const int64_t n = col[k];
-      T ds = d_spk != nullptr ? d_spk[base + n] : T(0);
+      T ds = d_spk == nullptr ? T(0) : d_spk_compact ? d_spk[k] : d_spk[base + n];
       if (has_next) {
         if (wt != nullptr) {
           const T* w = wt + n * N;
@@ -96,24 +97,25 @@ SNNTORCH_SPARSE_RHD void rleaky_backward_row(int64_t r, const int64_t* rowptr, c
 #if defined(__CUDACC__)
 template <typename T>
 __global__ void rleaky_backward_kernel(const int64_t* rowptr, const int64_t* col, const T* sg, const T* d_spk,
-                                       const T* d_mem, const T* beta, const T* wt, const T* v, const bool* spk,
-                                       const T* keep0, int mode, int64_t Tn, int64_t R, int64_t N, T* a, T* g,
-                                       T* scratch) {
+                                       bool d_spk_compact, const T* d_mem, const T* beta, const T* wt, const T* v,
+                                       const bool* spk, const T* keep0, int mode, int64_t Tn, int64_t R, int64_t N,
+                                       T* a, T* g, T* scratch) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r < R) rleaky_backward_row<T>(r, rowptr, col, sg, d_spk, d_mem, beta, wt, v, spk, keep0, mode, Tn, R, N, a, g,
-                                    scratch);
+  if (r < R)
+    rleaky_backward_row<T>(r, rowptr, col, sg, d_spk, d_spk_compact, d_mem, beta, wt, v, spk, keep0, mode, Tn, R, N,
+                           a, g, scratch);
 }
 
 template <typename T>
 inline void launch_rleaky_backward(const int64_t* rowptr, const int64_t* col, const T* sg, const T* d_spk,
-                                   const T* d_mem, const T* beta, const T* wt, const T* v, const bool* spk,
-                                   const T* keep0, int mode, int64_t Tn, int64_t R, int64_t N, T* a, T* g,
-                                   T* scratch, cudaStream_t stream) {
+                                   bool d_spk_compact, const T* d_mem, const T* beta, const T* wt, const T* v,
+                                   const bool* spk, const T* keep0, int mode, int64_t Tn, int64_t R, int64_t N, T* a,
+                                   T* g, T* scratch, cudaStream_t stream) {
   const int threads = 128;
   const int blocks = static_cast<int>((R + threads - 1) / threads);
   if (blocks > 0)
-    rleaky_backward_kernel<T><<<blocks, threads, 0, stream>>>(rowptr, col, sg, d_spk, d_mem, beta, wt, v, spk,
-                                                              keep0, mode, Tn, R, N, a, g, scratch);
+    rleaky_backward_kernel<T><<<blocks, threads, 0, stream>>>(rowptr, col, sg, d_spk, d_spk_compact, d_mem, beta,
+                                                              wt, v, spk, keep0, mode, Tn, R, N, a, g, scratch);
 }
 #endif
 
