@@ -230,6 +230,8 @@ def _emulated_launch(lib, rowptr, col32, sg, d_spk, d_mem, beta, wt, v, spk_rowp
     fn(_ptr(rowptr), _ptr(col), _ptr(sg), _ptr(d_spk), ctypes.c_int(int(compact)), _ptr(d_mem), _ptr(beta), _ptr(wt),
        _ptr(v), _ptr(spk_dense), _ptr(keep0), ctypes.c_int(mode), ctypes.c_int64(T), ctypes.c_int64(R),
        ctypes.c_int64(N), _ptr(a), _ptr(g), _ptr(scratch), ctypes.c_int64(_launch_threads()), ctypes.c_int(reverse))
+    # each row ran in its own scratch slice: row r's last carry a[0][r] sits at r*2N
+    assert torch.equal(scratch.view(R, 2, N)[:, 0], a[0])
     a2 = a.view(T * R, N)
     h = torch.zeros(T * R, N, dtype=dtype)
     h[:(T - 1) * R] = a2[R:]
