@@ -48,7 +48,7 @@ from ._validation import (as_float_param, autocast_input, check_beta, check_feat
 from .fused_cpu import dense_grad, first_order_only
 from .functional import LIFConfig
 from .neurons import resolve_surrogate
-from .recurrent import _reduce, kernel_applies
+from .recurrent import _reduce, _kernel_applies
 from .state import StatefulMixin, event_linear
 from .surrogate import frozen_copy
 
@@ -171,7 +171,7 @@ class _AlphaScan(torch.autograd.Function):
 def _kernel_ok(backend, like: torch.Tensor) -> bool:
     """The compiled backward applies: CPU, or CUDA where ``alpha_backward`` has a CUDA kernel
     (``csrc/cuda/neurons_launch.cu`` built); float32/64; the compiled backend builds."""
-    return kernel_applies(backend, like, "alpha_backward")
+    return _kernel_applies(backend, like, "alpha_backward")
 
 
 def _backward_loop(gu, d_exc, d_inh, a, b, ta, spk_bool, r0, mode, T, R, N):

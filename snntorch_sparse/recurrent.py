@@ -391,16 +391,18 @@ class _LinearRLeakyScan(torch.autograd.Function):
 _cuda_kernels: dict = {}
 
 
-def has_cuda_kernel(op: str) -> bool:
+def _has_cuda_kernel(op: str) -> bool:
     """``snntorch_sparse::<op>`` has a kernel for the CUDA dispatch key: the library was built
     with nvcc (``csrc/cuda/neurons_launch.cu``), as :func:`ops.fused._has_kernel` asks for the
     fused ops. Asked once the library is loaded, so the answer is cached."""
     if op not in _cuda_kernels:
+        if not hasattr(torch.ops.snntorch_sparse, op):  # library not loaded (yet): no answer to cache
+            return False
         _cuda_kernels[op] = bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"snntorch_sparse::{op}", "CUDA"))
     return _cuda_kernels[op]
 
 
-def kernel_applies(backend, like: torch.Tensor, op: str) -> bool:
+def _kernel_applies(backend, like: torch.Tensor, op: str) -> bool:
     """The compiled backward ``op`` applies to ``like``: CPU, or CUDA where the op has a CUDA
     kernel; float32/64; and the compiled backend builds. One code path: the dispatcher picks
     the CPU or the CUDA kernel; otherwise the caller runs its PyTorch loop."""
@@ -412,16 +414,16 @@ def kernel_applies(backend, like: torch.Tensor, op: str) -> bool:
         return False
     if not hasattr(torch.ops.snntorch_sparse, op):
         return False
-    return like.device.type == "cpu" or has_cuda_kernel(op)
+    return like.device.type == "cpu" or _has_cuda_kernel(op)
 
 
 def _compiled_ok(backend, like: torch.Tensor) -> bool:
-    """The compiled backward applies (:func:`kernel_applies`): CPU, or CUDA with the kernel of
+    """The compiled backward applies (:func:`_kernel_applies`): CPU, or CUDA with the kernel of
     ``csrc/cuda/neurons_launch.cu`` built; float32/64; the compiled backend builds.
 
     (It is used when at most an eighth of the entries are active; above that the per-step
     ``[B, N]×[N, N]`` GEMM of the reference loop is cheaper than per-entry dot products.)"""
-    return kernel_applies(backend, like, "rleaky_backward")
+    return _kernel_applies(backend, like, "rleaky_backward")
 
 
 def _backward_loop(act_idx, act_sg, bounds, d_spk, d_mem, beta_c, weight, wt, v_vec, spk_bool, u0, thr,

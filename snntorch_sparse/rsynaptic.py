@@ -60,7 +60,7 @@ from .fused_cpu import dense_grad, first_order_only
 from .functional import LIFConfig
 from .neurons import resolve_surrogate
 from .ops import get_backend
-from .recurrent import _check_rleaky, _copy_recurrent, _learn_recurrent, _reduce, kernel_applies
+from .recurrent import _check_rleaky, _copy_recurrent, _learn_recurrent, _reduce, _kernel_applies
 from .state import StatefulMixin, event_linear
 from .surrogate import frozen_copy
 
@@ -181,7 +181,7 @@ class _RSynapticScan(torch.autograd.Function):
 def _kernel_ok(backend, like: torch.Tensor) -> bool:
     """The compiled backward applies: CPU, or CUDA where ``rsynaptic_backward`` has a CUDA kernel
     (``csrc/cuda/neurons_launch.cu`` built); float32/64; the compiled backend builds."""
-    return kernel_applies(backend, like, "rsynaptic_backward")
+    return _kernel_applies(backend, like, "rsynaptic_backward")
 
 
 def _backward_loop(act_idx, act_sg, bounds, d_spk, d_syn, d_mem, alpha_c, beta_c, weight, wt, v_vec, spk_bool,

@@ -38,7 +38,7 @@ def test_the_neuron_kernels_are_registered_for_cuda():
     assert compiled.available(strict=True)
     like = torch.zeros(1, device="cuda")
     for op in OPS:
-        assert rec.has_cuda_kernel(op), op
+        assert rec._has_cuda_kernel(op), op
     assert rec._compiled_ok("compiled", like) and rs._kernel_ok("compiled", like) and al._kernel_ok("compiled", like)
     assert not rec._compiled_ok("reference", like)
 

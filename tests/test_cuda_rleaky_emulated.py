@@ -282,3 +282,30 @@ def test_emulated_launch_matches_cpu_op(launch_lib, dtype, mode, all_to_all, R):
             torch.testing.assert_close(dv, cpu[2], rtol=tol, atol=tol)
         torch.testing.assert_close(db, cpu[3], rtol=tol, atol=tol)
         torch.testing.assert_close(dw, cpu[5], rtol=tol, atol=tol)
+
+
+def test_cuda_tensors_take_the_kernel_only_where_it_is_registered(monkeypatch):
+    """RLeaky / RSynaptic / Alpha: a CUDA tensor goes to the compiled op exactly when the op has a
+    kernel for the CUDA dispatch key (an nvcc build); else the PyTorch loop, as before."""
+    if not _compiled():
+        pytest.skip("compiled backend not built")
+    import types
+
+    import snntorch_sparse.alpha as al
+    import snntorch_sparse.recurrent as rec
+    import snntorch_sparse.rsynaptic as rs
+    checks = ((rec._compiled_ok, "rleaky_backward"), (rs._kernel_ok, "rsynaptic_backward"),
+              (al._kernel_ok, "alpha_backward"))
+    like = types.SimpleNamespace(device=torch.device("cuda"), dtype=torch.float32)  # no GPU needed to ask
+    registered = {op: bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"snntorch_sparse::{op}", "CUDA"))
+                  for _, op in checks}
+    for check, op in checks:
+        assert check("compiled", torch.zeros(1)) and not check("reference", torch.zeros(1))
+        assert check("compiled", like) == registered[op]  # CPU-only build: False, the PyTorch loop
+        assert not check("compiled", types.SimpleNamespace(device=torch.device("cuda"), dtype=torch.float16))
+    monkeypatch.setattr(rec, "_cuda_kernels", {op: True for _, op in checks})  # as an nvcc build answers
+    for check, op in checks:
+        assert check("compiled", like) and not check("reference", like)
+    monkeypatch.setattr(rec, "_cuda_kernels", {op: False for _, op in checks})
+    for check, op in checks:
+        assert not check("compiled", like)
