@@ -48,7 +48,7 @@ from ._validation import (as_float_param, autocast_input, check_beta, check_feat
 from .fused_cpu import dense_grad, first_order_only
 from .functional import LIFConfig
 from .neurons import resolve_surrogate
-from .recurrent import _reduce, _kernel_applies
+from .recurrent import _kernel_applies, _reduce
 from .state import StatefulMixin, event_linear
 from .surrogate import frozen_copy
 

@@ -60,7 +60,7 @@ from .fused_cpu import dense_grad, first_order_only
 from .functional import LIFConfig
 from .neurons import resolve_surrogate
 from .ops import get_backend
-from .recurrent import _check_rleaky, _copy_recurrent, _learn_recurrent, _reduce, _kernel_applies
+from .recurrent import _check_rleaky, _copy_recurrent, _kernel_applies, _learn_recurrent, _reduce
 from .state import StatefulMixin, event_linear
 from .surrogate import frozen_copy
 
