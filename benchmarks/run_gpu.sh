@@ -25,7 +25,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$OUTDIR/gpu_info.txt"
 if want tests; then
   python3 -m pytest -q -p no:cacheprovider tests/test_cuda_fused.py tests/test_cuda_parity.py tests/test_autocast.py \
-    tests/test_cuda_issue21.py \
+    tests/test_cuda_issue21.py tests/test_cuda_neurons.py \
     tests/test_compiled_ops.py tests/test_parity.py -k "cuda or parity or fused" 2>&1 | tail -n 25 \
     | tee "$OUTDIR/cuda_tests.txt"
 fi

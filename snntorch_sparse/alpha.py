@@ -48,8 +48,7 @@ from ._validation import (as_float_param, autocast_input, check_beta, check_feat
 from .fused_cpu import dense_grad, first_order_only
 from .functional import LIFConfig
 from .neurons import resolve_surrogate
-from .ops import get_backend
-from .recurrent import _reduce
+from .recurrent import _kernel_applies, _reduce
 from .state import StatefulMixin, event_linear
 from .surrogate import frozen_copy
 
@@ -170,13 +169,9 @@ class _AlphaScan(torch.autograd.Function):
 
 
 def _kernel_ok(backend, like: torch.Tensor) -> bool:
-    """The C++ backward applies: CPU, float32/64, and the compiled backend builds."""
-    if backend == "reference" or like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
-        return False
-    from .ops import compiled
-    if get_backend(backend, like.device) is not compiled:
-        return False
-    return hasattr(torch.ops.snntorch_sparse, "alpha_backward")
+    """The compiled backward applies: CPU, or CUDA where ``alpha_backward`` has a CUDA kernel
+    (``csrc/cuda/neurons_launch.cu`` built); float32/64; the compiled backend builds."""
+    return _kernel_applies(backend, like, "alpha_backward")
 
 
 def _backward_loop(gu, d_exc, d_inh, a, b, ta, spk_bool, r0, mode, T, R, N):

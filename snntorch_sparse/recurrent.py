@@ -388,17 +388,42 @@ class _LinearRLeakyScan(torch.autograd.Function):
                 sum_a if needs[4] else None, dv, dbeta, dthr, dmem0, dspk0, None, None)
 
 
-def _compiled_ok(backend, like: torch.Tensor) -> bool:
-    """The C++ backward applies: CPU, float32/64, and the compiled backend builds.
+_cuda_kernels: dict = {}
 
-    (It is used when at most an eighth of the entries are active; above that the per-step
-    ``[B, N]×[N, N]`` GEMM of the reference loop is cheaper than per-entry dot products.)"""
-    if backend == "reference" or like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
+
+def _has_cuda_kernel(op: str) -> bool:
+    """``snntorch_sparse::<op>`` has a kernel for the CUDA dispatch key: the library was built
+    with nvcc (``csrc/cuda/neurons_launch.cu``), as :func:`ops.fused._has_kernel` asks for the
+    fused ops. Asked once the library is loaded, so the answer is cached."""
+    if op not in _cuda_kernels:
+        if not hasattr(torch.ops.snntorch_sparse, op):  # library not loaded (yet): no answer to cache
+            return False
+        _cuda_kernels[op] = bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"snntorch_sparse::{op}", "CUDA"))
+    return _cuda_kernels[op]
+
+
+def _kernel_applies(backend, like: torch.Tensor, op: str) -> bool:
+    """The compiled backward ``op`` applies to ``like``: CPU, or CUDA where the op has a CUDA
+    kernel; float32/64; and the compiled backend builds. One code path: the dispatcher picks
+    the CPU or the CUDA kernel; otherwise the caller runs its PyTorch loop."""
+    if backend == "reference" or like.device.type not in ("cpu", "cuda") or \
+            like.dtype not in (torch.float32, torch.float64):
         return False
     from .ops import compiled
     if get_backend(backend, like.device) is not compiled:
         return False
-    return hasattr(torch.ops.snntorch_sparse, "rleaky_backward")
+    if not hasattr(torch.ops.snntorch_sparse, op):
+        return False
+    return like.device.type == "cpu" or _has_cuda_kernel(op)
+
+
+def _compiled_ok(backend, like: torch.Tensor) -> bool:
+    """The compiled backward applies (:func:`_kernel_applies`): CPU, or CUDA with the kernel of
+    ``csrc/cuda/neurons_launch.cu`` built; float32/64; the compiled backend builds.
+
+    (It is used when at most an eighth of the entries are active; above that the per-step
+    ``[B, N]×[N, N]`` GEMM of the reference loop is cheaper than per-entry dot products.)"""
+    return _kernel_applies(backend, like, "rleaky_backward")
 
 
 def _backward_loop(act_idx, act_sg, bounds, d_spk, d_mem, beta_c, weight, wt, v_vec, spk_bool, u0, thr,

@@ -60,7 +60,7 @@ from .fused_cpu import dense_grad, first_order_only
 from .functional import LIFConfig
 from .neurons import resolve_surrogate
 from .ops import get_backend
-from .recurrent import _check_rleaky, _copy_recurrent, _learn_recurrent, _reduce
+from .recurrent import _check_rleaky, _copy_recurrent, _kernel_applies, _learn_recurrent, _reduce
 from .state import StatefulMixin, event_linear
 from .surrogate import frozen_copy
 
@@ -179,13 +179,9 @@ class _RSynapticScan(torch.autograd.Function):
 
 
 def _kernel_ok(backend, like: torch.Tensor) -> bool:
-    """The C++ backward applies: CPU, float32/64, and the compiled backend builds."""
-    if backend == "reference" or like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
-        return False
-    from .ops import compiled
-    if get_backend(backend, like.device) is not compiled:
-        return False
-    return hasattr(torch.ops.snntorch_sparse, "rsynaptic_backward")
+    """The compiled backward applies: CPU, or CUDA where ``rsynaptic_backward`` has a CUDA kernel
+    (``csrc/cuda/neurons_launch.cu`` built); float32/64; the compiled backend builds."""
+    return _kernel_applies(backend, like, "rsynaptic_backward")
 
 
 def _backward_loop(act_idx, act_sg, bounds, d_spk, d_syn, d_mem, alpha_c, beta_c, weight, wt, v_vec, spk_bool,

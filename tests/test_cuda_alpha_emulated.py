@@ -113,3 +113,73 @@ def test_nvcc_compiles_alpha_kernel(tmp_path):
                            "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
                            str(src), "-o", str(tmp_path / "inst.o")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+# ------------------------------------------------------------------ the CUDA launcher, replayed
+# csrc/cuda/neurons_launch.cu (alpha_backward_cuda) calls launch_alpha_backward: a grid of
+# ceil(R*N / threads) blocks, thread `t` of block `b` running column b*threads + t
+# (alpha_backward_kernel). Replayed block by block, thread by thread (and in reverse order: the
+# columns share nothing), with the block size read from the header; compared bit for bit with
+# the CPU op.
+
+_GRID_HARNESS = "\n".join([
+    '#include "alpha_backward.cuh"',
+    "using namespace snntorch_sparse::cuda;",
+    'extern "C" {',
+    *(f"void grid_{name}({_ARGS.format(T=T)}, int64_t threads, int reverse) {{\n"
+      f"  const int64_t blocks = (RN + threads - 1) / threads;\n"
+      f"  for (int64_t bi = 0; bi < blocks; ++bi)\n"
+      f"    for (int64_t ti = 0; ti < threads; ++ti) {{\n"
+      f"      const int64_t bb = reverse ? blocks - 1 - bi : bi, tt = reverse ? threads - 1 - ti : ti;\n"
+      f"      const int64_t c = bb * threads + tt;\n"
+      f"      if (c < RN) alpha_backward_column<{T}>(c, gu, de, dh, a, b, ta, s, r0, mode, T, RN, N, ue, uh);\n"
+      f"    }}\n}}"
+      for name, T in (("f64", "double"), ("f32", "float"))),
+    "}",
+])
+
+
+def _launch_threads() -> int:
+    """The block size of launch_alpha_backward (csrc/cuda/alpha_backward.cuh)."""
+    import re
+    text = (CSRC / "cuda" / "alpha_backward.cuh").read_text()
+    m = re.search(r"void launch_alpha_backward\(.*?const int threads = (\d+);", text, re.S)
+    assert m, "launch_alpha_backward's block size not found"
+    return int(m.group(1))
+
+
+@pytest.fixture(scope="module")
+def grid_lib(tmp_path_factory):
+    if _CXX is None:
+        pytest.skip("no C++ compiler")
+    d = tmp_path_factory.mktemp("alpha_grid_emu")
+    src = d / "h.cpp"
+    src.write_text(_GRID_HARNESS)
+    so = d / "h.so"
+    subprocess.run([_CXX, "-O1", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC", f"-I{CSRC / 'cuda'}",
+                    str(src), "-o", str(so)], check=True, capture_output=True, text=True)
+    return ctypes.CDLL(str(so))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("R", [3, 41])  # R*N = 27 (one partial block), 369 (two blocks of 256)
+def test_emulated_launch_matches_cpu_op(grid_lib, dtype, mode, R):
+    from snntorch_sparse.ops import compiled
+    if not (compiled.available() and hasattr(torch.ops.snntorch_sparse, "alpha_backward")):
+        pytest.skip("compiled backend not built")
+    g = torch.Generator().manual_seed(17 * mode + R)
+    T, N = 7, 9
+    gu = torch.randn(T, R, N, generator=g, dtype=dtype) * (torch.rand(T, R, N, generator=g) < 0.4)
+    d_e, d_h = (torch.randn(T, R, N, generator=g, dtype=dtype) for _ in range(2))
+    a, b, ta = (torch.rand(N, generator=g, dtype=dtype) for _ in range(3))
+    spk = (torch.rand(T, R, N, generator=g) < 0.3).contiguous()
+    r0 = (torch.rand(R, N, generator=g) < 0.5).to(dtype)
+    ue_cpu, uh_cpu = torch.ops.snntorch_sparse.alpha_backward(gu, d_e, d_h, a, b, ta, spk, r0, mode, T, R, N)
+    fn = grid_lib.grid_f64 if dtype == torch.float64 else grid_lib.grid_f32
+    for reverse in (0, 1):
+        ue, uh = torch.empty(T, R, N, dtype=dtype), torch.empty(T, R, N, dtype=dtype)
+        fn(_ptr(gu), _ptr(d_e), _ptr(d_h), _ptr(a), _ptr(b), _ptr(ta), _ptr(spk), _ptr(r0), ctypes.c_int(mode),
+           ctypes.c_int64(T), ctypes.c_int64(R * N), ctypes.c_int64(N), _ptr(ue), _ptr(uh),
+           ctypes.c_int64(_launch_threads()), ctypes.c_int(reverse))
+        assert torch.equal(ue, ue_cpu) and torch.equal(uh, uh_cpu)

@@ -2,9 +2,11 @@
 
 * The torch-free kernel bodies (``csrc/cuda/kernels.cuh``), every launcher
   instantiated for float32/float64, for ``sm_80`` and ``sm_90`` (a few s).
-* ``csrc/cuda/ops_launch.cu`` against PyTorch's headers (``slow``, ~40 s):
-  CPU wheels ship the c10/cuda headers but not one generated file, which is
-  stubbed here.
+* The neuron backward bodies (``rleaky_backward.cuh``, ``rsynaptic_backward.cuh``,
+  ``alpha_backward.cuh``), their launchers, likewise (no FMA in their SASS either).
+* ``csrc/cuda/ops_launch.cu``, ``fused_launch.cu`` and ``neurons_launch.cu`` against
+  PyTorch's headers (``slow``, ~40 s each): CPU wheels ship the c10/cuda headers but not
+  one generated file, which is stubbed here.
 
 Skipped when nvcc is not installed.
 """
@@ -83,33 +85,62 @@ INST(double)
 """
 
 
+# The recurrent / alpha neuron backward bodies (rleaky_backward.cuh, rsynaptic_backward.cuh,
+# alpha_backward.cuh), the launchers that neurons_launch.cu calls.
+_NEURON_INSTANTIATIONS = """
+#include "alpha_backward.cuh"
+#include "rleaky_backward.cuh"
+#include "rsynaptic_backward.cuh"
+namespace k = snntorch_sparse::cuda;
+#define INST(T)                                                                                            \\
+  template void k::launch_rleaky_backward<T>(const int64_t*, const int64_t*, const T*, const T*, bool,       \\
+                                             const T*, const T*, const T*, const T*, const bool*, const T*,  \\
+                                             int, int64_t, int64_t, int64_t, T*, T*, T*, cudaStream_t);      \\
+  template void k::launch_rsynaptic_backward<T>(const int64_t*, const int64_t*, const T*, const T*,          \\
+                                                const T*, const T*, const T*, const T*, const T*, const T*,  \\
+                                                const bool*, const T*, int, int64_t, int64_t, int64_t, T*,   \\
+                                                T*, T*, T*, cudaStream_t);                                   \\
+  template void k::launch_alpha_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*,      \\
+                                            const bool*, const T*, int, int64_t, int64_t, int64_t, T*, T*,   \\
+                                            cudaStream_t);
+INST(float)
+INST(double)
+"""
+
+# unit -> (translation unit, kernel-name marker of the SASS functions that must have no FMA)
+_UNITS = {"scan": (_INSTANTIATIONS, "lif_scan"), "fused": (_FUSED_INSTANTIATIONS, "lif_scan"),
+          "neurons": (_NEURON_INSTANTIATIONS, "backward_kernel")}
+
+
 def _run(cmd, timeout):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}"[-6000:]
     return proc
 
 
-@pytest.mark.parametrize("unit", ["scan", "fused"])
+@pytest.mark.parametrize("unit", ["scan", "fused", "neurons"])
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_kernels_compile_with_plain_nvcc(arch, unit, tmp_path):
     tu = tmp_path / "kernels_check.cu"
-    tu.write_text(_INSTANTIATIONS if unit == "scan" else _FUSED_INSTANTIATIONS)
+    text, fma_free = _UNITS[unit]
+    tu.write_text(text)
     obj = tmp_path / f"kernels_{arch}.o"
     _run([NVCC, "-std=c++17", "-O3", "--fmad=false", f"-arch={arch}", "-Werror=all-warnings",
           "-I", str(CSRC / "cuda"), "-c", str(tu), "-o", str(obj)], timeout=120)
     assert obj.stat().st_size > 0
-    # No FMA may appear in the scans (bit-identity with the reference).
+    # No FMA may appear in the scans / neuron backward bodies (bit-identity with the reference
+    # and the CPU kernels, which are built with -ffp-contract=off).
     dump = shutil.which("cuobjdump") or os.path.join(os.path.dirname(NVCC), "cuobjdump")
     if os.path.isfile(dump):
         sass = subprocess.run([dump, "-sass", str(obj)], capture_output=True, text=True).stdout
-        scans = [blk for blk in sass.split("Function : ") if "lif_scan" in blk]
-        assert scans, "no lif_scan kernels in the object"
+        scans = [blk for blk in sass.split("Function : ") if fma_free in blk]
+        assert scans, f"no {fma_free} kernels in the object"
         for blk in scans:
             assert "FFMA" not in blk and "DFMA" not in blk, blk[:200]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("unit", ["ops_launch.cu", "fused_launch.cu"])
+@pytest.mark.parametrize("unit", ["ops_launch.cu", "fused_launch.cu", "neurons_launch.cu"])
 def test_launch_unit_compiles_against_torch_headers(unit, tmp_path):
     torch = pytest.importorskip("torch")
     from torch.utils.cpp_extension import include_paths

@@ -143,3 +143,169 @@ def test_nvcc_compiles_rleaky_kernel(tmp_path):
                            "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
                            str(src), "-o", str(tmp_path / "inst.o")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+# ------------------------------------------------------------------ the CUDA launcher, replayed
+# csrc/cuda/neurons_launch.cu (rleaky_backward_cuda) and launch_rleaky_backward: col to int64, the
+# spikes as a dense bool [T, R, N] (reset to zero), a grid of ceil(R / threads) blocks whose thread
+# `t` of block `b` runs row b*threads + t (rleaky_backward_kernel), then dV and dW_in by the
+# sparse_weight_grad op over the events and Σa by a sum. Replayed here block by block, thread by
+# thread (also in reverse order: the rows share nothing), with the launcher's block size read
+# from the header, and compared with the CPU op: a, g, a[0] bit for bit, the sums to rounding.
+
+_LAUNCH_HARNESS = r"""
+#include "rleaky_backward.cuh"
+using namespace snntorch_sparse::cuda;
+template <typename T>
+static void grid(const int64_t* rowptr, const int64_t* col, const T* sg, const T* d_spk, int compact,
+                 const T* d_mem, const T* beta, const T* wt, const T* v, const bool* spk, const T* keep0, int mode,
+                 int64_t Tn, int64_t R, int64_t N, T* a, T* g, T* scratch, int64_t threads, int reverse) {
+  const int64_t blocks = (R + threads - 1) / threads;
+  for (int64_t bi = 0; bi < blocks; ++bi)
+    for (int64_t ti = 0; ti < threads; ++ti) {
+      const int64_t b = reverse ? blocks - 1 - bi : bi, t = reverse ? threads - 1 - ti : ti;
+      const int64_t r = b * threads + t;  // rleaky_backward_kernel: blockIdx.x * blockDim.x + threadIdx.x
+      if (r < R)
+        rleaky_backward_row<T>(r, rowptr, col, sg, d_spk, compact != 0, d_mem, beta, wt, v, spk, keep0, mode, Tn,
+                               R, N, a, g, scratch);
+    }
+}
+extern "C" {
+void grid_f64(const int64_t* rp, const int64_t* c, const double* sg, const double* ds, int compact, const double* dm,
+              const double* b, const double* wt, const double* v, const bool* s, const double* k0, int mode,
+              int64_t T, int64_t R, int64_t N, double* a, double* g, double* sc, int64_t th, int rev) {
+  grid<double>(rp, c, sg, ds, compact, dm, b, wt, v, s, k0, mode, T, R, N, a, g, sc, th, rev);
+}
+void grid_f32(const int64_t* rp, const int64_t* c, const float* sg, const float* ds, int compact, const float* dm,
+              const float* b, const float* wt, const float* v, const bool* s, const float* k0, int mode,
+              int64_t T, int64_t R, int64_t N, float* a, float* g, float* sc, int64_t th, int rev) {
+  grid<float>(rp, c, sg, ds, compact, dm, b, wt, v, s, k0, mode, T, R, N, a, g, sc, th, rev);
+}
+}
+"""
+
+
+def _launch_threads() -> int:
+    """The block size of launch_rleaky_backward (csrc/cuda/rleaky_backward.cuh)."""
+    import re
+    text = (CSRC / "cuda" / "rleaky_backward.cuh").read_text()
+    m = re.search(r"void launch_rleaky_backward\(.*?const int threads = (\d+);", text, re.S)
+    assert m, "launch_rleaky_backward's block size not found"
+    return int(m.group(1))
+
+
+@pytest.fixture(scope="module")
+def launch_lib(tmp_path_factory):
+    if _CXX is None:
+        pytest.skip("no C++ compiler")
+    d = tmp_path_factory.mktemp("rleaky_launch_emu")
+    src = d / "h.cpp"
+    src.write_text(_LAUNCH_HARNESS)
+    so = d / "h.so"
+    subprocess.run([_CXX, "-O1", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC", f"-I{CSRC / 'cuda'}",
+                    str(src), "-o", str(so)], check=True, capture_output=True, text=True)
+    return ctypes.CDLL(str(so))
+
+
+def _csr_flat(rowptr, col, n_cols):
+    """neurons_launch.cu's csr_flat: row of entry k by searchsorted (right) - 1, then row*n_cols + col."""
+    if col.numel() == 0:
+        return torch.empty(0, dtype=torch.long)
+    rows = torch.searchsorted(rowptr, torch.arange(col.numel()), right=True) - 1
+    return rows * n_cols + col.long()
+
+
+def _emulated_launch(lib, rowptr, col32, sg, d_spk, d_mem, beta, wt, v, spk_rowptr, spk_col, keep0, mode, T, R, N,
+                     compact, x_rowptr, x_col, x_val, n_in, reverse):
+    dtype = sg.dtype
+    spk_dense = None
+    if mode == 1:
+        spk_dense = torch.zeros(T * R * N, dtype=torch.bool)
+        spk_dense.index_fill_(0, _csr_flat(spk_rowptr, spk_col, N), True)
+    col = col32.long().contiguous()
+    a = torch.empty(T, R, N, dtype=dtype)
+    g = torch.empty(sg.numel(), dtype=dtype)
+    scratch = torch.empty(R * 2 * N, dtype=dtype)
+    fn = lib.grid_f64 if dtype == torch.float64 else lib.grid_f32
+    fn(_ptr(rowptr), _ptr(col), _ptr(sg), _ptr(d_spk), ctypes.c_int(int(compact)), _ptr(d_mem), _ptr(beta), _ptr(wt),
+       _ptr(v), _ptr(spk_dense), _ptr(keep0), ctypes.c_int(mode), ctypes.c_int64(T), ctypes.c_int64(R),
+       ctypes.c_int64(N), _ptr(a), _ptr(g), _ptr(scratch), ctypes.c_int64(_launch_threads()), ctypes.c_int(reverse))
+    # each row ran in its own scratch slice: row r's last carry a[0][r] sits at r*2N
+    assert torch.equal(scratch.view(R, 2, N)[:, 0], a[0])
+    a2 = a.view(T * R, N)
+    h = torch.zeros(T * R, N, dtype=dtype)
+    h[:(T - 1) * R] = a2[R:]
+    swg = torch.ops.snntorch_sparse.sparse_weight_grad
+    dv = swg(h, _csr_flat(spk_rowptr, spk_col, N), None, N)
+    db = a2.sum(0)
+    dw = swg(a2, _csr_flat(x_rowptr, x_col, n_in), x_val, n_in)
+    return a, g, dv, db, a[0].clone(), dw
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("all_to_all", [True, False])
+@pytest.mark.parametrize("R", [3, 130])
+def test_emulated_launch_matches_cpu_op(launch_lib, dtype, mode, all_to_all, R):
+    if not _compiled():
+        pytest.skip("compiled backend not built")
+    from snntorch_sparse.ops.fused import flat_to_csr
+    g = torch.Generator().manual_seed(11 * mode + 5 * all_to_all + R)
+    T, N, n_in = 6, 13, 9
+    compact = mode == 2  # both d_spk forms
+    act_idx = (torch.rand(T, R, N, generator=g) < 0.3).view(-1).nonzero().squeeze(1)
+    rowptr, col32 = flat_to_csr(act_idx, T * R, N)
+    sg = torch.rand(act_idx.numel(), generator=g, dtype=dtype)
+    d_spk = torch.randn(T, R, N, generator=g, dtype=dtype)
+    ds_arg = d_spk.view(-1)[act_idx].contiguous() if compact else d_spk
+    d_mem = torch.randn(T, R, N, generator=g, dtype=dtype)
+    beta = torch.rand(N, generator=g, dtype=dtype)
+    wt = torch.randn(N, N, generator=g, dtype=dtype) if all_to_all else None
+    v = None if all_to_all else torch.randn(N, generator=g, dtype=dtype)
+    spk_rowptr, spk_col = flat_to_csr((torch.rand(T, R, N, generator=g) < 0.3).view(-1).nonzero().squeeze(1),
+                                      T * R, N)
+    keep0 = (torch.rand(R, N, generator=g) < 0.7).to(dtype) if mode == 1 else None
+    x_idx = (torch.rand(T, R, n_in, generator=g) < 0.2).view(-1).nonzero().squeeze(1)
+    x_rowptr, x_col = flat_to_csr(x_idx, T * R, n_in)
+    x_val = torch.randn(x_idx.numel(), generator=g, dtype=dtype)
+    cpu = torch.ops.snntorch_sparse.rleaky_backward(
+        rowptr, col32, sg, ds_arg, d_mem, beta, wt, v, spk_rowptr, spk_col, keep0, mode, T, R, N,
+        d_spk_compact=compact, need_a=True, need_g=True, need_dv=all_to_all, need_db=True,
+        x_rowptr=x_rowptr, x_col=x_col, x_val=x_val, n_in=n_in)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for reverse in (0, 1):
+        a, gk, dv, db, a0, dw = _emulated_launch(launch_lib, rowptr, col32, sg, ds_arg, d_mem, beta, wt, v,
+                                                 spk_rowptr, spk_col, keep0, mode, T, R, N, compact, x_rowptr,
+                                                 x_col, x_val, n_in, reverse)
+        assert torch.equal(a, cpu[0]) and torch.equal(gk, cpu[1]) and torch.equal(a0, cpu[4])
+        if all_to_all:
+            torch.testing.assert_close(dv, cpu[2], rtol=tol, atol=tol)
+        torch.testing.assert_close(db, cpu[3], rtol=tol, atol=tol)
+        torch.testing.assert_close(dw, cpu[5], rtol=tol, atol=tol)
+
+
+def test_cuda_tensors_take_the_kernel_only_where_it_is_registered(monkeypatch):
+    """RLeaky / RSynaptic / Alpha: a CUDA tensor goes to the compiled op exactly when the op has a
+    kernel for the CUDA dispatch key (an nvcc build); else the PyTorch loop, as before."""
+    if not _compiled():
+        pytest.skip("compiled backend not built")
+    import types
+
+    import snntorch_sparse.alpha as al
+    import snntorch_sparse.recurrent as rec
+    import snntorch_sparse.rsynaptic as rs
+    checks = ((rec._compiled_ok, "rleaky_backward"), (rs._kernel_ok, "rsynaptic_backward"),
+              (al._kernel_ok, "alpha_backward"))
+    like = types.SimpleNamespace(device=torch.device("cuda"), dtype=torch.float32)  # no GPU needed to ask
+    registered = {op: bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"snntorch_sparse::{op}", "CUDA"))
+                  for _, op in checks}
+    for check, op in checks:
+        assert check("compiled", torch.zeros(1)) and not check("reference", torch.zeros(1))
+        assert check("compiled", like) == registered[op]  # CPU-only build: False, the PyTorch loop
+        assert not check("compiled", types.SimpleNamespace(device=torch.device("cuda"), dtype=torch.float16))
+    monkeypatch.setattr(rec, "_cuda_kernels", {op: True for _, op in checks})  # as an nvcc build answers
+    for check, op in checks:
+        assert check("compiled", like) and not check("reference", like)
+    monkeypatch.setattr(rec, "_cuda_kernels", {op: False for _, op in checks})
+    for check, op in checks:
+        assert not check("compiled", like)

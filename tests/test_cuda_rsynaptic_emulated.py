@@ -161,3 +161,88 @@ def test_nvcc_compiles_rsynaptic_kernel(tmp_path):
                            "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
                            str(src), "-o", str(tmp_path / "inst.o")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+# ------------------------------------------------------------------ the CUDA launcher, replayed
+# csrc/cuda/neurons_launch.cu (rsynaptic_backward_cuda) calls launch_rsynaptic_backward: a grid of
+# ceil(R / threads) blocks, thread `t` of block `b` running row b*threads + t with the scratch slice
+# scratch + r*3*N (rsynaptic_backward_kernel). Replayed block by block, thread by thread (and in
+# reverse order: rows share nothing), with the block size read from the header; compared bit for
+# bit with the CPU op.
+
+_GRID_HARNESS = "\n".join([
+    '#include "rsynaptic_backward.cuh"',
+    "using namespace snntorch_sparse::cuda;",
+    'extern "C" {',
+    *(f"void grid_{name}({_ARGS.format(T=T)}, int64_t threads, int reverse) {{\n"
+      f"  const int64_t blocks = (R + threads - 1) / threads;\n"
+      f"  for (int64_t bi = 0; bi < blocks; ++bi)\n"
+      f"    for (int64_t ti = 0; ti < threads; ++ti) {{\n"
+      f"      const int64_t bb = reverse ? blocks - 1 - bi : bi, tt = reverse ? threads - 1 - ti : ti;\n"
+      f"      const int64_t r = bb * threads + tt;\n"
+      f"      if (r < R)\n"
+      f"        rsynaptic_backward_row<{T}>(r, rp, c, sg, ds, dy, dm, al, b, wt, v, s, k0, mode, T, R, N, a, cc,"
+      f" g, sc + r * 3 * N);\n"
+      f"    }}\n}}"
+      for name, T in (("f64", "double"), ("f32", "float"))),
+    "}",
+])
+
+
+def _launch_threads() -> int:
+    """The block size of launch_rsynaptic_backward (csrc/cuda/rsynaptic_backward.cuh)."""
+    import re
+    text = (CSRC / "cuda" / "rsynaptic_backward.cuh").read_text()
+    m = re.search(r"void launch_rsynaptic_backward\(.*?const int threads = (\d+);", text, re.S)
+    assert m, "launch_rsynaptic_backward's block size not found"
+    return int(m.group(1))
+
+
+@pytest.fixture(scope="module")
+def grid_lib(tmp_path_factory):
+    if _CXX is None:
+        pytest.skip("no C++ compiler")
+    d = tmp_path_factory.mktemp("rsynaptic_grid_emu")
+    src = d / "h.cpp"
+    src.write_text(_GRID_HARNESS)
+    so = d / "h.so"
+    subprocess.run([_CXX, "-O1", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC", f"-I{CSRC / 'cuda'}",
+                    str(src), "-o", str(so)], check=True, capture_output=True, text=True)
+    return ctypes.CDLL(str(so))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("all_to_all", [True, False])
+@pytest.mark.parametrize("R", [3, 130])
+def test_emulated_launch_matches_cpu_op(grid_lib, dtype, mode, all_to_all, R):
+    if not _compiled():
+        pytest.skip("compiled backend not built")
+    g = torch.Generator().manual_seed(13 * mode + 5 * all_to_all + R)
+    T, N = 6, 11
+    act_idx = (torch.rand(T, R, N, generator=g) < 0.3).view(-1).nonzero().squeeze(1)
+    rows = act_idx // N
+    rowptr = torch.zeros(T * R + 1, dtype=torch.long)
+    rowptr[1:] = torch.bincount(rows, minlength=T * R).cumsum(0)
+    col = (act_idx - rows * N).contiguous()
+    sg = torch.rand(act_idx.numel(), generator=g, dtype=dtype)
+    d_spk, d_syn, d_mem = (torch.randn(T, R, N, generator=g, dtype=dtype) for _ in range(3))
+    alpha, beta = torch.rand(N, generator=g, dtype=dtype), torch.rand(N, generator=g, dtype=dtype)
+    wt = torch.randn(N, N, generator=g, dtype=dtype) if all_to_all else None
+    v = None if all_to_all else torch.randn(N, generator=g, dtype=dtype)
+    spk = (torch.rand(T, R, N, generator=g) < 0.3).contiguous() if mode == 1 else None
+    keep0 = (torch.rand(R, N, generator=g) < 0.7).to(dtype) if mode == 1 else None
+    a_cpu, c_cpu, g_cpu = torch.ops.snntorch_sparse.rsynaptic_backward(
+        rowptr, col, sg, d_spk, d_syn, d_mem, alpha, beta, wt, v, spk, keep0, mode, T, R, N, True)
+    fn = grid_lib.grid_f64 if dtype == torch.float64 else grid_lib.grid_f32
+    for reverse in (0, 1):
+        a, c = torch.empty(T, R, N, dtype=dtype), torch.empty(T, R, N, dtype=dtype)
+        gk = torch.empty(act_idx.numel(), dtype=dtype)
+        scratch = torch.empty(R * 3 * N, dtype=dtype)  # as rsynaptic_backward_cuda allocates it
+        fn(_ptr(rowptr), _ptr(col), _ptr(sg), _ptr(d_spk), _ptr(d_syn), _ptr(d_mem), _ptr(alpha), _ptr(beta),
+           _ptr(wt), _ptr(v), _ptr(spk), _ptr(keep0), ctypes.c_int(mode), ctypes.c_int64(T), ctypes.c_int64(R),
+           ctypes.c_int64(N), _ptr(a), _ptr(c), _ptr(gk), _ptr(scratch), ctypes.c_int64(_launch_threads()),
+           ctypes.c_int(reverse))
+        assert torch.equal(a, a_cpu) and torch.equal(c, c_cpu) and torch.equal(gk, g_cpu)
+        # each row ran in its own scratch slice: row r's last carry c[0][r] sits at r*3N + 2N
+        assert torch.equal(scratch.view(R, 3, N)[:, 2], c_cpu[0])

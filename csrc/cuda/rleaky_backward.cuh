@@ -19,9 +19,9 @@
 //   a[t]   = du;  carry = du
 // |A_t|·N multiply-adds per step for the recurrent term. `scratch` holds 2·N
 // values per row (carry, du); on the device it is global memory (L1/L2 cached).
-// Status: compile-checked (tests/test_cuda_compile.py pattern) and emulated on
-// the host; not yet registered with the dispatcher, so CUDA tensors take the
-// PyTorch reference loop of recurrent.py.
+// Status: launched by rleaky_backward_cuda (csrc/cuda/neurons_launch.cu, the
+// CUDA kernel of the rleaky_backward op); compile-checked and its launch layout
+// emulated on the host; not yet run on a GPU.
 #pragma once
 
 #include <cstdint>

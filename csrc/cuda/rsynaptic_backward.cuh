@@ -20,9 +20,9 @@
 //   c[t]   = (du + d_syn[t][n]) + alpha[n] * c[t+1][n]
 // |A_t|·N multiply-adds per step for the recurrent term (never T·B·N²), O(N)
 // elementwise per row and step besides. `scratch` holds 3·N values of this row.
-// Status: the CPU kernel runs it; under nvcc it is compile-checked and emulated
-// on the host; not yet registered with the dispatcher for CUDA tensors (they take
-// the PyTorch reference loop of rsynaptic.py).
+// Status: the CPU kernel runs it; under nvcc rsynaptic_backward_cuda
+// (csrc/cuda/neurons_launch.cu) launches it for CUDA tensors; compile-checked and
+// its launch layout emulated on the host; not yet run on a GPU.
 #pragma once
 
 #include <cstdint>
