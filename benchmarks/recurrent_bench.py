@@ -17,7 +17,14 @@ fires at about 2 % per step. Variants, interleaved round by round:
   ``fast_sigmoid(slope=100)`` surrogate;
 * ``fused_dense``: our fused layer with a window that holds every entry (the dense surrogate
   gradient, our forward and backward code);
-* ``sparse``: our fused layer with the fixed window ``bth = 0.2`` (the sparse-gradient rule).
+* ``sparse``: our fused layer with the fixed window ``bth = 0.2`` (the sparse-gradient rule);
+* ``spikingjelly`` (RLeaky only, when SpikingJelly 2.0 is installed: ``make bench-deps``):
+  its recurrent LIF, ``nn.Linear`` + ``layer.LinearRecurrentContainer(neuron.LIFNode)`` (the
+  recurrent linear maps ``[x[t]; s[t-1]]`` to the neuron's input, here with weight ``[I, V]``:
+  the same input ``x[t] + V s[t-1] + b``), multi-step, torch backend, dense ``Sigmoid``
+  surrogate, and a non-spiking ``LIFNode`` readout. SpikingJelly's soft reset subtracts the
+  threshold before the leak (snnTorch's after), so its spikes differ slightly: a timing
+  baseline, not a parity check. SpikingJelly has no second-order (Synaptic) neuron.
 
 Timed per variant and round: the forward (the network's whole forward and the loss) and the
 backward (``loss.backward()`` of the whole network: every layer's gradient), wall-clock.
@@ -93,6 +100,50 @@ class FusedNet(nn.Module):
         return self.l2(s1), s1.sum()
 
 
+class JellyNet(nn.Module):
+    """SpikingJelly 2.0's recurrent LIF network of the same shape (see the module docstring)."""
+
+    def __init__(self, n_in, n_hid, n_out):
+        super().__init__()
+        from spikingjelly.activation_based import layer, neuron, surrogate as sj_surrogate
+        tau = 1.0 / (1.0 - BETA)  # decay_input=False: H = (1 - 1/tau) V + X
+        self.fc1, self.fc2 = nn.Linear(n_in, n_hid), nn.Linear(n_hid, n_out)
+        self.rec = layer.LinearRecurrentContainer(
+            neuron.LIFNode(tau=tau, decay_input=False, v_reset=None, surrogate_function=sj_surrogate.Sigmoid()),
+            n_hid, n_hid, step_mode="m")
+        self.out = neuron.LIFNode(tau=tau, decay_input=False, v_reset=None, v_threshold=1e9,
+                                  step_mode="m", store_v_seq=True)
+
+    def forward(self, x):
+        from spikingjelly.activation_based import functional
+        functional.reset_net(self)
+        s1 = self.rec(self.fc1(x))
+        self.out(self.fc2(s1))
+        return self.out.v_seq, s1.sum()
+
+    def copy_from(self, src: FusedNet):
+        n = src.l1.fc.weight.shape[0]
+        with torch.no_grad():
+            self.fc1.weight.copy_(src.l1.fc.weight)
+            self.fc1.bias.copy_(src.l1.fc.bias)
+            self.fc2.weight.copy_(src.l2.fc.weight)
+            self.fc2.bias.copy_(src.l2.fc.bias)
+            self.rec.rc.weight.copy_(torch.cat([torch.eye(n), src.l1.recurrent.weight], dim=1))
+            self.rec.rc.bias.copy_(src.l1.recurrent.bias)
+        self.rec.rc.weight.requires_grad_(True)
+
+
+def _jelly(kind):
+    """SpikingJelly's network for ``kind``, or ``None`` (not installed, or no equivalent neuron)."""
+    if kind != "rleaky":
+        return None
+    try:
+        import spikingjelly.activation_based.layer  # noqa: F401
+    except ImportError:
+        return None
+    return JellyNet(700, 200, 20)
+
+
 def copy_weights(src: FusedNet, dst: DenseNet):
     with torch.no_grad():
         dst.fc1.weight.copy_(src.l1.fc.weight)
@@ -153,6 +204,10 @@ def run(kind, T, B, repeats, warmup, log=print, note=None):
     ref = DenseNet(kind, 700, 200, 20)
     copy_weights(sparse, ref)
     nets = {"snntorch": ref, "fused_dense": dense_fused, "sparse": sparse}
+    jelly = _jelly(kind)
+    if jelly is not None:
+        jelly.copy_from(sparse)
+        nets["spikingjelly"] = jelly
     times = {k: [] for k in nets}
     for r in range(warmup + repeats):
         for k, net in nets.items():
@@ -168,7 +223,7 @@ def run(kind, T, B, repeats, warmup, log=print, note=None):
         res["variants"][k] = {"forward_s": f, "backward_s": b, "step_s": s,
                               "saved_MiB": saved_bytes(net, x, labels) / 2 ** 20}
     v = res["variants"]
-    for base in ("snntorch", "fused_dense"):
+    for base in [b for b in ("snntorch", "fused_dense", "spikingjelly") if b in v]:
         res[f"vs_{base}"] = {"backward_x": v[base]["backward_s"] / v["sparse"]["backward_s"],
                              "step_x": v[base]["step_s"] / v["sparse"]["step_s"],
                              "saved_fraction": v["sparse"]["saved_MiB"] / v[base]["saved_MiB"]}

@@ -147,7 +147,9 @@ def measured_rows(root: Path = ROOT) -> list:
                          f"backward {_x(sn['backward_s'] / sp['backward_s'])} vs snnTorch, "
                          f"{_x(fd['backward_s'] / sp['backward_s'])} vs our fused dense, step "
                          f"{_x(sn['step_s'] / sp['step_s'])}, saved for backward "
-                         f"{_pct(sp['saved_MiB'] / sn['saved_MiB'])} of snnTorch's")
+                         f"{_pct(sp['saved_MiB'] / sn['saved_MiB'])} of snnTorch's"
+                         + (f", backward {_x(v['spikingjelly']['backward_s'] / sp['backward_s'])} vs "
+                            "SpikingJelly's recurrent LIF (its CPU torch backend)" if "spikingjelly" in v else ""))
         note = f" ({rec[0]['note']})" if rec[0].get("note") else ""
         rows.append(_row("recurrent / Synaptic SHD shape (700-200r-20, T=500, B=256), CPU, 1 thread",
                          "`OMP_NUM_THREADS=1 python benchmarks/recurrent_bench.py --T 500 --batch 256 "

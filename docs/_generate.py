@@ -281,6 +281,17 @@ def generate_more_neurons(root: Path, out: Path) -> None:
                          "backward vs snnTorch", "vs fused dense", "step vs snnTorch", "forward: snnTorch / sparse",
                          "saved for backward: snnTorch / sparse"], rows)
         for r in data:
+            sj = r["variants"].get("spikingjelly")
+            if sj is not None:
+                sp = r["variants"]["sparse"]
+                lines += ["", f"SpikingJelly 2.0's recurrent LIF (`LinearRecurrentContainer(LIFNode)`, multi-step, "
+                          f"torch backend, dense surrogate) in the same run, {r['kind']}: backward "
+                          f"{sj['backward_s']:.2f} s ({sj['backward_s'] / sp['backward_s']:.1f}x ours), step "
+                          f"{sj['step_s']:.2f} s ({sj['step_s'] / sp['step_s']:.2f}x ours), saved for backward "
+                          f"{sj['saved_MiB']:.0f} MiB. SpikingJelly's fast backends (CuPy, Triton) are GPU-only, so on CPU this is "
+                          "its torch backend stepping the container in Python, not a tuned baseline. SpikingJelly "
+                          "has no second-order (Synaptic) neuron."]
+        for r in data:
             if r["kind"] != "rleaky":
                 continue
             sn, sp = r["variants"]["snntorch"], r["variants"]["sparse"]
