@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ._activity import ActivityMonitor
+from ._fused_layer import FusedLinearMixin
 from ._sequence import active_set, as_tensor_like, register_param, shifted, state_rows
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
                           check_sequence, check_threshold, check_unit, per_feature)
@@ -338,7 +339,7 @@ class SparseAlpha(snn.Alpha):
         return f"step_mode={self.step_mode!r}, spike_grad={self.surrogate!r}"
 
 
-class SparseLinearAlpha(StatefulMixin, nn.Module):
+class SparseLinearAlpha(FusedLinearMixin, StatefulMixin, nn.Module):
     """``nn.Linear`` followed by ``snn.Alpha`` over a whole sequence, with a sparse backward.
 
     Arguments as :class:`~snntorch_sparse.SparseLinearSynaptic` (``alpha`` > ``beta``,
@@ -382,33 +383,8 @@ class SparseLinearAlpha(StatefulMixin, nn.Module):
         self._stats: dict = {}
         self._monitor = ActivityMonitor(f"SparseLinearAlpha({in_features}->{out_features})")
 
-    in_features = property(lambda self: self.fc.in_features)
-    out_features = property(lambda self: self.fc.out_features)
-    weight = property(lambda self: self.fc.weight)
-    bias = property(lambda self: self.fc.bias)
-
-    @property
-    def bth(self):
-        return self.surrogate.bth
-
-    @property
-    def window(self):
-        return self._stats.get("window")
-
-    def frozen_surrogate(self):
-        return frozen_copy(self.surrogate, self.window, self._stats.get("gain"))
-
-    @property
-    def activity(self):
-        s = self._stats
-        return s["active"] / s["total"] if s.get("total") else None
-
     def forward(self, x: torch.Tensor, syn_exc=None, syn_inh=None, mem=None):
-        x = autocast_input(x, self.weight)
-        check_same_device(x=x, weight=self.weight, alpha=self.alpha, beta=self.beta, threshold=self.threshold)
-        check_sequence(x, "x", min_dim=3, features=self.in_features, check_values=False)
-        if x.dtype != self.weight.dtype:
-            raise TypeError(f"x has dtype {x.dtype} but the layer's weight is {self.weight.dtype}")
+        x = self._checked_input(x)
         step = (*x.shape[1:-1], self.out_features)
         given = {"syn_exc": syn_exc, "syn_inh": syn_inh, "mem": mem}
         init = [self._initial(n, g, step) for n, g in given.items()]

@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._activity import ActivityMonitor
+from ._fused_layer import FusedLinearMixin
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
                           check_sequence, check_threshold, per_feature)
 from .fused_cpu import SpikeSets, compact_grad_values, dense_grad, first_order_only
@@ -637,7 +638,7 @@ class SparseRLeaky(snn.RLeaky):
         return f"step_mode={self.step_mode!r}, spike_grad={self.surrogate!r}"
 
 
-class SparseLinearRLeaky(StatefulMixin, nn.Module):
+class SparseLinearRLeaky(FusedLinearMixin, StatefulMixin, nn.Module):
     """``nn.Linear`` followed by ``snn.RLeaky`` over a whole sequence, with a sparse backward.
 
     Arguments as :class:`~snntorch_sparse.SparseLinearLeaky`, plus snnTorch's
@@ -694,33 +695,8 @@ class SparseLinearRLeaky(StatefulMixin, nn.Module):
         self._stats: dict = {}
         self._monitor = ActivityMonitor(f"SparseLinearRLeaky({in_features}->{out_features})")
 
-    in_features = property(lambda self: self.fc.in_features)
-    out_features = property(lambda self: self.fc.out_features)
-    weight = property(lambda self: self.fc.weight)
-    bias = property(lambda self: self.fc.bias)
-
-    @property
-    def bth(self):
-        return self.surrogate.bth
-
-    @property
-    def window(self):
-        return self._stats.get("window")
-
-    def frozen_surrogate(self):
-        return frozen_copy(self.surrogate, self.window, self._stats.get("gain"))
-
-    @property
-    def activity(self):
-        s = self._stats
-        return s["active"] / s["total"] if s.get("total") else None
-
     def forward(self, x: torch.Tensor, spk=None, mem=None):
-        x = autocast_input(x, self.weight)
-        check_same_device(x=x, weight=self.weight, beta=self.beta, threshold=self.threshold)
-        check_sequence(x, "x", min_dim=3, features=self.in_features, check_values=False)
-        if x.dtype != self.weight.dtype:
-            raise TypeError(f"x has dtype {x.dtype} but the layer's weight is {self.weight.dtype}")
+        x = self._checked_input(x)
         step = (*x.shape[1:-1], self.out_features)
         spk0, mem0 = self._initial("spk", spk, step), self._initial("mem", mem, step)
         track = self.stateful or spk is not None or mem is not None
