@@ -18,7 +18,8 @@ TORCH_LIBRARY(snntorch_sparse, m) {
   m.def("dense_to_csr(Tensor x) -> (Tensor, Tensor, Tensor)");
   m.def("lif_fused_forward(Tensor? current, Tensor? x_rowptr, Tensor? x_col, Tensor? x_val, "
         "Tensor? weight, Tensor? bias, Tensor beta, Tensor threshold, int reset_mode, Tensor bth, "
-        "bool event, int T, int B, Tensor(a!)? spk_out, Tensor(b!)? mem_out, bool need_spike_csr, bool need_active) "
+        "bool event, int T, int B, Tensor(a!)? spk_out, Tensor(b!)? mem_out, bool need_spike_csr, bool need_active, "
+        "Tensor? capacity=None) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("lif_fused_backward(Tensor act_rowptr, Tensor act_col, Tensor act_sg, Tensor? d_spk, "
         "Tensor? d_mem, Tensor beta, Tensor? spk, int reset_mode, Tensor? x_rowptr, Tensor? x_col, "

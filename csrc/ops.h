@@ -7,10 +7,12 @@
 //   lif_scan_backward_(grad[T,B,N], ...) -> ()  h written over grad
 //   sparse_weight_grad(h[R,No], x_index[nnz], x_values?[nnz], in_features) -> dW[No,Ni]
 //   sparse_input_grad(h[R,No], weight[No,Ni], index[k]) -> out[k]
-// and, CPU only, the fused Linear+LIF forward/backward over CSR sets
-// (dense_to_csr, lif_fused_forward, lif_fused_backward, csr_to_flat_), see
-// csrc/cpu/fused_lif.cpp and snntorch_sparse/ops/fused.py.
+// and the fused Linear+LIF forward/backward over CSR sets (dense_to_csr,
+// lif_fused_forward, lif_fused_backward, csr_to_flat_), see
+// csrc/cpu/fused_lif.cpp, csrc/cuda/fused_launch.cu and snntorch_sparse/ops/fused.py.
 #pragma once
+
+#include <utility>
 
 #include <ATen/ATen.h>
 
@@ -41,7 +43,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
     const at::Tensor& beta, const at::Tensor& threshold, int64_t reset_mode, const at::Tensor& bth,
     bool event, int64_t T, int64_t B, const std::optional<at::Tensor>& spk_out, const std::optional<at::Tensor>& mem_out,
-    bool need_spike_csr, bool need_active);
+    bool need_spike_csr, bool need_active, const std::optional<at::Tensor>& capacity);
 std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     const at::Tensor& act_rowptr, const at::Tensor& act_col, const at::Tensor& act_sg,
     const std::optional<at::Tensor>& d_spk, const std::optional<at::Tensor>& d_mem,
@@ -68,6 +70,20 @@ inline void check_scan_args(const char* op, const at::Tensor& x, const at::Tenso
               ", the input on ", x.device());
   TORCH_CHECK(reset_mode >= 0 && reset_mode <= 2, op,
               ": reset_mode must be 0 (subtract), 1 (zero) or 2 (none), got ", reset_mode);
+}
+
+// lif_fused_forward's capacity hint: CPU int64 [2] (active, spikes), the column lists'
+// lengths to allocate before their totals are known (CUDA; the CPU grows its lists).
+// Returns the hint, or {-1, -1} without one.
+inline std::pair<int64_t, int64_t> capacity_hint(const char* op, const std::optional<at::Tensor>& capacity) {
+  if (!capacity.has_value() || !capacity->defined()) return {-1, -1};
+  TORCH_CHECK(capacity->device().is_cpu() && capacity->scalar_type() == at::kLong && capacity->numel() == 2, op,
+              ": capacity must be a CPU int64 tensor [2] (active, spikes), got ", capacity->scalar_type(), " ",
+              capacity->sizes(), " on ", capacity->device());
+  const auto c = capacity->contiguous();
+  const int64_t a = c.const_data_ptr<int64_t>()[0], s = c.const_data_ptr<int64_t>()[1];
+  TORCH_CHECK(a >= 0 && s >= 0, op, ": capacity must be >= 0, got [", a, ", ", s, "]");
+  return {a, s};
 }
 
 inline void check_threshold(const char* op, const at::Tensor& x, const at::Tensor& threshold) {

@@ -236,9 +236,13 @@ class _FusedSparseLIF(torch.autograd.Function):
         keep_mem = cfg.need_mem or ctx.needs_input_grad[3]
         mem = torch.empty((T, B, n), dtype=x.dtype, device=x.device) if keep_mem else None
         bth = 0.0 if cfg.readout else cfg.window
+        compiling = torch.compiler.is_compiling()
         spk_rowptr, spk_col, act_rowptr, act_col, act_shift = fused.lif_fused_forward(
             current, x_csr, weight, bias, beta_v, thr_v, cfg.reset_mode, bth, spk, mem,
-            need_spike_csr=compact or not cfg.readout, need_active=not cfg.readout, shape=(T, B), event=bool(event))
+            need_spike_csr=compact or not cfg.readout, need_active=not cfg.readout, shape=(T, B), event=bool(event),
+            capacity=None if (compiling or not on_cuda) else _capacity_hint(cfg.stats.get("csr_sizes"), R * n))
+        if not compiling:
+            cfg.stats["csr_sizes"] = (act_col.numel(), spk_col.numel(), R * n)
         del current
         if unchecked is not None:
             x_csr, x_dense = _input_events(unchecked, flags, x2, need_w, cfg.check_finite)
@@ -370,6 +374,19 @@ class _FusedSparseLIF(torch.autograd.Function):
                 dthr_n = dthr_n - (h * prev_spk).sum((0, 1))
             dthr = _reduce_to(dthr_n, threshold)
         return dx, dw, dbias, dbeta, dthr, None
+
+
+def _capacity_hint(last, entries: int):
+    """The CUDA forward's list lengths ``(active, spikes)`` from the layer's previous sizes.
+
+    ``last``: that call's ``(active, spikes, T·B·N)``, or ``None``; its counts
+    are scaled to this call's ``entries = T·B·N``. A sixteenth more plus 4096
+    entries absorbs the step-to-step drift of the adaptive window; a larger
+    total costs the op a second pass over its chunks, never a wrong result.
+    """
+    if last is None or not last[2]:
+        return None
+    return tuple(min(entries, k * entries // last[2] + k * entries // (16 * last[2]) + 4096) for k in last[:2])
 
 
 # Entries per piece of the elementwise σ' pass: its temporaries stay at this size.

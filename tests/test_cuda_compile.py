@@ -66,22 +66,29 @@ namespace k = snntorch_sparse::cuda;
   template cudaError_t k::launch_lif_fused_scan<T>(const T*, const T*, const T*, T*, T*, bool, int64_t, \\
                                                    int64_t, int64_t, int, cudaStream_t, T*);          \\
   template cudaError_t k::launch_lif_fused_backward_scan<T>(T*, const T*, const uint8_t*, T*, int64_t,     \\
-                                                            int64_t, int64_t, int, cudaStream_t);       \\
+                                                            int64_t, int64_t, int, cudaStream_t, T*,    \\
+                                                            bool);                                      \\
   template cudaError_t k::launch_count_shift<T>(const T*, const T*, int64_t, int64_t, int64_t*,       \\
                                                 int64_t*, cudaStream_t);                              \\
   template cudaError_t k::launch_compact_shift<T>(T*, const T*, int64_t, int64_t, const int64_t*,     \\
-                                                  int32_t*, T*, const int64_t*, int32_t*, cudaStream_t); \\
+                                                  int32_t*, T*, const int64_t*, int32_t*, int64_t,    \\
+                                                  int64_t, cudaStream_t);                             \\
   template cudaError_t k::launch_count_nonzero<T>(const T*, int64_t, int64_t, int64_t*, cudaStream_t); \\
   template cudaError_t k::launch_compact_nonzero<T>(const T*, int64_t, int64_t, const int64_t*,       \\
                                                     int32_t*, T*, cudaStream_t);                      \\
-  template cudaError_t k::launch_scatter_active<T>(int64_t, const int64_t*, const int32_t*, const T*, \\
-                                                   const T*, bool, bool, T*, int64_t, cudaStream_t);  \\
+  template cudaError_t k::launch_scatter_active<T>(int64_t, int64_t, const int64_t*, const int32_t*,  \\
+                                                   const T*, const T*, bool, const T*, T*, int64_t,   \\
+                                                   cudaStream_t);                                     \\
   template cudaError_t k::launch_densify<T>(int64_t, int64_t, const int64_t*, const int32_t*,         \\
                                             const T*, T*, int64_t, cudaStream_t);                     \\
   template cudaError_t k::launch_gather_active<T>(int64_t, int64_t, const int64_t*, const int32_t*,   \\
                                                   const T*, bool, T*, int64_t, cudaStream_t);
 INST(float)
 INST(double)
+// not a template: called so that its kernel is compiled
+cudaError_t chunk_rowptr(int64_t n, const int64_t* a, int64_t* ar, const int64_t* s, int64_t* sr, cudaStream_t st) {
+  return k::launch_chunk_rowptr(n, a, ar, s, sr, st);
+}
 """
 
 

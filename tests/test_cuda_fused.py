@@ -123,8 +123,8 @@ def test_layer_takes_the_fused_path_and_matches_cpu(event_forward):
 
 @pytest.mark.parametrize("mode", [0, 1, 2])
 def test_forward_without_current_gemms_time_chunks_with_the_membrane_carried(mode):
-    """No current given: the op densifies the input's events per time chunk (32 MiB:
-    here 4 chunks) and runs cuBLAS on each; same result as the whole GEMM."""
+    """No current given: the op densifies the input's events per time chunk (16 MiB
+    of buffers together: here 5 chunks) and runs cuBLAS on each; same result as the whole GEMM."""
     T, B, N, Ni = 300, 64, 50, 700
     x, w, b, beta, thr, win = _layer(T, B, N, Ni, torch.float64, seed=mode)
     x, w, b, beta, thr, win = (t.cuda() for t in (x, w, b, beta, thr, win))
@@ -140,3 +140,89 @@ def test_forward_without_current_gemms_time_chunks_with_the_membrane_carried(mod
     assert torch.equal(outs[1][0], outs[0][0])
     for a, c in zip(outs[0][2:4], outs[1][2:4]):  # the spike CSR
         assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("given_current", [True, False])
+def test_compact_spikes_and_list_hints_give_the_cpu_kernels_sets(given_current, dtype):
+    """spk_out=None (the layers' compact spikes): U - θ lives in one chunk's
+    buffer at a time; the lists sized from any hint -- none, too small (a second
+    pass), exact, generous -- hold the CPU kernel's sets bit for bit (with a
+    given current; from the op's own GEMMs, the same sets up to threshold ties)."""
+    T, B, N, Ni = 200, 64, 200, 700  # several chunks of the default 16 MiB
+    x, w, b, beta, thr, win = _layer(T, B, N, Ni, dtype, seed=11)
+    current = torch.addmm(b, x, w.t()).view(T, B, N)
+    spk = torch.empty(T, B, N, dtype=dtype)
+    ref = fused.lif_fused_forward(current, None, None, None, beta, thr, 0, win, spk, None, True, True)
+    n_act, n_spk = ref[3].numel(), ref[1].numel()
+    csr = fused.dense_to_csr(x.cuda())
+    first = None
+    for capacity in (None, (0, 0), (n_act, n_spk), (2 * n_act, 2 * n_spk)):
+        args = (current.cuda(), None, None, None) if given_current else (None, (csr[0], csr[1], None), w.cuda(),
+                                                                        b.cuda())
+        got = fused.lif_fused_forward(*args, beta.cuda(), thr.cuda(), 0, win.cuda(), None, None, True, True,
+                                      shape=(T, B), capacity=capacity)
+        if given_current:
+            for a, c in zip(ref, got):
+                assert torch.equal(a, c.cpu()), capacity
+        else:
+            assert abs(got[3].numel() - n_act) <= 1e-4 * n_act and abs(got[1].numel() - n_spk) <= 1e-4 * n_spk
+            first = first or got
+            for a, c in zip(first, got):  # the hint changes nothing
+                assert torch.equal(a, c), capacity
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+def test_backward_without_h_out_walks_time_chunks_with_the_carry(mode):
+    """No h_out: h lives one time chunk at a time, the adjoint carried from the
+    later chunk; ∂L/∂W, ∂L/∂b, ∂L/∂X equal those of the CPU kernel."""
+    T, B, N, Ni = 300, 64, 200, 700
+    dtype = torch.float64
+    x, w, b, beta, thr, win = _layer(T, B, N, Ni, dtype, seed=5 + mode)
+    current = torch.addmm(b, x, w.t()).view(T, B, N)
+    spk = torch.empty(T, B, N, dtype=dtype)
+    _, _, a_rp, a_col, a_shift = fused.lif_fused_forward(current, None, None, None, beta, thr, mode, win, spk, None,
+                                                         False, True)
+    g = torch.Generator().manual_seed(3)
+    act_sg = 1 / (1 + 25 * a_shift.abs()) ** 2
+    d_spk = torch.randn(a_col.numel(), generator=g, dtype=dtype)
+    x_csr = fused.dense_to_csr(x)
+    up_rp, up_col = fused.dense_to_csr((torch.rand(T * B, Ni, generator=g) < 0.1).to(dtype))[:2]
+    res = {}
+    for dev in ("cpu", "cuda"):
+        mv = (lambda t: None if t is None else t.to(dev))
+        dx = torch.empty(up_col.numel(), dtype=dtype, device=dev)
+        dw, db = fused.lif_fused_backward((mv(a_rp), mv(a_col)), mv(act_sg), mv(d_spk), None, mv(beta), mv(spk),
+                                          mode, (mv(x_csr[0]), mv(x_csr[1]), None), mv(w), (mv(up_rp), mv(up_col)),
+                                          dx, None, T, B, Ni, need_dw=True, need_db=True, d_spk_compact=True,
+                                          dx_compact=True)
+        res[dev] = (dw, db, dx)
+    for a, c in zip(res["cpu"], res["cuda"]):
+        assert relative_error(c.cpu(), a) < 1e-12
+
+
+def test_a_one_mib_chunk_budget_gives_the_same_training_step(tmp_path):
+    """SNNTORCH_SPARSE_CUDA_CHUNK_MIB=1 (many one-step chunks) in a fresh process:
+    the layers' spikes and gradients equal the default budget's."""
+    import subprocess
+    import sys
+    script = tmp_path / "step.py"
+    script.write_text(
+        "import sys, torch\n"
+        "from snntorch_sparse import SparseLinearLeaky, sparse_fast_sigmoid\n"
+        "torch.manual_seed(0)\n"
+        "net = torch.nn.Sequential(SparseLinearLeaky(300, 256, beta=0.9), SparseLinearLeaky(256, 10, beta=0.9)).double().cuda()\n"
+        "x = (torch.rand(100, 64, 300) < 0.05).double().cuda()\n"
+        "out = net(x)\n"
+        "(out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device='cuda').view_as(out)).sum().backward()\n"
+        "torch.save([out.detach().cpu()] + [p.grad.cpu() for p in net.parameters()], sys.argv[1])\n")
+    import os
+    outs = []
+    for mib in ("16", "1"):
+        path = tmp_path / f"out{mib}.pt"
+        env = {**os.environ, "SNNTORCH_SPARSE_CUDA_CHUNK_MIB": mib}
+        subprocess.run([sys.executable, str(script), str(path)], env=env, check=True, timeout=600)
+        outs.append(torch.load(path))
+    assert torch.equal(outs[0][0], outs[1][0])
+    for a, c in zip(outs[0][1:], outs[1][1:]):
+        torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-12)

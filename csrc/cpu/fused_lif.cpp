@@ -244,7 +244,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     const std::optional<at::Tensor>& weight_, const std::optional<at::Tensor>& bias_,
     const at::Tensor& beta_, const at::Tensor& threshold_, int64_t reset_mode, const at::Tensor& bth_,
     bool event, int64_t T_, int64_t B_, const std::optional<at::Tensor>& spk_out_,
-    const std::optional<at::Tensor>& mem_out_, bool need_spike_csr, bool need_active) {
+    const std::optional<at::Tensor>& mem_out_, bool need_spike_csr, bool need_active, const std::optional<at::Tensor>& capacity) {
   const char* op = "lif_fused_forward";
   TORCH_CHECK(T_ >= 0 && B_ >= 0, op, ": T and B must be >= 0, got ", T_, ", ", B_);
   TORCH_CHECK(beta_.dim() == 1, op, ": beta must be [N], got ", beta_.sizes());
@@ -259,6 +259,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
                 op, ": spk_out must be a contiguous [T, B, N] = [", Tn, ", ", B, ", ", N, "] tensor, got ",
                 spk_out_->sizes());
   TORCH_CHECK(has_spk || need_spike_csr, op, ": without spk_out the spikes must be returned as CSR (need_spike_csr)");
+  capacity_hint(op, capacity);  // checked only: the CPU lists grow as they fill
   check_scan_args(op, like, beta_, reset_mode);
   TORCH_CHECK(threshold_.dim() == 1 && threshold_.numel() == N &&
                   threshold_.scalar_type() == like.scalar_type(),

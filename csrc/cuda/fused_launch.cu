@@ -4,20 +4,25 @@
 // function (snntorch_sparse/fused_cpu.py) serves both devices and the
 // dispatcher picks the kernels. Kernels in fused_kernels.cuh.
 //
-// Host synchronisation: one small device-to-host copy per op that returns
-// sets (the totals that size the column lists); the backward has none.
-// Without a given current the forward computes I = X Wᵀ + b itself, by
-// cuBLAS over time chunks of the input's events densified (at most
-// kChunkBytes each of input and current), the membrane carried from chunk
-// to chunk: no dense [T, B, N] current lives through the call.
-// GEMMs go through ATen (cuBLAS): TF32 follows
-// torch.backends.cuda.matmul.allow_tf32, as for nn.Linear.
+// Both directions walk [T, B, N] in time chunks of whole steps, so no dense
+// float [T, B, N] temporary exists: forward, the current I = X Wᵀ + b by
+// cuBLAS over the chunk's input events densified, the scan with the membrane
+// carried from chunk to chunk, and the chunk's rows compacted into the CSR
+// lists at once; backward (last chunk first), h on the active set, the
+// adjoint scan with its carry, and the chunk's ∂L/∂W and ∂L/∂X GEMMs. The
+// chunk length is chosen from the sizes (fused_chunk_steps).
+//
+// Host synchronisation: one small device-to-host copy per forward call (the
+// two totals, after the last chunk); the backward has none. GEMMs go through
+// ATen (cuBLAS): TF32 follows torch.backends.cuda.matmul.allow_tf32, as for
+// nn.Linear.
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "../ops.h"
 #include "fused_kernels.cuh"
@@ -25,12 +30,33 @@
 namespace snntorch_sparse {
 namespace {
 
-// Rows of the backward's dense chunks ([rows, N_in] input events and h W):
-// at most kChunkBytes each, whole time steps when B rows fit (see
-// backward_chunk_rows). 32 MiB keeps each GEMM large enough to run near
-// cuBLAS's peak at the SHD shape (256 rows x 500 steps x 700 inputs = 358 MB
-// dense would otherwise be alive at once).
-constexpr int64_t kChunkBytes = int64_t{32} << 20;
+// Bytes of all dense chunk buffers of one fused op call together (forward:
+// the densified input and the current; backward: the adjoint h, the
+// densified input and h W). The default keeps a whole SHD training step
+// (700-200-200-20, T = 500, B = 256) near 15% of snnTorch's peak while each
+// GEMM still has ~4,000 rows (docs/guide/memory.md, cost_model.py);
+// SNNTORCH_SPARSE_CUDA_CHUNK_MIB overrides it (read once per process) for
+// tuning on a given GPU.
+int64_t chunk_budget_bytes() {
+  static const int64_t bytes = [] {
+    int64_t mib = 16;
+    if (const char* env = std::getenv("SNNTORCH_SPARSE_CUDA_CHUNK_MIB")) {
+      const long long v = std::atoll(env);
+      TORCH_CHECK(v >= 1, "SNNTORCH_SPARSE_CUDA_CHUNK_MIB must be a positive number of MiB, got '", env, "'");
+      mib = v;
+    }
+    return mib << 20;
+  }();
+  return bytes;
+}
+
+// Time steps per chunk: T_c = max(1, min(T, budget / (B · width · elem))), width the
+// buffers' elements per row together (0: no buffer, one chunk).
+int64_t fused_chunk_steps(int64_t T, int64_t B, int64_t width, int64_t elem) {
+  if (width == 0 || B == 0) return std::max<int64_t>(T, 1);
+  const int64_t step = B * width * elem;
+  return std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(T, 1), chunk_budget_bytes() / step));
+}
 
 // [R + 1] row pointers: 0 then the running sum of the per-row counts. A 1-D
 // scan (CUB's device scan; a [2, R] scan along the rows ran 0.22 ms at
@@ -48,12 +74,6 @@ at::Tensor exclusive_rowptr(const at::Tensor& cnt) {
 
 void check_launch(cudaError_t err, const char* op) {
   TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
-}
-
-int64_t backward_chunk_rows(int64_t R, int64_t B, int64_t width, int64_t elem) {
-  const int64_t fit = std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, width * elem));
-  if (fit >= R) return std::max<int64_t>(R, 1);
-  return fit >= B ? fit / B * B : fit;  // whole time steps when possible
 }
 
 void check_rowptr(const char* op, const char* name, const at::Tensor& rowptr, const at::Tensor& col, int64_t rows,
@@ -115,7 +135,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     const std::optional<at::Tensor>& weight_, const std::optional<at::Tensor>& bias_, const at::Tensor& beta_,
     const at::Tensor& threshold_, int64_t reset_mode, const at::Tensor& bth_, bool event, int64_t T_, int64_t B_,
     const std::optional<at::Tensor>& spk_out_, const std::optional<at::Tensor>& mem_out_, bool need_spike_csr,
-    bool need_active) {
+    bool need_active, const std::optional<at::Tensor>& capacity_) {
   const char* op = "lif_fused_forward";
   TORCH_CHECK(T_ >= 0 && B_ >= 0, op, ": T and B must be >= 0, got ", T_, ", ", B_);
   TORCH_CHECK(beta_.dim() == 1, op, ": beta must be [N], got ", beta_.sizes());
@@ -128,26 +148,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
   TORCH_CHECK(has_spk || need_spike_csr, op, ": without spk_out the spikes must be returned as CSR (need_spike_csr)");
   TORCH_CHECK(!event || (current_.has_value() && current_->defined()), op,
               ": no event-driven current on CUDA (cuBLAS over time chunks is used without a current)");
-  // Without spk_out the [T, B, N] buffer that holds U - θ before compaction is this call's
-  // scratch, freed on return (the spikes leave as CSR only).
-  const at::Tensor spk_out = has_spk ? *spk_out_ : at::empty({T_, B_, beta_.numel()}, beta_.options());
-  check_scan_args(op, spk_out, beta_, reset_mode);
-  check_threshold(op, spk_out, threshold_);
-  const int64_t Tn = spk_out.size(0), B = spk_out.size(1), N = spk_out.size(2), R = Tn * B;
-  const auto dev = spk_out.device();
+  // the output's shape, dtype and device: spk_out, or a [T, B, N] view of beta (no storage)
+  const at::Tensor like = has_spk ? *spk_out_ : beta_.expand({T_, B_, beta_.numel()});
+  check_scan_args(op, like, beta_, reset_mode);
+  check_threshold(op, like, threshold_);
+  const int64_t Tn = T_, B = B_, N = beta_.numel(), R = Tn * B;
+  const auto dev = like.device();
+  const auto fopts = beta_.options();
   const bool has_current = current_.has_value() && current_->defined();
   at::Tensor current, weight, bias, x_rowptr, x_col, x_val;
   int64_t Ni = 0;
   if (has_current) {
-    TORCH_CHECK(current_->sizes() == spk_out.sizes() && current_->scalar_type() == spk_out.scalar_type() &&
+    TORCH_CHECK(current_->sizes() == like.sizes() && current_->scalar_type() == like.scalar_type() &&
                     current_->device() == dev,
-                op, ": current must be [T, B, N] like spk_out, got ", current_->sizes());
+                op, ": current must be [T, B, N] = [", Tn, ", ", B, ", ", N, "] of the output's dtype, got ",
+                current_->sizes());
     current = current_->contiguous();
   } else {  // I = X Wᵀ + b by cuBLAS over time chunks of the input's events, densified
     TORCH_CHECK(weight_.has_value() && weight_->defined() && x_rowptr_.has_value() && x_rowptr_->defined() &&
                     x_col_.has_value() && x_col_->defined(),
                 op, ": without current, weight and the input CSR (x_rowptr, x_col) are required");
-    TORCH_CHECK(weight_->dim() == 2 && weight_->size(0) == N && weight_->scalar_type() == spk_out.scalar_type() &&
+    TORCH_CHECK(weight_->dim() == 2 && weight_->size(0) == N && weight_->scalar_type() == like.scalar_type() &&
                     weight_->device() == dev,
                 op, ": weight must be [N, N_in] with N = ", N, " of the output's dtype and device, got ",
                 weight_->scalar_type(), " ", weight_->sizes());
@@ -157,100 +178,137 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     x_col = x_col_->contiguous();
     check_rowptr(op, "x", x_rowptr, x_col, R, dev);
     if (x_val_.has_value() && x_val_->defined()) {
-      TORCH_CHECK(x_val_->numel() == x_col.numel() && x_val_->scalar_type() == spk_out.scalar_type(), op,
+      TORCH_CHECK(x_val_->numel() == x_col.numel() && x_val_->scalar_type() == like.scalar_type(), op,
                   ": x_val must be [nnz] of the output's dtype");
       x_val = x_val_->contiguous();
     }
     if (bias_.has_value() && bias_->defined()) {
-      TORCH_CHECK(bias_->numel() == N && bias_->scalar_type() == spk_out.scalar_type() && bias_->device() == dev,
+      TORCH_CHECK(bias_->numel() == N && bias_->scalar_type() == like.scalar_type() && bias_->device() == dev,
                   op, ": bias must be [N] of the output's dtype, got ", bias_->sizes());
       bias = bias_->contiguous();
     }
   }
   TORCH_CHECK(N < (int64_t{1} << 31), op, ": N must fit in int32");
-  TORCH_CHECK(bth_.dim() == 1 && bth_.numel() == N && bth_.scalar_type() == spk_out.scalar_type() &&
-                  bth_.device() == spk_out.device(),
+  TORCH_CHECK(bth_.dim() == 1 && bth_.numel() == N && bth_.scalar_type() == like.scalar_type() &&
+                  bth_.device() == dev,
               op, ": bth must be [N] window half-widths of the output's dtype and device, got ", bth_.scalar_type(),
               " ", bth_.sizes());
   const bool has_mem = mem_out_.has_value() && mem_out_->defined() && mem_out_->numel() > 0;
   if (has_mem)
-    TORCH_CHECK(mem_out_->sizes() == spk_out.sizes() && mem_out_->is_contiguous() &&
-                    mem_out_->scalar_type() == spk_out.scalar_type() && mem_out_->device() == spk_out.device(),
-                op, ": mem_out must be contiguous like spk_out, got ", mem_out_->sizes());
-  const c10::cuda::CUDAGuard guard(spk_out.device());
+    TORCH_CHECK(mem_out_->sizes() == like.sizes() && mem_out_->is_contiguous() &&
+                    mem_out_->scalar_type() == like.scalar_type() && mem_out_->device() == dev,
+                op, ": mem_out must be contiguous [T, B, N] of the output's dtype, got ", mem_out_->sizes());
+  const bool sets = need_spike_csr || need_active;
+  TORCH_CHECK(has_spk || sets, op, ": nothing to compute (no spk_out and no set asked for)");
+  const auto [hint_act, hint_spk] = capacity_hint(op, capacity_);
+  const c10::cuda::CUDAGuard guard(dev);
   const auto beta = beta_.contiguous();
   const auto thr = threshold_.contiguous();
   const auto win = bth_.contiguous();
   const auto stream = c10::cuda::getCurrentCUDAStream().stream();
-  const auto lopt = spk_out.options().dtype(at::kLong);
-  const auto iopt = spk_out.options().dtype(at::kInt);
-  const bool sets = need_spike_csr || need_active;
+  const auto lopt = fopts.dtype(at::kLong);
+  const auto iopt = fopts.dtype(at::kInt);
+
+  // Time chunks of whole steps; per chunk the dense buffers are the densified input
+  // [rows, N_in] and the current [rows, N] (U - θ is written over it), or, with a given
+  // current and no spk_out, a [rows, N] copy target for U - θ. The chunk length:
+  // T_c = max(1, min(T, budget / (B · width · elem))) (fused_chunk_steps).
+  const int64_t elem = static_cast<int64_t>(like.element_size());
+  const int64_t width = has_current ? (has_spk ? 0 : N) : Ni + N;
+  const int64_t Tc = fused_chunk_steps(Tn, B, width, elem);
+  const int64_t rows_max = std::min(Tc, std::max<int64_t>(Tn, 1)) * B;
+  at::Tensor xbuf, cbuf;
+  if (!has_current) xbuf = at::empty({rows_max, Ni}, fopts);
+  if (!has_current || !has_spk) cbuf = at::empty({rows_max, N}, fopts);
+  at::Tensor cnt = sets ? at::empty({2, rows_max}, lopt) : at::Tensor();
+  const auto wt = has_current ? at::Tensor() : weight.t();
+
+  // One pass over the chunks; the column lists hold cap_act / cap_spk entries (fewer than the
+  // totals: the entries past them are dropped and a second pass follows, see below).
+  at::Tensor act_rowptr = at::empty({0}, lopt), act_col = at::empty({0}, iopt), act_shift = at::empty({0}, fopts);
   at::Tensor spk_rowptr = at::empty({0}, lopt), spk_col = at::empty({0}, iopt);
-  at::Tensor act_rowptr = at::empty({0}, lopt), act_col = at::empty({0}, iopt);
-  at::Tensor act_shift = at::empty({0}, spk_out.options());
-  AT_DISPATCH_FLOATING_TYPES(spk_out.scalar_type(), "lif_fused_forward_cuda", [&] {
-    using T = scalar_t;
-    T* out = spk_out.mutable_data_ptr<T>();
-    T* mem = has_mem ? mem_out_->mutable_data_ptr<T>() : nullptr;
-    if (has_current) {
-      check_launch(cuda::launch_lif_fused_scan<T>(current.const_data_ptr<T>(), beta.const_data_ptr<T>(),
-                                                  thr.const_data_ptr<T>(), out, mem, !sets, Tn, B * N, N,
-                                                  static_cast<int>(reset_mode), stream),
-                   op);
-    } else {
-      // Time chunks of whole steps, each at most kChunkBytes of densified input and of
-      // current: the dense [T, B, N] current never exists; the membrane is carried.
-      const int64_t step_bytes = B * std::max(Ni, N) * static_cast<int64_t>(sizeof(T));
-      const int64_t Tc = std::max<int64_t>(1, std::min<int64_t>(Tn, kChunkBytes / std::max<int64_t>(1, step_bytes)));
-      auto xbuf = at::empty({Tc * B, Ni}, spk_out.options());
-      auto cbuf = at::empty({Tc * B, N}, spk_out.options());
-      auto carry = at::zeros({B * N}, spk_out.options());
-      const auto wt = weight.t();
-      for (int64_t t0 = 0; t0 < Tn; t0 += Tc) {
-        const int64_t t1 = std::min(Tn, t0 + Tc), r0 = t0 * B, r1 = t1 * B;
-        auto xc = xbuf.narrow(0, 0, r1 - r0);
-        auto cc = cbuf.narrow(0, 0, r1 - r0);
-        xc.zero_();
-        check_launch(cuda::launch_densify<T>(r0, r1, x_rowptr.const_data_ptr<int64_t>(),
-                                             x_col.const_data_ptr<int32_t>(),
-                                             x_val.defined() ? x_val.const_data_ptr<T>() : nullptr,
-                                             xc.mutable_data_ptr<T>(), Ni, stream),
-                     op);
-        if (bias.defined()) at::addmm_out(cc, bias, xc, wt);
-        else at::mm_out(cc, xc, wt);
-        check_launch(cuda::launch_lif_fused_scan<T>(cc.const_data_ptr<T>(), beta.const_data_ptr<T>(),
-                                                    thr.const_data_ptr<T>(), out + r0 * N,
-                                                    mem != nullptr ? mem + r0 * N : nullptr, !sets, t1 - t0,
-                                                    B * N, N, static_cast<int>(reset_mode), stream,
-                                                    carry.mutable_data_ptr<T>()),
-                     op);
-      }
-    }
-    if (!sets) return;
-    // the spike buffer holds U - θ until compact_shift turns it into spikes
-    auto act_cnt = at::empty({R}, lopt), spk_cnt = at::empty({R}, lopt);
-    check_launch(cuda::launch_count_shift<T>(out, win.const_data_ptr<T>(), R, N, act_cnt.mutable_data_ptr<int64_t>(),
-                                             spk_cnt.mutable_data_ptr<int64_t>(), stream),
-                 op);
-    auto a_rp = exclusive_rowptr(act_cnt), s_rp = exclusive_rowptr(spk_cnt);
-    const auto totals = at::stack({a_rp[R], s_rp[R]}).cpu();  // the one host synchronisation
-    const int64_t n_act = totals[0].item<int64_t>(), n_spk = totals[1].item<int64_t>();
+  auto run = [&](int64_t cap_act, int64_t cap_spk) {
+    auto carry = at::zeros({B * N}, fopts);
     if (need_active) {
-      act_rowptr = a_rp;
-      act_col = at::empty({n_act}, iopt);
-      act_shift = at::empty({n_act}, spk_out.options());
+      act_rowptr = at::empty({R + 1}, lopt);
+      act_rowptr.narrow(0, 0, 1).zero_();
+      act_col = at::empty({cap_act}, iopt);
+      act_shift = at::empty({cap_act}, fopts);
     }
     if (need_spike_csr) {
-      spk_rowptr = s_rp;
-      spk_col = at::empty({n_spk}, iopt);
+      spk_rowptr = at::empty({R + 1}, lopt);
+      spk_rowptr.narrow(0, 0, 1).zero_();
+      spk_col = at::empty({cap_spk}, iopt);
     }
-    check_launch(cuda::launch_compact_shift<T>(
-                     out, win.const_data_ptr<T>(), R, N, a_rp.const_data_ptr<int64_t>(),
-                     need_active ? act_col.mutable_data_ptr<int32_t>() : nullptr,
-                     need_active ? act_shift.mutable_data_ptr<T>() : nullptr, s_rp.const_data_ptr<int64_t>(),
-                     need_spike_csr ? spk_col.mutable_data_ptr<int32_t>() : nullptr, stream),
-                 op);
-  });
+    AT_DISPATCH_FLOATING_TYPES(like.scalar_type(), "lif_fused_forward_cuda", [&] {
+      using T = scalar_t;
+      T* spk_base = has_spk ? spk_out_->mutable_data_ptr<T>() : nullptr;
+      T* mem_base = has_mem ? mem_out_->mutable_data_ptr<T>() : nullptr;
+      for (int64_t t0 = 0; t0 < Tn; t0 += Tc) {
+        const int64_t t1 = std::min(Tn, t0 + Tc), r0 = t0 * B, n = (t1 - t0) * B;
+        const T* cur;
+        if (has_current) {
+          cur = current.const_data_ptr<T>() + r0 * N;
+        } else {
+          auto xc = xbuf.narrow(0, 0, n);
+          auto cc = cbuf.narrow(0, 0, n);
+          check_launch(cuda::launch_densify<T>(r0, r0 + n, x_rowptr.const_data_ptr<int64_t>(),
+                                               x_col.const_data_ptr<int32_t>(),
+                                               x_val.defined() ? x_val.const_data_ptr<T>() : nullptr,
+                                               xc.mutable_data_ptr<T>(), Ni, stream),
+                       op);
+          if (bias.defined()) at::addmm_out(cc, bias, xc, wt);
+          else at::mm_out(cc, xc, wt);
+          cur = cc.const_data_ptr<T>();
+        }
+        // U - θ (or the spikes themselves when no set is wanted): into spk_out's rows, else
+        // over the chunk's buffer (in place over the current when it was computed here)
+        T* out = has_spk ? spk_base + r0 * N : cbuf.mutable_data_ptr<T>();
+        check_launch(cuda::launch_lif_fused_scan<T>(cur, beta.const_data_ptr<T>(), thr.const_data_ptr<T>(), out,
+                                                    mem_base != nullptr ? mem_base + r0 * N : nullptr, !sets,
+                                                    t1 - t0, B * N, N, static_cast<int>(reset_mode), stream,
+                                                    carry.mutable_data_ptr<T>()),
+                     op);
+        if (!sets) continue;
+        int64_t* act_cnt = cnt.mutable_data_ptr<int64_t>();
+        int64_t* spk_cnt = act_cnt + rows_max;
+        check_launch(cuda::launch_count_shift<T>(out, win.const_data_ptr<T>(), n, N, act_cnt, spk_cnt, stream), op);
+        int64_t* act_rp = need_active ? act_rowptr.mutable_data_ptr<int64_t>() + r0 : nullptr;
+        int64_t* spk_rp = need_spike_csr ? spk_rowptr.mutable_data_ptr<int64_t>() + r0 : nullptr;
+        check_launch(cuda::launch_chunk_rowptr(n, act_cnt, act_rp, spk_cnt, spk_rp, stream), op);
+        check_launch(cuda::launch_compact_shift<T>(out, win.const_data_ptr<T>(), n, N, act_rp,
+                                                   need_active ? act_col.mutable_data_ptr<int32_t>() : nullptr,
+                                                   need_active ? act_shift.mutable_data_ptr<T>() : nullptr, spk_rp,
+                                                   need_spike_csr ? spk_col.mutable_data_ptr<int32_t>() : nullptr,
+                                                   cap_act, cap_spk, stream),
+                     op);
+      }
+    });
+  };
+
+  if (!sets) {
+    run(0, 0);
+    return {spk_rowptr, spk_col, act_rowptr, act_col, act_shift};
+  }
+  // The lists are sized before their totals exist (they are known only after the last chunk):
+  // from the caller's hint (the layer's previous call), else a guess; the one host
+  // synchronisation reads the totals, and when they exceed the sizes the pass runs again
+  // with the exact totals (the counts do not depend on the sizes).
+  const int64_t guess = std::max<int64_t>(1024, R * N / 8);
+  const int64_t cap_act = need_active ? (hint_act >= 0 ? hint_act : guess) : 0;
+  const int64_t cap_spk = need_spike_csr ? (hint_spk >= 0 ? hint_spk : guess / 2) : 0;
+  run(cap_act, cap_spk);
+  const auto zero = at::zeros({1}, lopt);
+  const auto totals = at::cat({need_active ? act_rowptr.narrow(0, R, 1) : zero,
+                               need_spike_csr ? spk_rowptr.narrow(0, R, 1) : zero})
+                          .cpu();  // the one host synchronisation
+  const int64_t n_act = totals.const_data_ptr<int64_t>()[0], n_spk = totals.const_data_ptr<int64_t>()[1];
+  if (n_act > cap_act || n_spk > cap_spk) run(n_act, n_spk);
+  if (need_active) {
+    act_col = act_col.narrow(0, 0, n_act);
+    act_shift = act_shift.narrow(0, 0, n_act);
+  }
+  if (need_spike_csr) spk_col = spk_col.narrow(0, 0, n_spk);
   return {spk_rowptr, spk_col, act_rowptr, act_col, act_shift};
 }
 
@@ -283,30 +341,29 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
   const auto opts = act_sg.options();
   const auto stream = c10::cuda::getCurrentCUDAStream().stream();
 
-  // h = ∂L/∂U (or 0) + ∂L/∂S σ' on the active set, then the adjoint scan in place
-  at::Tensor h;
-  if (h_out_.has_value() && h_out_->defined()) {
+  // Per time chunk of whole steps, the last first: h = ∂L/∂U (or 0) + ∂L/∂S σ' on the active
+  // set, the adjoint scan in place with the carry from the later chunk (and Σ_t h for ∂L/∂b),
+  // then ∂L/∂W += hᵀ X and ∂L/∂X on the upstream active set from the chunk's h W (cuBLAS).
+  // h lives one chunk at a time unless the caller asks for all of it (h_out).
+  const bool keep_h = h_out_.has_value() && h_out_->defined();
+  if (keep_h)
     TORCH_CHECK(h_out_->numel() == R * N && h_out_->is_contiguous() && h_out_->scalar_type() == dtype &&
                     h_out_->device() == dev,
                 op, ": h_out must be contiguous with T*B*N elements of dtype ", dtype);
-    h = h_out_->view({R * N});
-  } else {
-    h = at::empty({R * N}, opts);
-  }
   const bool has_mem = d_mem_.has_value() && d_mem_->defined() && d_mem_->numel() > 0;
+  at::Tensor d_mem;
   if (has_mem) {
-    TORCH_CHECK(d_mem_->numel() == R * N && d_mem_->scalar_type() == dtype, op, ": d_mem must have T*B*N = ", R * N,
-                " elements of dtype ", dtype);
-    h.copy_(d_mem_->reshape({R * N}));
-  } else {
-    h.zero_();
+    TORCH_CHECK(d_mem_->numel() == R * N && d_mem_->scalar_type() == dtype && d_mem_->device() == dev, op,
+                ": d_mem must have T*B*N = ", R * N, " elements of dtype ", dtype, " on ", dev);
+    d_mem = d_mem_->reshape({R, N}).contiguous();
   }
   const bool has_spk_grad = d_spk_.has_value() && d_spk_->defined() && act_col.numel() > 0;
   at::Tensor d_spk;
   if (has_spk_grad) {
     d_spk = d_spk_->contiguous();
-    TORCH_CHECK(d_spk.scalar_type() == dtype && d_spk.numel() == (d_spk_compact ? act_col.numel() : R * N), op,
-                ": d_spk must have ", d_spk_compact ? act_col.numel() : R * N, " elements of dtype ", dtype);
+    TORCH_CHECK(d_spk.scalar_type() == dtype && d_spk.numel() == (d_spk_compact ? act_col.numel() : R * N) &&
+                    d_spk.device() == dev,
+                op, ": d_spk must have ", d_spk_compact ? act_col.numel() : R * N, " elements of dtype ", dtype);
   }
   at::Tensor spk;
   if (reset_mode == 1) {
@@ -316,28 +373,10 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
   }
   at::Tensor dw = at::empty({0}, opts), db = at::empty({0}, opts);
   const auto beta = beta_.contiguous();
-  const auto hsum = need_db ? at::empty({B * N}, opts) : at::Tensor();
-  AT_DISPATCH_FLOATING_TYPES(dtype, "lif_fused_backward_cuda", [&] {
-    using T = scalar_t;
-    T* hp = h.mutable_data_ptr<T>();
-    if (has_spk_grad)
-      check_launch(cuda::launch_scatter_active<T>(R, act_rowptr.const_data_ptr<int64_t>(),
-                                                  act_col.const_data_ptr<int32_t>(), act_sg.const_data_ptr<T>(),
-                                                  d_spk.const_data_ptr<T>(), d_spk_compact, has_mem, hp, N, stream),
-                   op);
-    const uint8_t* sb = reset_mode == 1 ? reinterpret_cast<const uint8_t*>(spk.const_data_ptr<bool>()) : nullptr;
-    check_launch(cuda::launch_lif_fused_backward_scan<T>(hp, beta.const_data_ptr<T>(), sb,
-                                                         need_db ? hsum.mutable_data_ptr<T>() : nullptr, T_, B * N, N,
-                                                         static_cast<int>(reset_mode), stream),
-                 op);
-  });
-  const auto h2 = h.view({R, N});
-  if (need_db) db = hsum.view({B, N}).sum(0);  // Σ over the batch of the scan's Σ over time
-
   const bool need_dx = up_rowptr_.has_value() && up_rowptr_->defined();
-  if (!need_dw && !need_dx) return {dw, db};
-  TORCH_CHECK(weight_.has_value() && weight_->defined() && weight_->dim() == 2 && weight_->size(0) == N &&
-                  weight_->size(1) == Ni && weight_->scalar_type() == dtype && weight_->device() == dev,
+  TORCH_CHECK(!(need_dw || need_dx) ||
+                  (weight_.has_value() && weight_->defined() && weight_->dim() == 2 && weight_->size(0) == N &&
+                   weight_->size(1) == Ni && weight_->scalar_type() == dtype && weight_->device() == dev),
               op, ": weight must be [", N, ", ", Ni, "] of dtype ", dtype, " on ", dev);
   at::Tensor x_rowptr, x_col, x_val, up_rowptr, up_col, dx_out;
   if (need_dw) {
@@ -365,18 +404,38 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
                 op, ": dx_out must be contiguous with ", dx_compact ? up_col.numel() : R * Ni, " elements of dtype ",
                 dtype);
   }
-  const auto& w = *weight_;
-  const int64_t rows = backward_chunk_rows(R, B, Ni, act_sg.element_size());
-  at::Tensor xbuf = need_dw ? at::empty({std::min(rows, R) * Ni}, opts) : at::Tensor();
-  at::Tensor pbuf = need_dx ? at::empty({std::min(rows, R) * Ni}, opts) : at::Tensor();
-  for (int64_t r0 = 0; r0 < R; r0 += rows) {
-    const int64_t r1 = std::min(R, r0 + rows), n = r1 - r0;
-    const auto hc = h2.narrow(0, r0, n);
-    AT_DISPATCH_FLOATING_TYPES(dtype, "lif_fused_backward_cuda_chunk", [&] {
-      using T = scalar_t;
+  // T_c from the buffers of one chunk: h [rows, N] (unless h_out holds it), the densified
+  // input and h W [rows, N_in] each when asked for
+  const int64_t width = (keep_h ? 0 : N) + (need_dw ? Ni : 0) + (need_dx ? Ni : 0);
+  const int64_t Tc = fused_chunk_steps(T_, B, width, act_sg.element_size());
+  const int64_t rows_max = std::min(Tc, std::max<int64_t>(T_, 1)) * B;
+  const at::Tensor hbuf = keep_h ? at::Tensor() : at::empty({rows_max, N}, opts);
+  const at::Tensor xbuf = need_dw ? at::empty({rows_max, Ni}, opts) : at::Tensor();
+  const at::Tensor pbuf = need_dx ? at::empty({rows_max, Ni}, opts) : at::Tensor();
+  const at::Tensor hsum = need_db ? at::zeros({B * N}, opts) : at::Tensor();
+  const at::Tensor carry = at::zeros({B * N}, opts);
+  const auto& w = need_dw || need_dx ? *weight_ : beta_;
+  const int64_t n_chunks = T_ > 0 ? (T_ + Tc - 1) / Tc : 0;
+  AT_DISPATCH_FLOATING_TYPES(dtype, "lif_fused_backward_cuda", [&] {
+    using T = scalar_t;
+    for (int64_t k = n_chunks - 1; k >= 0; --k) {
+      const int64_t t0 = k * Tc, t1 = std::min(T_, t0 + Tc), r0 = t0 * B, r1 = t1 * B, n = r1 - r0;
+      const auto hc = keep_h ? h_out_->view({R, N}).narrow(0, r0, n) : hbuf.narrow(0, 0, n);
+      T* hp = hc.mutable_data_ptr<T>();
+      check_launch(cuda::launch_scatter_active<T>(r0, r1, act_rowptr.const_data_ptr<int64_t>(),
+                                                  act_col.const_data_ptr<int32_t>(), act_sg.const_data_ptr<T>(),
+                                                  has_spk_grad ? d_spk.const_data_ptr<T>() : nullptr, d_spk_compact,
+                                                  has_mem ? d_mem.const_data_ptr<T>() : nullptr, hp, N, stream),
+                   op);
+      const uint8_t* sb =
+          reset_mode == 1 ? reinterpret_cast<const uint8_t*>(spk.const_data_ptr<bool>()) + r0 * N : nullptr;
+      check_launch(cuda::launch_lif_fused_backward_scan<T>(hp, beta.const_data_ptr<T>(), sb,
+                                                           need_db ? hsum.mutable_data_ptr<T>() : nullptr, t1 - t0,
+                                                           B * N, N, static_cast<int>(reset_mode), stream,
+                                                           carry.mutable_data_ptr<T>(), /*hsum_add=*/true),
+                   op);
       if (need_dw) {
-        auto xc = xbuf.narrow(0, 0, n * Ni).view({n, Ni});
-        xc.zero_();
+        auto xc = xbuf.narrow(0, 0, n);
         check_launch(cuda::launch_densify<T>(r0, r1, x_rowptr.const_data_ptr<int64_t>(),
                                              x_col.const_data_ptr<int32_t>(),
                                              x_val.defined() ? x_val.const_data_ptr<T>() : nullptr,
@@ -385,15 +444,16 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
         dw.addmm_(hc.t(), xc);  // ∂L/∂W += hᵀ X over the chunk's rows (cuBLAS)
       }
       if (need_dx) {
-        auto pc = pbuf.narrow(0, 0, n * Ni).view({n, Ni});
+        auto pc = pbuf.narrow(0, 0, n);
         at::mm_out(pc, hc, w);  // h W of the chunk (cuBLAS), read only on the upstream active set
         check_launch(cuda::launch_gather_active<T>(r0, r1, up_rowptr.const_data_ptr<int64_t>(),
                                                    up_col.const_data_ptr<int32_t>(), pc.const_data_ptr<T>(),
                                                    dx_compact, dx_out.mutable_data_ptr<T>(), Ni, stream),
                      op);
       }
-    });
-  }
+    }
+  });
+  if (need_db) db = hsum.view({B, N}).sum(0);  // Σ over the batch of the scan's Σ over time
   return {dw, db};
 }
 

@@ -47,6 +47,7 @@ struct HostLanes {
   void each(F f) const {
     for (int l = 0; l < kWarp; ++l) f(l);
   }
+  void sync() const {}  // the lanes already ran one after another
 };
 
 #if defined(__CUDACC__)
@@ -59,6 +60,8 @@ struct DeviceLanes {
   __device__ __forceinline__ void each(F f) const {
     f(static_cast<int>(threadIdx.x & 31));
   }
+  // the warp's earlier stores are visible to all its lanes after this
+  __device__ __forceinline__ void sync() const { __syncwarp(); }
 };
 #endif
 
@@ -123,10 +126,14 @@ SNNTORCH_SPARSE_HD void count_shift_row(const Lanes& lanes, const T* sh, const T
 // ---- one row of U - θ (in the spike buffer) -> the row's active entries
 // (column, U - θ) from act_pos and spike columns from spk_pos, in column
 // order; then the row becomes spikes in place. act_col / spk_col may be
-// nullptr (set not wanted).
+// nullptr (set not wanted). Entries at or past act_cap / spk_cap (the lists'
+// allocated lengths) are not written: the launcher sized the lists from a
+// hint before the totals were known, and runs again with the exact totals
+// when they exceed it.
 template <typename T, class Lanes>
 SNNTORCH_SPARSE_HD void compact_shift_row(const Lanes& lanes, T* row, const T* win, int64_t N, int64_t act_pos,
-                                          int32_t* act_col, T* act_shift, int64_t spk_pos, int32_t* spk_col) {
+                                          int32_t* act_col, T* act_shift, int64_t spk_pos, int32_t* spk_col,
+                                          int64_t act_cap, int64_t spk_cap) {
   for (int64_t base = 0; base < N; base += kWarp) {
     const unsigned ma = lanes.ballot([&](int l) { const int64_t i = base + l; return i < N && in_window(row[i], win[i]); });
     const unsigned ms = lanes.ballot([&](int l) { const int64_t i = base + l; return i < N && row[i] > T(0); });
@@ -136,10 +143,15 @@ SNNTORCH_SPARSE_HD void compact_shift_row(const Lanes& lanes, T* row, const T* w
       const T sh = row[i];
       if (act_col != nullptr && ((ma >> l) & 1u)) {
         const int64_t k = act_pos + popc32(ma & lanes_below(l));
-        act_col[k] = static_cast<int32_t>(i);
-        act_shift[k] = sh;
+        if (k < act_cap) {
+          act_col[k] = static_cast<int32_t>(i);
+          act_shift[k] = sh;
+        }
       }
-      if (spk_col != nullptr && ((ms >> l) & 1u)) spk_col[spk_pos + popc32(ms & lanes_below(l))] = static_cast<int32_t>(i);
+      if (spk_col != nullptr && ((ms >> l) & 1u)) {
+        const int64_t k = spk_pos + popc32(ms & lanes_below(l));
+        if (k < spk_cap) spk_col[k] = static_cast<int32_t>(i);
+      }
       row[i] = ((ms >> l) & 1u) ? T(1) : T(0);
     });
     act_pos += popc32(ma);
@@ -172,30 +184,78 @@ SNNTORCH_SPARSE_HD void compact_nonzero_row(const Lanes& lanes, const T* x, int6
   }
 }
 
-// ---- backward, row r: g = ∂L/∂S · σ' on the row's active entries, added to
-// h (which holds ∂L/∂U, or zeros). d_spk is one value per active entry
-// (compact) or the dense [R, N] gradient. Each (r, n) occurs once: no races.
+// ---- row r of the adjoint's input h = ∂L/∂U + ∂L/∂S σ' (h holds the rows
+// [r0, ...) of a time chunk): the row filled with d_mem's row (or zeros), then
+// ∂L/∂S σ' added (or written, without d_mem) at the row's active entries.
+// d_spk: one value per active entry (compact) or dense [R, N]; nullptr: no
+// spike gradient, the fill only.
 template <typename T, class Lanes>
-SNNTORCH_SPARSE_HD void scatter_active_row(const Lanes& lanes, int64_t r, const int64_t* rowptr, const int32_t* col,
-                                           const T* sg, const T* d_spk, bool compact, bool add, T* h, int64_t N) {
+SNNTORCH_SPARSE_HD void scatter_active_row(const Lanes& lanes, int64_t r, int64_t r0, const int64_t* rowptr,
+                                           const int32_t* col, const T* sg, const T* d_spk, bool compact,
+                                           const T* d_mem, T* h, int64_t N) {
+  T* row = h + (r - r0) * N;
+  for (int64_t base = 0; base < N; base += kWarp)
+    lanes.each([&](int l) {
+      const int64_t i = base + l;
+      if (i < N) row[i] = d_mem != nullptr ? d_mem[r * N + i] : T(0);
+    });
+  if (d_spk == nullptr) return;
+  lanes.sync();  // an entry's update must follow the fill another lane wrote there
   const int64_t k0 = rowptr[r], k1 = rowptr[r + 1];
   for (int64_t base = k0; base < k1; base += kWarp)
     lanes.each([&](int l) {
       const int64_t k = base + l;
       if (k >= k1) return;
-      const int64_t e = r * N + col[k];
-      const T g = mul_rn(compact ? d_spk[k] : d_spk[e], sg[k]);
-      h[e] = add ? add_rn(h[e], g) : g;
+      const int64_t i = col[k];
+      const T g = mul_rn(compact ? d_spk[k] : d_spk[r * N + i], sg[k]);
+      row[i] = d_mem != nullptr ? add_rn(row[i], g) : g;
     });
 }
 
-// ---- rows [r0, r1) of a CSR set written densely into x ([r1 - r0, N],
-// zeroed by the caller): value or 1 per entry. Row r of the chunk is one warp.
+// ---- row pointers of a time chunk's rows [r0, r0 + n) from its counts
+// (cnt[i], i < n, for row r0 + i): rowptr[r0 + 1 + i] = rowptr[r0] +
+// Σ_{j <= i} cnt[j], for the active set and the spike set at once (either
+// may be nullptr). One block: thread p of P owns the rows
+// [p*n/P, (p+1)*n/P). Phase 1 sums its rows, the block scans the P sums
+// (exclusive, in thread order), phase 2 writes its rows' pointers. The order
+// of the additions is fixed, so the host replay gives the same integers.
+SNNTORCH_SPARSE_HD void chunk_slice(int64_t n, int p, int P, int64_t* lo, int64_t* hi) {
+  *lo = n * p / P;
+  *hi = n * (p + 1) / P;
+}
+
+SNNTORCH_SPARSE_HD void chunk_rowptr_sum(int64_t n, int p, int P, const int64_t* cnt, int64_t* sum) {
+  int64_t lo, hi;
+  chunk_slice(n, p, P, &lo, &hi);
+  int64_t s = 0;
+  for (int64_t i = lo; i < hi; ++i) s += cnt[i];
+  *sum = s;
+}
+
+SNNTORCH_SPARSE_HD void chunk_rowptr_write(int64_t n, int p, int P, const int64_t* cnt, int64_t start,
+                                           int64_t* rowptr_from_r0) {
+  int64_t lo, hi;
+  chunk_slice(n, p, P, &lo, &hi);
+  int64_t s = start;
+  for (int64_t i = lo; i < hi; ++i) {
+    s += cnt[i];
+    rowptr_from_r0[1 + i] = s;
+  }
+}
+
+// ---- rows [r0, r1) of a CSR set written densely into x ([r1 - r0, N]): the
+// row zeroed, then value or 1 per entry (one pass, no separate fill). Row r of
+// the chunk is one warp.
 template <typename T, class Lanes>
 SNNTORCH_SPARSE_HD void densify_row(const Lanes& lanes, int64_t r, int64_t r0, const int64_t* rowptr, const int32_t* col,
                                     const T* val, T* x, int64_t N) {
   const int64_t k0 = rowptr[r], k1 = rowptr[r + 1];
   T* row = x + (r - r0) * N;
+  for (int64_t base = 0; base < N; base += kWarp)
+    lanes.each([&](int l) {
+      if (base + l < N) row[base + l] = T(0);
+    });
+  lanes.sync();  // an event's store must follow the zero another lane wrote there
   for (int64_t base = k0; base < k1; base += kWarp)
     lanes.each([&](int l) {
       const int64_t k = base + l;

@@ -110,11 +110,20 @@ SNNTORCH_SPARSE_HD void lif_scan_column(int64_t c, const T* cur, const T* beta, 
 // +0 * {0, 1} = +0, so masking every step gives the same bits. h may be g.
 // hsum (may be nullptr) receives Σ_t h[t] of the column (∂L/∂b before the
 // sum over the batch; the fused backward asks for it).
+//
+// Time chunks (the fused backward walks [T, B, N] in chunks of whole steps,
+// last chunk first): carry ([BN], or nullptr to start from h[T] = 0) holds
+// h[t1] of the chunk after this one on entry and h[t0] of this one on return;
+// hsum_add adds this chunk's Σ_t h to hsum[c] instead of overwriting it. The
+// arithmetic and its order are those of one scan over all steps, so the
+// chunked result is bit-identical (tests/test_cuda_fused_emulated.py).
 template <typename T, typename S, bool ZERO, int CHUNK = kScanChunk>
 SNNTORCH_SPARSE_HD void lif_scan_backward_column(int64_t c, const T* g, const T* beta, const S* spk, T* h,
-                                                 int64_t Tn, int64_t BN, int64_t N, T* hsum = nullptr) {
+                                                 int64_t Tn, int64_t BN, int64_t N, T* hsum = nullptr,
+                                                 T* carry = nullptr, bool hsum_add = false) {
   const T b = beta[c % N];
-  T acc = T(0), total = T(0);
+  T acc = carry != nullptr ? carry[c] : T(0);
+  T total = (hsum != nullptr && hsum_add) ? hsum[c] : T(0);
   T g_now[CHUNK], g_next[CHUNK];
   S s_now[CHUNK], s_next[CHUNK];
   load_chunk<CHUNK>(g_now, g, Tn - 1, -1, Tn, BN, c);
@@ -139,6 +148,7 @@ SNNTORCH_SPARSE_HD void lif_scan_backward_column(int64_t c, const T* g, const T*
     }
   }
   if (hsum != nullptr) hsum[c] = total;
+  if (carry != nullptr) carry[c] = acc;
 }
 
 }  // namespace cuda

@@ -14,10 +14,13 @@ in time-major order ``r = t·B + b`` (the order of a coalesced COO index)::
   ``∂L/∂X`` on the upstream active set; ``h`` itself is stored only on request.
 
 The same op schemas on both devices; the dispatcher picks the kernels. On CUDA
-the forward computes the current itself by cuBLAS in time chunks (or takes
-it given), makes
-one small device-to-host copy (the sizes of the two sets) and the backward
-runs its ∂L/∂W and ∂L/∂X GEMMs in row chunks of at most 32 MiB
+both directions walk time in chunks of whole steps (all dense chunk buffers of
+one call together at most 16 MiB, ``SNNTORCH_SPARSE_CUDA_CHUNK_MIB``): the
+forward computes the current by cuBLAS per chunk (or takes it given), scans
+with the membrane carried and compacts the chunk's rows into the two sets; it
+makes one small device-to-host copy (the sets' totals). The backward runs the
+adjoint scan chunk by chunk from the last, the carry flowing backwards, with
+each chunk's ∂L/∂W and ∂L/∂X GEMMs, so no ``[T, B, N]`` ``h`` exists
 (``csrc/cuda/fused_launch.cu``). float32/float64 only; other devices and
 dtypes use the four primitive ops of :mod:`snntorch_sparse.ops.compiled` /
 :mod:`~snntorch_sparse.ops.reference`.
@@ -50,7 +53,7 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake("snntorch_sparse::lif_fused_forward")
     def _(current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, reset_mode, bth, event, T, B, spk_out,
-          mem_out, need_spike_csr, need_active):
+          mem_out, need_spike_csr, need_active, capacity=None):
         ctx = torch.library.get_ctx()
         rows = T * B
         n_spk, n_act = ctx.new_dynamic_size(), ctx.new_dynamic_size()
@@ -108,7 +111,7 @@ def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[t
                       bias: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
                       reset_mode: int, bth, spk_out: Optional[torch.Tensor], mem_out: Optional[torch.Tensor],
                       need_spike_csr: bool, need_active: bool, shape: Optional[Tuple[int, int]] = None,
-                      event: Optional[bool] = None):
+                      event: Optional[bool] = None, capacity: Optional[Tuple[int, int]] = None):
     """Fill ``spk_out`` (and ``mem_out``); return the spike CSR and the active-set CSR.
 
     Args:
@@ -116,8 +119,9 @@ def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[t
             ``x_csr = (rowptr, col, values-or-None)`` and ``weight``/``bias``:
             with ``event`` (CPU only; ``None``: on CPU) summed event by event; else by GEMMs over
             time chunks of the events densified, the membrane carried between
-            chunks (at most 32 MiB of input and of current per chunk on CUDA,
-            4 MiB on CPU, whole time steps), so no ``[T, B, N]`` current exists.
+            chunks (whole time steps; on CUDA at most 16 MiB of input and current
+            together per chunk, ``SNNTORCH_SPARSE_CUDA_CHUNK_MIB``; on CPU 4 MiB of
+            each), so no ``[T, B, N]`` current exists.
         beta, threshold: ``[N]`` (``beta`` clamped), of the output's dtype.
         reset_mode: 0 subtract, 1 zero, 2 none.
         bth: half-width of the active window ``|U - θ| < bth``: a float, or one per
@@ -125,6 +129,11 @@ def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[t
         spk_out, mem_out: contiguous ``[T, B, N]`` outputs (``mem_out`` may be
             ``None``). ``spk_out=None`` (with ``need_spike_csr`` and ``shape=(T,
             B)``): the spikes are returned as their CSR only, never written densely.
+        capacity: ``(active, spikes)`` list lengths to allocate on CUDA before
+            the totals are known (e.g. the layer's previous sizes with some
+            slack); a smaller total costs a second pass over the chunks, never a
+            wrong result. ``None``: a guess (an eighth of ``T·B·N`` active).
+            The CPU grows its lists and only checks it.
 
     Returns:
         ``(spk_rowptr, spk_col, act_rowptr, act_col, act_shift)`` -- empty
@@ -148,7 +157,8 @@ def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[t
     return torch.ops.snntorch_sparse.lif_fused_forward(
         current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, int(reset_mode), bth, bool(event),
         int(T), int(B),
-        spk_out, mem_out, bool(need_spike_csr), bool(need_active))
+        spk_out, mem_out, bool(need_spike_csr), bool(need_active),
+        None if capacity is None else torch.tensor([int(capacity[0]), int(capacity[1])], dtype=torch.long))
 
 
 def lif_fused_backward(act, act_sg, d_spk, d_mem, beta, spk, reset_mode, x_csr, weight, up_csr, dx_out,
