@@ -9,8 +9,8 @@ membrane carried, row counts, the chunk's row pointers continuing the
 previous chunk's (the one-block kernel's slices and scan), compaction into
 lists sized from a hint, and the second pass when the totals exceed it. The
 backward per time chunk from the last: the active-set scatter, the adjoint
-scan with its carry and the running Σ_t h, the dense ∂L/∂W and ∂L/∂X with
-their gathers.
+scan with its carry and the running Σ_t h, the dense ∂L/∂W, and ∂L/∂X as one
+warp-reduced dot per upstream active entry.
 
 The results are compared with the CPU kernels (``csrc/cpu/fused_lif.cpp``)
 through the same op schemas: spikes, membrane, both CSR sets and ``U - θ``
@@ -123,9 +123,9 @@ static void bwd_densify(int64_t r0, int64_t r1, const int64_t* rp, const int32_t
 }
 
 template <typename T>
-static void bwd_gather(int64_t r0, int64_t r1, const int64_t* rp, const int32_t* col, const T* p, int compact, T* out,
-                       int64_t Ni) {
-  for (int64_t r = r0; r < r1; ++r) gather_active_row<T>(HostLanes{}, r, r0, rp, col, p, compact != 0, out, Ni);
+static void bwd_dx(int64_t r0, int64_t r1, const int64_t* rp, const int32_t* col, const T* h, const T* wt, int64_t N,
+                   int compact, T* out, int64_t Ni) {
+  for (int64_t r = r0; r < r1; ++r) dx_active_row<T>(HostLanes{}, r, r0, rp, col, h, wt, N, compact != 0, out, Ni);
 }
 
 #define EXPORT(T, S)                                                                                            \
@@ -145,8 +145,8 @@ static void bwd_gather(int64_t r0, int64_t r1, const int64_t* rp, const int32_t*
                     int add) { bwd_scan<T>(a, b, c, s, d, e, f, m, carry, add); }                                \
   void bwd_densify_##S(int64_t a, int64_t b, const int64_t* c, const int32_t* d, const T* e, T* f, int64_t g) {  \
     bwd_densify<T>(a, b, c, d, e, f, g); }                                                                       \
-  void bwd_gather_##S(int64_t a, int64_t b, const int64_t* c, const int32_t* d, const T* e, int f, T* g,         \
-                      int64_t h) { bwd_gather<T>(a, b, c, d, e, f, g, h); }
+  void bwd_dx_##S(int64_t a, int64_t b, const int64_t* c, const int32_t* d, const T* e, const T* wt, int64_t n,  \
+                  int f, T* g, int64_t h) { bwd_dx<T>(a, b, c, d, e, wt, n, f, g, h); }
 
 extern "C" {
 EXPORT(float, f32)
@@ -305,6 +305,7 @@ def emulated_backward(lib, act, act_sg, d_spk, d_mem, beta, spk, mode, x_csr, we
     if up is not None:
         dx = torch.zeros(up[1].numel() if compact_dx else R * Ni, dtype=dt)
     d_mem2 = d_mem.reshape(R, N).contiguous() if d_mem is not None else None
+    wt = weight.t().contiguous()
     for k in reversed(range((T + steps - 1) // steps)):
         t0, t1 = k * steps, min(T, (k + 1) * steps)
         r0, r1 = t0 * B, t1 * B
@@ -319,9 +320,8 @@ def emulated_backward(lib, act, act_sg, d_spk, d_mem, beta, spk, mode, x_csr, we
         _fn(lib, "bwd_densify", dt)(_i(r0), _i(r1), _p(x_csr[0]), _p(x_csr[1]), _p(x_csr[2]), _p(xc), _i(Ni))
         dw.addmm_(hc.t(), xc)
         if up is not None:
-            pc = (hc @ weight).contiguous()
-            _fn(lib, "bwd_gather", dt)(_i(r0), _i(r1), _p(up[0]), _p(up[1]), _p(pc), ctypes.c_int(int(compact_dx)),
-                                       _p(dx), _i(Ni))
+            _fn(lib, "bwd_dx", dt)(_i(r0), _i(r1), _p(up[0]), _p(up[1]), _p(hc), _p(wt), _i(N),
+                                   ctypes.c_int(int(compact_dx)), _p(dx), _i(Ni))
         if not keep_h:
             h_full[r0:r1] = hc
     db = hsum.view(B, N).sum(0)
@@ -531,3 +531,32 @@ def test_emulation_catches_a_lost_backward_carry(lib, tmp_path):
     whole = emulated_backward(broken_lib, *args, T)[0]
     chunked = emulated_backward(broken_lib, *args, 2)[0]
     assert not torch.equal(whole, chunked)
+
+
+def test_dx_dot_is_the_shuffle_tree_sum_in_order(lib):
+    """∂L/∂X per entry: lane l sums h[n] W[n, j] for n = l, l + 32, ... in order, the
+    32 sums meet pairwise (l += l + 16, 8, 4, 2, 1). Checked against that sum done here in
+    Python float64 arithmetic, bit for bit, and against the plain dot to rounding."""
+    g = torch.Generator().manual_seed(0)
+    for N in (1, 20, 31, 32, 33, 200):
+        h = torch.randn(1, N, generator=g, dtype=torch.float64)
+        wt = torch.randn(3, N, generator=g, dtype=torch.float64)
+        rp = torch.tensor([0, 3], dtype=torch.long)
+        col = torch.tensor([2, 0, 1], dtype=torch.int32)
+        out = torch.full((3,), float("nan"), dtype=torch.float64)
+        lib.bwd_dx_f64(_i(0), _i(1), _p(rp), _p(col), _p(h), _p(wt), _i(N), ctypes.c_int(1), _p(out), _i(3))
+        for k, j in enumerate(col.tolist()):
+            lanes = []
+            for lane in range(32):
+                s = 0.0
+                for n in range(lane, N, 32):
+                    s = s + float(h[0, n]) * float(wt[j, n])
+                lanes.append(s)
+            off = 16
+            while off:
+                for lane in range(off):
+                    lanes[lane] = lanes[lane] + lanes[lane + off]
+                off //= 2
+            assert float(out[k]) == lanes[0]
+            assert abs(float(out[k]) - float(h[0] @ wt[j])) <= 1e-12 * max(1.0, float((h[0].abs() @ wt[j].abs())))
+

@@ -9,8 +9,9 @@
 // cuBLAS over the chunk's input events densified, the scan with the membrane
 // carried from chunk to chunk, and the chunk's rows compacted into the CSR
 // lists at once; backward (last chunk first), h on the active set, the
-// adjoint scan with its carry, and the chunk's ∂L/∂W and ∂L/∂X GEMMs. The
-// chunk length is chosen from the sizes (fused_chunk_steps).
+// adjoint scan with its carry, the chunk's ∂L/∂W GEMM and ∂L/∂X on the
+// upstream active set (a dot per entry, no dense h W). The chunk length is
+// chosen from the sizes (fused_chunk_steps).
 //
 // Host synchronisation: one small device-to-host copy per forward call (the
 // two totals, after the last chunk); the backward has none. GEMMs go through
@@ -31,8 +32,8 @@ namespace snntorch_sparse {
 namespace {
 
 // Bytes of all dense chunk buffers of one fused op call together (forward:
-// the densified input and the current; backward: the adjoint h, the
-// densified input and h W). The default keeps a whole SHD training step
+// the densified input and the current; backward: the adjoint h and the
+// densified input). The default keeps a whole SHD training step
 // (700-200-200-20, T = 500, B = 256) near 15% of snnTorch's peak while each
 // GEMM still has ~4,000 rows (docs/guide/memory.md, cost_model.py);
 // SNNTORCH_SPARSE_CUDA_CHUNK_MIB overrides it (read once per process) for
@@ -343,7 +344,7 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
 
   // Per time chunk of whole steps, the last first: h = ∂L/∂U (or 0) + ∂L/∂S σ' on the active
   // set, the adjoint scan in place with the carry from the later chunk (and Σ_t h for ∂L/∂b),
-  // then ∂L/∂W += hᵀ X and ∂L/∂X on the upstream active set from the chunk's h W (cuBLAS).
+  // then ∂L/∂W += hᵀ X (cuBLAS) and ∂L/∂X on the upstream active set (one dot per entry).
   // h lives one chunk at a time unless the caller asks for all of it (h_out).
   const bool keep_h = h_out_.has_value() && h_out_->defined();
   if (keep_h)
@@ -404,17 +405,16 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
                 op, ": dx_out must be contiguous with ", dx_compact ? up_col.numel() : R * Ni, " elements of dtype ",
                 dtype);
   }
-  // T_c from the buffers of one chunk: h [rows, N] (unless h_out holds it), the densified
-  // input and h W [rows, N_in] each when asked for
-  const int64_t width = (keep_h ? 0 : N) + (need_dw ? Ni : 0) + (need_dx ? Ni : 0);
+  // T_c from the buffers of one chunk: h [rows, N] (unless h_out holds it) and the densified
+  // input [rows, N_in] for ∂L/∂W (∂L/∂X needs no buffer: one dot per upstream active entry)
+  const int64_t width = (keep_h ? 0 : N) + (need_dw ? Ni : 0);
   const int64_t Tc = fused_chunk_steps(T_, B, width, act_sg.element_size());
   const int64_t rows_max = std::min(Tc, std::max<int64_t>(T_, 1)) * B;
   const at::Tensor hbuf = keep_h ? at::Tensor() : at::empty({rows_max, N}, opts);
   const at::Tensor xbuf = need_dw ? at::empty({rows_max, Ni}, opts) : at::Tensor();
-  const at::Tensor pbuf = need_dx ? at::empty({rows_max, Ni}, opts) : at::Tensor();
+  const at::Tensor wt = need_dx ? weight_->t().contiguous() : at::Tensor();  // Wᵀ [N_in, N]: its rows meet h's
   const at::Tensor hsum = need_db ? at::zeros({B * N}, opts) : at::Tensor();
   const at::Tensor carry = at::zeros({B * N}, opts);
-  const auto& w = need_dw || need_dx ? *weight_ : beta_;
   const int64_t n_chunks = T_ > 0 ? (T_ + Tc - 1) / Tc : 0;
   AT_DISPATCH_FLOATING_TYPES(dtype, "lif_fused_backward_cuda", [&] {
     using T = scalar_t;
@@ -443,14 +443,12 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
                      op);
         dw.addmm_(hc.t(), xc);  // ∂L/∂W += hᵀ X over the chunk's rows (cuBLAS)
       }
-      if (need_dx) {
-        auto pc = pbuf.narrow(0, 0, n);
-        at::mm_out(pc, hc, w);  // h W of the chunk (cuBLAS), read only on the upstream active set
-        check_launch(cuda::launch_gather_active<T>(r0, r1, up_rowptr.const_data_ptr<int64_t>(),
-                                                   up_col.const_data_ptr<int32_t>(), pc.const_data_ptr<T>(),
-                                                   dx_compact, dx_out.mutable_data_ptr<T>(), Ni, stream),
+      if (need_dx)  // ∂L/∂X only on the upstream active set: Σ_n h[r, n] W[n, j] per entry
+        check_launch(cuda::launch_dx_active<T>(r0, r1, up_rowptr.const_data_ptr<int64_t>(),
+                                               up_col.const_data_ptr<int32_t>(), hc.const_data_ptr<T>(),
+                                               wt.const_data_ptr<T>(), N, dx_compact, dx_out.mutable_data_ptr<T>(),
+                                               Ni, stream),
                      op);
-      }
     }
   });
   if (need_db) db = hsum.view({B, N}).sum(0);  // Σ over the batch of the scan's Σ over time

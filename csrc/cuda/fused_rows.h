@@ -48,6 +48,16 @@ struct HostLanes {
     for (int l = 0; l < kWarp; ++l) f(l);
   }
   void sync() const {}  // the lanes already ran one after another
+  // Σ over the lanes of f(lane) in the device's shuffle-down tree order (lane
+  // l adds lane l + off for off = 16, 8, 4, 2, 1); the result of lane 0.
+  template <class F>
+  auto reduce_sum(F f) const -> decltype(f(0)) {
+    decltype(f(0)) v[kWarp];
+    for (int l = 0; l < kWarp; ++l) v[l] = f(l);
+    for (int off = kWarp / 2; off > 0; off >>= 1)
+      for (int l = 0; l < off; ++l) v[l] = add_rn(v[l], v[l + off]);
+    return v[0];
+  }
 };
 
 #if defined(__CUDACC__)
@@ -62,6 +72,13 @@ struct DeviceLanes {
   }
   // the warp's earlier stores are visible to all its lanes after this
   __device__ __forceinline__ void sync() const { __syncwarp(); }
+  // Σ over the lanes of f(lane), shuffle-down tree; valid on lane 0.
+  template <class F>
+  __device__ __forceinline__ auto reduce_sum(F f) const -> decltype(f(0)) {
+    auto v = f(static_cast<int>(threadIdx.x & 31));
+    for (int off = kWarp / 2; off > 0; off >>= 1) v = add_rn(v, __shfl_down_sync(0xffffffffu, v, off));
+    return v;
+  }
 };
 #endif
 
@@ -263,21 +280,31 @@ SNNTORCH_SPARSE_HD void densify_row(const Lanes& lanes, int64_t r, int64_t r0, c
     });
 }
 
-// ---- ∂L/∂X on the upstream active set, row r: the entries of that set in
-// row r read from p (rows [r0, ...) of h W, [., N_in]). compact: out[k] per
-// entry k of the set; else out is the dense [R, N_in] input gradient.
+// ---- ∂L/∂X on the upstream active set, row r: for each entry j of that set
+// in row r, dX[r, j] = Σ_n h[r, n] Wᵀ[j, n] (h: the time chunk's rows from
+// r0, [., N]; wt: Wᵀ, [N_in, N]). One warp per row, the warp on one entry at a
+// time: lane l sums n = l, l + 32, ... in order, then the lanes' sums meet in
+// a shuffle-down tree (reduce_sum), so the sum's order is fixed. No dense
+// [rows, N_in] product exists. compact: out[k] per entry k of the set; else
+// out is the dense [R, N_in] input gradient.
 template <typename T, class Lanes>
-SNNTORCH_SPARSE_HD void gather_active_row(const Lanes& lanes, int64_t r, int64_t r0, const int64_t* rowptr,
-                                          const int32_t* col, const T* p, bool compact, T* out, int64_t Ni) {
+SNNTORCH_SPARSE_HD void dx_active_row(const Lanes& lanes, int64_t r, int64_t r0, const int64_t* rowptr,
+                                      const int32_t* col, const T* h, const T* wt, int64_t N, bool compact, T* out,
+                                      int64_t Ni) {
   const int64_t k0 = rowptr[r], k1 = rowptr[r + 1];
-  const T* row = p + (r - r0) * Ni;
-  for (int64_t base = k0; base < k1; base += kWarp)
-    lanes.each([&](int l) {
-      const int64_t k = base + l;
-      if (k >= k1) return;
-      const int64_t j = col[k];
-      out[compact ? k : r * Ni + j] = row[j];
+  const T* hr = h + (r - r0) * N;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t j = col[k];
+    const T* w = wt + j * N;
+    const T v = lanes.reduce_sum([&](int l) {
+      T s = T(0);
+      for (int64_t n = l; n < N; n += kWarp) s = add_rn(s, mul_rn(hr[n], w[n]));
+      return s;
     });
+    lanes.each([&](int l) {
+      if (l == 0) out[compact ? k : r * Ni + j] = v;
+    });
+  }
 }
 
 }  // namespace cuda
