@@ -19,13 +19,13 @@ TORCH_LIBRARY(snntorch_sparse, m) {
   m.def("lif_fused_forward(Tensor? current, Tensor? x_rowptr, Tensor? x_col, Tensor? x_val, "
         "Tensor? weight, Tensor? bias, Tensor beta, Tensor threshold, int reset_mode, Tensor bth, "
         "bool event, int T, int B, Tensor(a!)? spk_out, Tensor(b!)? mem_out, bool need_spike_csr, bool need_active, "
-        "Tensor? capacity=None) "
+        "Tensor? capacity=None, Tensor? x_dense=None) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("lif_fused_backward(Tensor act_rowptr, Tensor act_col, Tensor act_sg, Tensor? d_spk, "
         "Tensor? d_mem, Tensor beta, Tensor? spk, int reset_mode, Tensor? x_rowptr, Tensor? x_col, "
         "Tensor? x_val, Tensor? weight, Tensor? up_rowptr, Tensor? up_col, Tensor(a!)? dx_out, "
         "Tensor(b!)? h_out, int T, int B, int in_features, bool need_dw, bool need_db, "
-        "bool d_spk_compact, bool dx_compact) -> (Tensor, Tensor)");
+        "bool d_spk_compact, bool dx_compact, Tensor? x_dense=None) -> (Tensor, Tensor)");
   m.def("csr_to_flat_(Tensor rowptr, Tensor col, int n_cols, Tensor(a!) out) -> ()");
 }
 

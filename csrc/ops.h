@@ -43,7 +43,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
     const at::Tensor& beta, const at::Tensor& threshold, int64_t reset_mode, const at::Tensor& bth,
     bool event, int64_t T, int64_t B, const std::optional<at::Tensor>& spk_out, const std::optional<at::Tensor>& mem_out,
-    bool need_spike_csr, bool need_active, const std::optional<at::Tensor>& capacity);
+    bool need_spike_csr, bool need_active, const std::optional<at::Tensor>& capacity,
+    const std::optional<at::Tensor>& x_dense);
 std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     const at::Tensor& act_rowptr, const at::Tensor& act_col, const at::Tensor& act_sg,
     const std::optional<at::Tensor>& d_spk, const std::optional<at::Tensor>& d_mem,
@@ -53,7 +54,7 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     const std::optional<at::Tensor>& up_rowptr, const std::optional<at::Tensor>& up_col,
     const std::optional<at::Tensor>& dx_out, const std::optional<at::Tensor>& h_out,
     int64_t T, int64_t B, int64_t in_features, bool need_dw, bool need_db, bool d_spk_compact,
-    bool dx_compact);
+    bool dx_compact, const std::optional<at::Tensor>& x_dense);
 void csr_to_flat_cpu(const at::Tensor& rowptr, const at::Tensor& col, int64_t n_cols, at::Tensor& out);
 
 // ---- argument checks shared by the CPU and CUDA implementations ------------
@@ -84,6 +85,18 @@ inline std::pair<int64_t, int64_t> capacity_hint(const char* op, const std::opti
   const int64_t a = c.const_data_ptr<int64_t>()[0], s = c.const_data_ptr<int64_t>()[1];
   TORCH_CHECK(a >= 0 && s >= 0, op, ": capacity must be >= 0, got [", a, ", ", s, "]");
   return {a, s};
+}
+
+// The fused ops' dense input (x_dense, instead of the input's CSR): [R, N_in] of the
+// layer's dtype and device. Returns it contiguous, or an undefined tensor without one.
+inline at::Tensor dense_input(const char* op, const std::optional<at::Tensor>& x_dense, int64_t R, int64_t Ni,
+                              at::ScalarType dtype, const at::Device& dev) {
+  if (!x_dense.has_value() || !x_dense->defined()) return at::Tensor();
+  TORCH_CHECK(x_dense->dim() == 2 && x_dense->size(0) == R && x_dense->size(1) == Ni, op,
+              ": x_dense must be the [T*B, N_in] = [", R, ", ", Ni, "] input, got ", x_dense->sizes());
+  TORCH_CHECK(x_dense->scalar_type() == dtype && x_dense->device() == dev, op, ": x_dense must be ", dtype, " on ",
+              dev, ", got ", x_dense->scalar_type(), " on ", x_dense->device());
+  return x_dense->contiguous();
 }
 
 inline void check_threshold(const char* op, const at::Tensor& x, const at::Tensor& threshold) {

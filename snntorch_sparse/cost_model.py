@@ -4,8 +4,12 @@ The model counts, per layer and per kernel of ``csrc/cuda/fused_launch.cu``
 (forward and backward), the bytes each pass reads and writes and the FLOPs of
 each GEMM, from the layer's shape and its measured activity. A streaming pass
 costs ``bytes / bandwidth``; a GEMM ``FLOPs / throughput`` in its precision.
-Launch latency, synchronisation and Python time are *not* in the model: the
-gap between the model and a measured step is that overhead.
+It also counts the launches (each per-chunk kernel runs once per time
+chunk, the chunk length from the same rule as the launcher) and charges each
+:data:`HOST_LAUNCH_S` of host time, an assumed figure: a phase takes the
+larger of its kernel time and its launches' host time. The one
+synchronisation per layer and the Python glue around the ops are not in
+the model.
 
 The default machine figures are the H200 primitives measured at the SHD shape
 (``../shared/gpu/README.md``, ``primitives-shd-shape.jsonl``): streaming
@@ -22,7 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
-__all__ = ["Machine", "H200", "LayerShape", "Kernel", "layer_kernels", "network_kernels", "markdown_table"]
+__all__ = ["Machine", "H200", "LayerShape", "Kernel", "CHUNK_BUDGET", "HOST_LAUNCH_S", "chunk_steps",
+           "layer_kernels", "network_kernels", "step_prediction", "markdown_table"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Kernel:
     bytes: float
     flops: float
     precision: str = ""
+    launches: int = 1       # launches per step (time chunks)
 
     def seconds(self, machine: Machine) -> float:
         if self.flops:
@@ -68,56 +74,125 @@ class Kernel:
         return self.bytes / machine.bandwidth
 
 
-def layer_kernels(name: str, L: LayerShape, precision: str = "fp32", e: int = 4) -> List[Kernel]:
-    """The kernels of one layer's forward and backward with their bytes and FLOPs."""
+# Default bytes of one fused op call's dense chunk buffers on CUDA (csrc/cuda/fused_launch.cu,
+# chunk_budget_bytes; SNNTORCH_SPARSE_CUDA_CHUNK_MIB overrides it there).
+CHUNK_BUDGET = 16 << 20
+
+# Host time per kernel launch. An ASSUMPTION, not a measurement of this project: a CUDA
+# launch plus ATen's dispatch from C++ costs a few microseconds on a server CPU; 5 µs is
+# used. The model's host column is launches times this.
+HOST_LAUNCH_S = 5e-6
+
+# ∂L/∂X from the chunk's h W GEMM above this upstream active fraction (kDxGemmFraction).
+DX_GEMM_FRACTION = 0.1
+
+
+def chunk_steps(T: int, B: int, width: int, e: int = 4, budget: int = CHUNK_BUDGET) -> int:
+    """Time steps per chunk, the rule of ``fused_chunk_steps`` in ``csrc/cuda/fused_launch.cu``:
+    ``T_c = max(1, min(T, budget / (B · width · e)))``, ``width`` the elements per row of all
+    of the call's chunk buffers together (0: no buffer, one chunk)."""
+    if width == 0 or B == 0:
+        return max(T, 1)
+    return max(1, min(max(T, 1), budget // (B * width * e)))
+
+
+def _chunks(T: int, steps: int) -> int:
+    return -(-T // steps) if T else 0
+
+
+def layer_kernels(name: str, L: LayerShape, precision: str = "fp32", e: int = 4,
+                  budget: int = CHUNK_BUDGET) -> List[Kernel]:
+    """The kernels of one layer's forward and backward with their bytes, FLOPs and launches.
+
+    fp32 follows ``csrc/cuda/fused_launch.cu``: time chunks of ``chunk_steps``
+    steps both ways. A first layer reads the user's dense input rows directly
+    (no event list); a hidden layer densifies its input's events per chunk.
+    bf16 follows the autocast recipe (``nn.Linear``'s GEMM over the whole
+    sequence, the neuron on the float32 current it returns).
+    """
     R, N, Ni = L.T * L.B, L.n, L.n_in
     RN, RNi = R * N, R * Ni
     gemm = 2.0 * R * N * Ni
+    dense_in = L.first
     K = []
-    if L.first and precision == "fp32":  # the input's events, for ∂L/∂W (dense_to_csr: count, then compact)
-        K.append(Kernel(name, "forward", "dense_to_csr (count + compact)",
-                        2 * RNi * e + L.input_density * RNi * (4 + e) + 16 * R, 0))
+    if precision == "fp32":
+        fwd_width = N + (0 if dense_in else Ni)
+        cf = _chunks(L.T, chunk_steps(L.T, L.B, fwd_width, e, budget))
+        bwd_width = N + (0 if dense_in else Ni) + (Ni if (L.upstream_activity or 0) > DX_GEMM_FRACTION else 0)
+        cb = _chunks(L.T, chunk_steps(L.T, L.B, bwd_width, e, budget))
+    else:
+        cf = cb = 1
     if precision != "fp32":  # autocast: operands cast down, the current cast up (nn.Linear's recipe)
         K.append(Kernel(name, "forward", "cast X to " + precision, RNi * (e + 2), 0))
-    if precision == "fp32":  # the GEMM reads time chunks of the input's events, densified
-        K.append(Kernel(name, "forward", "densify input chunks", RNi * e + L.input_density * RNi * (4 + e), 0))
-    K.append(Kernel(name, "forward", "current I = X Wᵀ + b (GEMM)", 0, gemm, precision))
+    if precision == "fp32" and not dense_in:  # the GEMM reads time chunks of the input's events, densified
+        K.append(Kernel(name, "forward", "densify input chunks (zero + events)",
+                        RNi * e + L.input_density * RNi * 4 + 8 * R, 0, launches=cf))
+    K.append(Kernel(name, "forward", "current I = X Wᵀ + b (GEMM" + (", per chunk)" if cf > 1 else ")"), 0, gemm,
+                    precision, launches=cf))
     if precision != "fp32":
         K.append(Kernel(name, "forward", "cast I up to float32", RN * (2 + e), 0))
     if L.readout:
-        K.append(Kernel(name, "forward", "lif_fused_scan (membrane out)", 3 * RN * e, 0))
+        K.append(Kernel(name, "forward", "lif_fused_scan (I -> U - θ, membrane out)", 3 * RN * e, 0, launches=cf))
     else:
-        K.append(Kernel(name, "forward", "lif_fused_scan (I -> U - θ)", 2 * RN * e, 0))
-        K.append(Kernel(name, "forward", "count_shift (row counts)", RN * e + 16 * R, 0))
-        K.append(Kernel(name, "forward", "row pointers (two 1-D scans)", 4 * 8 * R, 0))
-        K.append(Kernel(name, "forward", "compact_shift (sets + spikes)",
-                        2 * RN * e + L.activity * RN * (4 + e) + L.spike_rate * RN * 4, 0))
-        K.append(Kernel(name, "forward", "σ' on the active set", 4 * L.activity * RN * e, 0))
-    # backward
-    K.append(Kernel(name, "backward", "h = ∂L/∂U or 0 (fill / copy)", (2 if L.readout else 1) * RN * e, 0))
+        K.append(Kernel(name, "forward", "lif_fused_scan (I -> U - θ in place)", 2 * RN * e, 0, launches=cf))
+    # the spike list is built for the readout too (its spikes leave as their events)
+    K.append(Kernel(name, "forward", "count_shift (row counts)", RN * e + 16 * R, 0, launches=cf))
+    K.append(Kernel(name, "forward", "chunk row pointers (one block)", 32 * R, 0, launches=cf))
+    act = 0.0 if L.readout else L.activity
+    K.append(Kernel(name, "forward", "compact_shift (sets + spikes)",
+                    2 * RN * e + act * RN * (4 + e) + L.spike_rate * RN * 4, 0, launches=cf))
+    K.append(Kernel(name, "forward", "totals to the host (the one sync)", 16, 0, launches=1))
     if not L.readout:
-        K.append(Kernel(name, "backward", "scatter_active (g = ∂L/∂S σ')", L.activity * RN * (4 + 4 * e) + 8 * R, 0))
-    K.append(Kernel(name, "backward", "lif_fused_backward (adjoint scan + Σ_t h)", 2 * RN * e, 0))
+        K.append(Kernel(name, "forward", "σ' on the active set", 4 * act * RN * e, 0,
+                        launches=5 * max(1, -(-int(act * RN) // (1 << 18)))))
+    # backward
+    K.append(Kernel(name, "backward", "h fill (∂L/∂U or 0) + g on the active set",
+                    (2 if L.readout else 1) * RN * e + act * RN * (4 + 4 * e) + 8 * R, 0, launches=cb))
+    K.append(Kernel(name, "backward", "lif_fused_backward (adjoint scan + Σ_t h, carried)", 2 * RN * e, 0,
+                    launches=cb))
     gemm_prec = precision
     if precision != "fp32":
         K.append(Kernel(name, "backward", "cast h to " + precision, RN * (e + 2), 0))
-    if precision == "fp32":
-        K.append(Kernel(name, "backward", "densify input chunks", RNi * e + L.input_density * RNi * (4 + e), 0))
-    K.append(Kernel(name, "backward", "∂L/∂W = hᵀ X (GEMM)", 0, gemm, gemm_prec))
+    if precision == "fp32" and not dense_in:
+        K.append(Kernel(name, "backward", "densify input chunks (zero + events)",
+                        RNi * e + L.input_density * RNi * 4 + 8 * R, 0, launches=cb))
+    K.append(Kernel(name, "backward", "∂L/∂W = hᵀ X (GEMM" + (", per chunk)" if cb > 1 else ")"), 0, gemm, gemm_prec,
+                    launches=cb))
     if L.upstream_activity is not None:
-        K.append(Kernel(name, "backward", "h W (GEMM, chunks)", 0, gemm, gemm_prec))
-        if precision == "fp32":
+        if precision == "fp32" and L.upstream_activity <= DX_GEMM_FRACTION:
+            # one dot of N per upstream active entry; its Wᵀ row is counted as if it came from HBM
+            # (it comes from L2: an upper bound)
+            entries = L.upstream_activity * RNi
+            K.append(Kernel(name, "backward", "∂L/∂X on the upstream active set (a dot per entry)",
+                            entries * (N * e + 4 + e) + RN * e, 0, launches=cb))
+        elif precision == "fp32":  # most entries asked for: the chunk's h W GEMM, read at the entries
+            K.append(Kernel(name, "backward", "h W (GEMM, per chunk)", 0, gemm, gemm_prec, launches=cb))
             K.append(Kernel(name, "backward", "gather ∂L/∂X on the upstream active set",
-                            L.upstream_activity * RNi * (4 + 2 * e), 0))
+                            L.upstream_activity * RNi * (4 + 2 * e), 0, launches=cb))
         else:  # autocast's linear backward: a dense ∂L/∂X, cast up
+            K.append(Kernel(name, "backward", "h W (GEMM)", 0, gemm, gemm_prec))
             K.append(Kernel(name, "backward", "cast ∂L/∂X up to float32", RNi * (2 + e), 0))
     return K
 
 
-def network_kernels(layers: List[LayerShape], precision: str = "fp32") -> List[Kernel]:
+def network_kernels(layers: List[LayerShape], precision: str = "fp32", budget: int = CHUNK_BUDGET) -> List[Kernel]:
     out = []
     for i, L in enumerate(layers):
-        out += layer_kernels(f"layer {i + 1} ({L.n_in}->{L.n})", L, precision)
+        out += layer_kernels(f"layer {i + 1} ({L.n_in}->{L.n})", L, precision, budget=budget)
+    return out
+
+
+def step_prediction(kernels: List[Kernel], machine: Machine = H200) -> dict:
+    """``{phase: (kernel s, launches, host s)}`` plus ``"step"``: a phase takes the larger
+    of its kernels' time and its launches' host time (the GPU and the host overlap, except
+    at the one synchronisation per layer, which the model does not charge)."""
+    out = {}
+    for k in kernels:
+        t, n, _ = out.get(k.phase, (0.0, 0, 0.0))
+        out[k.phase] = (t + k.seconds(machine), n + k.launches, 0.0)
+    out = {p: (t, n, n * HOST_LAUNCH_S) for p, (t, n, _) in out.items()}
+    out["step"] = (sum(v[0] for v in out.values()), sum(v[1] for v in out.values()),
+                   sum(max(v[0], v[2]) for v in out.values()))
     return out
 
 
@@ -130,17 +205,21 @@ def shd_network(activity: float = 0.0625, spike_rate: float = 0.02, input_densit
 
 
 def markdown_table(kernels: List[Kernel], machine: Machine = H200) -> str:
-    """Markdown table: one row per kernel, then the totals per phase."""
-    rows = ["| layer | phase | kernel | MB moved | GFLOP | time on " + machine.name + " (µs) |",
-            "|---|---|---|---|---|---|"]
-    totals = {}
+    """Markdown table: one row per kernel, then the totals per phase (kernels, launches,
+    and the host time the launches imply at :data:`HOST_LAUNCH_S`)."""
+    rows = ["| layer | phase | kernel | MB moved | GFLOP | launches | time on " + machine.name + " (µs) |",
+            "|---|---|---|---|---|---|---|"]
     for k in kernels:
         t = k.seconds(machine)
-        totals[k.phase] = totals.get(k.phase, 0.0) + t
         flops = f"{k.flops / 1e9:.1f} ({k.precision})" if k.flops else ""
         mb = f"{k.bytes / 1e6:.1f}" if k.bytes else ""
-        rows.append(f"| {k.layer} | {k.phase} | {k.kernel} | {mb} | {flops} | {t * 1e6:.0f} |")
-    for phase, t in totals.items():
-        rows.append(f"| **total** | {phase} | | | | **{t * 1e6:.0f}** |")
-    rows.append(f"| **total** | step | | | | **{sum(totals.values()) * 1e6:.0f}** |")
+        rows.append(f"| {k.layer} | {k.phase} | {k.kernel} | {mb} | {flops} | {k.launches} | {t * 1e6:.0f} |")
+    pred = step_prediction(kernels, machine)
+    for phase, (t, n, host) in pred.items():
+        if phase == "step":
+            continue
+        rows.append(f"| **total** | {phase} | | | | {n} (host ≈ {host * 1e6:.0f} µs) | **{t * 1e6:.0f}** |")
+    t, n, step = pred["step"]
+    rows.append(f"| **total** | step | | | | {n} | **{t * 1e6:.0f}** kernels; "
+                f"**{step * 1e6:.0f}** with the host's launches |")
     return "\n".join(rows)

@@ -186,11 +186,19 @@ class _FusedSparseLIF(torch.autograd.Function):
         x_dense = None
         on_cuda = x.device.type == "cuda"
         unchecked = None  # the input's events, checked after the forward on CUDA
+        x_gemm = None  # CUDA: the dense input itself, whose rows the op's GEMMs read
+        finite_total = None
         x_csr = (None, None, None)
         if events_in is not None:  # binary by construction
             x_csr = (events_in[0], events_in[1], None)
             if need_w and x_csr[1].numel() > _DENSE_INPUT_DENSITY * max(R * n_in, 1):
                 x_dense = x.dense().reshape(-1, n_in) != 0
+        elif linear and on_cuda and not cfg.event_forward:
+            # cuBLAS reads the input's own rows, chunk by chunk, forward and backward: no event
+            # list is built or saved (the tensor is the user's; saving it copies nothing)
+            x_gemm = x2.contiguous()
+            if cfg.check_finite:  # NaN/inf make the sum non-finite; read after the op's own sync
+                finite_total = x_gemm.detach().sum()
         elif linear:
             # The input's events are read from the tensor itself, never from the upstream
             # layer's spike CSR (up.spikes_csr): a write through ``.data`` changes the values
@@ -240,12 +248,15 @@ class _FusedSparseLIF(torch.autograd.Function):
         spk_rowptr, spk_col, act_rowptr, act_col, act_shift = fused.lif_fused_forward(
             current, x_csr, weight, bias, beta_v, thr_v, cfg.reset_mode, bth, spk, mem,
             need_spike_csr=compact or not cfg.readout, need_active=not cfg.readout, shape=(T, B), event=bool(event),
-            capacity=None if (compiling or not on_cuda) else _capacity_hint(cfg.stats.get("csr_sizes"), R * n))
+            capacity=None if (compiling or not on_cuda) else _capacity_hint(cfg.stats.get("csr_sizes"), R * n),
+            x_dense=x_gemm)
         if not compiling:
             cfg.stats["csr_sizes"] = (act_col.numel(), spk_col.numel(), R * n)
         del current
         if unchecked is not None:
             x_csr, x_dense = _input_events(unchecked, flags, x2, need_w, cfg.check_finite)
+        if finite_total is not None and not math.isfinite(float(finite_total)):
+            check_finite(x2, "x")  # the exact elementwise check (a finite overflow passes)
         if compact:
             spk = SpikeTensor.from_csr(spk_rowptr, spk_col, (T, B, n), x.dtype, x.device)
         if cfg.readout:
@@ -264,6 +275,8 @@ class _FusedSparseLIF(torch.autograd.Function):
 
         if not need_w or x_dense is not None:
             x_csr = (None, None, None)
+        if not need_w:
+            x_gemm = None
         up_rowptr, up_col = up.active_csr() if (up is not None and ctx.needs_input_grad[0]) else (None, None)
         need_spk = cfg.reset_mode == 1 or ctx.needs_input_grad[4]
         spk_bool = None
@@ -275,7 +288,7 @@ class _FusedSparseLIF(torch.autograd.Function):
             spk_bool = spk != 0
         ctx.save_for_backward(weight, act_rowptr, act_col, act_sg, x_csr[0], x_csr[1], x_csr[2], x_dense,
                               up_rowptr, up_col, spk_bool, mem if ctx.needs_input_grad[3] else None,
-                              beta, threshold, beta_v, thr_v)
+                              beta, threshold, beta_v, thr_v, x_gemm)
         ctx.cfg = cfg
         ctx.dims = (T, B, n, n_in)
         ctx.x_shape = x.shape
@@ -293,7 +306,7 @@ class _FusedSparseLIF(torch.autograd.Function):
     @first_order_only
     def backward(ctx, d_spk, d_mem):
         (weight, act_rowptr, act_col, act_sg, x_rowptr, x_col, x_val, x_dense, up_rowptr, up_col, spk_bool,
-         mem_kept, beta, threshold, beta_v, thr_v) = ctx.saved_tensors
+         mem_kept, beta, threshold, beta_v, thr_v, x_gemm) = ctx.saved_tensors
         cfg = ctx.cfg
         T, B, n, n_in = ctx.dims
         dtype, device = act_sg.dtype, act_sg.device
@@ -315,7 +328,7 @@ class _FusedSparseLIF(torch.autograd.Function):
             sparse_dx = False  # most entries requested: one GEMM on h is cheaper than per-entry dots
         # CPU: per-thread dWᵀ copies (bounded); CUDA: chunked cuBLAS GEMMs over the input events
         copies = 0 if device.type == "cuda" else min(torch.get_num_threads(), max(B, 1)) * n * n_in * act_sg.element_size()
-        dw_in_kernel = need_dw and x_dense is None and copies <= _MAX_DW_COPIES_BYTES
+        dw_in_kernel = need_dw and (x_gemm is not None or (x_dense is None and copies <= _MAX_DW_COPIES_BYTES))
         need_h = (ctx.needs_input_grad[3] or ctx.needs_input_grad[4] or (need_dx and not sparse_dx)
                   or (need_dw and not dw_in_kernel))
         h = None
@@ -336,7 +349,7 @@ class _FusedSparseLIF(torch.autograd.Function):
             (x_rowptr, x_col, x_val) if dw_in_kernel else None, weight,
             (up_rowptr, up_col) if sparse_dx else None, dx, h, T, B, n_in,
             need_dw=dw_in_kernel, need_db=ctx.needs_input_grad[2], d_spk_compact=d_spk_compact,
-            dx_compact=dx_compact)
+            dx_compact=dx_compact, x_dense=x_gemm if dw_in_kernel else None)
         if dx_compact:  # ∂L/∂X is zero off the upstream active set
             dx = ctx.up.sparse_grad(dx)
 

@@ -27,7 +27,7 @@ def test_costs_grow_with_activity_and_the_bf16_step_is_cheaper():
     bf = sum(k.seconds(cm.H200) for k in cm.network_kernels(cm.shd_network(activity=0.01), "bf16"))
     assert lo < hi and bf < lo
     table = cm.markdown_table(cm.network_kernels(cm.shd_network()))
-    assert "| **total** | step |" in table and "∂L/∂W = hᵀ X (GEMM)" in table
+    assert "| **total** | step |" in table and "∂L/∂W = hᵀ X (GEMM" in table
 
 
 def test_docs_page_states_model_and_measurement(tmp_path):
@@ -42,3 +42,25 @@ def test_docs_page_states_model_and_measurement(tmp_path):
     measured = _generate.measured_gpu_step(ROOT)
     if "sparse_compiled" in measured:  # a committed GPU results file
         assert f"step {measured['sparse_compiled'][2]:.2f} ms" in text
+
+
+def test_the_chunk_rule_and_constants_are_the_launchers():
+    """chunk_steps, the default budget and the ∂L/∂X switch are csrc/cuda/fused_launch.cu's."""
+    import re
+    src = (ROOT / "csrc" / "cuda" / "fused_launch.cu").read_text()
+    assert int(re.search(r"int64_t mib = (\d+);", src).group(1)) << 20 == cm.CHUNK_BUDGET
+    assert float(re.search(r"kDxGemmFraction = ([0-9.]+);", src).group(1)) == cm.DX_GEMM_FRACTION
+    assert "budget / (B · width · elem)" in src
+    # SHD layer 1 forward: the current [rows, 200] is the only buffer (the dense input's rows are read)
+    assert cm.chunk_steps(500, 256, 200) == (16 << 20) // (256 * 200 * 4)
+    assert cm.chunk_steps(500, 256, 0) == 500 and cm.chunk_steps(3, 256, 10 ** 6) == 1
+    assert cm.chunk_steps(500, 256, 200, budget=1 << 40) == 500
+
+
+def test_smaller_chunks_cost_launches_not_kernel_time():
+    shd = cm.shd_network()
+    small = cm.step_prediction(cm.network_kernels(shd, budget=4 << 20))["step"]
+    big = cm.step_prediction(cm.network_kernels(shd, budget=64 << 20))["step"]
+    assert small[0] == pytest.approx(big[0])  # the same bytes and FLOPs
+    assert small[1] > 3 * big[1]  # many more launches
+    assert small[2] >= big[2]  # and never a faster step

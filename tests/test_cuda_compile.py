@@ -82,7 +82,9 @@ namespace k = snntorch_sparse::cuda;
   template cudaError_t k::launch_densify<T>(int64_t, int64_t, const int64_t*, const int32_t*,         \\
                                             const T*, T*, int64_t, cudaStream_t);                     \\
   template cudaError_t k::launch_dx_active<T>(int64_t, int64_t, const int64_t*, const int32_t*,       \\
-                                              const T*, const T*, int64_t, bool, T*, int64_t, cudaStream_t);
+                                              const T*, const T*, int64_t, bool, T*, int64_t, cudaStream_t);  \\
+  template cudaError_t k::launch_gather_active<T>(int64_t, int64_t, const int64_t*, const int32_t*,   \\
+                                                  const T*, bool, T*, int64_t, cudaStream_t);
 INST(float)
 INST(double)
 // not a template: called so that its kernel is compiled

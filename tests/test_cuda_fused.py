@@ -67,8 +67,9 @@ def test_dense_to_csr_matches_the_cpu_kernel(dtype):
 @pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("up_density", [0.05, 0.3])  # ∂L/∂X by per-entry dots / by the chunk's h W GEMM
 @pytest.mark.parametrize("shape", [(30, 6, 45, 33), (120, 64, 200, 700)])
-def test_backward_matches_the_cpu_kernel(shape, mode, dtype, compact):
+def test_backward_matches_the_cpu_kernel(shape, mode, dtype, compact, up_density):
     T, B, N, Ni = shape
     x, w, b, beta, thr, win = _layer(T, B, N, Ni, dtype, seed=sum(shape) * 3 + mode)
     current = torch.addmm(b, x, w.t()).view(T, B, N)
@@ -81,7 +82,7 @@ def test_backward_matches_the_cpu_kernel(shape, mode, dtype, compact):
         torch.randn(T, B, N, generator=g, dtype=dtype)
     d_mem = None if compact else torch.randn(T, B, N, generator=g, dtype=dtype)
     x_csr = fused.dense_to_csr(x)
-    up_rp, up_col = fused.dense_to_csr((torch.rand(T * B, Ni, generator=g) < 0.1).to(dtype))[:2]
+    up_rp, up_col = fused.dense_to_csr((torch.rand(T * B, Ni, generator=g) < up_density).to(dtype))[:2]
     res = {}
     for dev in ("cpu", "cuda"):
         mv = (lambda t: None if t is None else t.to(dev))
@@ -130,15 +131,19 @@ def test_forward_without_current_gemms_time_chunks_with_the_membrane_carried(mod
     x, w, b, beta, thr, win = (t.cuda() for t in (x, w, b, beta, thr, win))
     csr = fused.dense_to_csr(x)
     outs = []
-    for current in (torch.addmm(b, x, w.t()).view(T, B, N), None):
+    for form in ("current", "events", "dense"):  # the dense input's own rows feed the GEMMs too
+        current = torch.addmm(b, x, w.t()).view(T, B, N) if form == "current" else None
         spk = torch.empty(T, B, N, dtype=torch.float64, device="cuda")
         mem = torch.empty_like(spk)
-        sets = fused.lif_fused_forward(current, (csr[0], csr[1], None), w, b, beta, thr, mode, win, spk, mem,
-                                       True, True)
+        sets = fused.lif_fused_forward(current, None if form == "dense" else (csr[0], csr[1], None), w, b, beta, thr,
+                                       mode, win, spk, mem, True, True, x_dense=x if form == "dense" else None)
         outs.append((spk, mem, *sets))
-    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-12, atol=1e-12)
-    assert torch.equal(outs[1][0], outs[0][0])
-    for a, c in zip(outs[0][2:4], outs[1][2:4]):  # the spike CSR
+    for got in outs[1:]:
+        torch.testing.assert_close(got[1], outs[0][1], rtol=1e-12, atol=1e-12)
+        assert torch.equal(got[0], outs[0][0])
+        for a, c in zip(outs[0][2:4], got[2:4]):  # the spike CSR
+            assert torch.equal(a, c)
+    for a, c in zip(outs[1], outs[2]):  # densified events and the dense rows: the same GEMMs
         assert torch.equal(a, c)
 
 
@@ -226,3 +231,27 @@ def test_a_one_mib_chunk_budget_gives_the_same_training_step(tmp_path):
     assert torch.equal(outs[0][0], outs[1][0])
     for a, c in zip(outs[0][1:], outs[1][1:]):
         torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-12)
+
+
+def test_a_dense_first_layer_input_is_saved_as_itself_not_as_events():
+    """On CUDA a linear layer fed a dense tensor builds no event list: the GEMMs read the
+    input's rows (forward and ∂L/∂W), and what the layer saves for backward holds no
+    int32 column list of the input; gradients equal the CPU's."""
+    torch.manual_seed(0)
+    layer = SparseLinearLeaky(300, 64, beta=0.9).double().cuda()
+    x = (torch.rand(50, 16, 300, device="cuda") < 0.05).double()
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        spk = layer(x)
+    assert any(t.data_ptr() == x.data_ptr() for t in saved)  # the input itself
+    assert not any(t.dtype == torch.int32 and t.numel() == int((x != 0).sum()) for t in saved)
+    spk.sum().backward()
+    g_cuda = layer.fc.weight.grad.cpu().clone()
+    layer.cpu().zero_grad()
+    layer(x.cpu()).sum().backward()
+    torch.testing.assert_close(g_cuda, layer.fc.weight.grad, rtol=1e-10, atol=1e-10)

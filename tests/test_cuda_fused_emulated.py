@@ -123,6 +123,12 @@ static void bwd_densify(int64_t r0, int64_t r1, const int64_t* rp, const int32_t
 }
 
 template <typename T>
+static void bwd_gather(int64_t r0, int64_t r1, const int64_t* rp, const int32_t* col, const T* p, int compact, T* out,
+                       int64_t Ni) {
+  for (int64_t r = r0; r < r1; ++r) gather_active_row<T>(HostLanes{}, r, r0, rp, col, p, compact != 0, out, Ni);
+}
+
+template <typename T>
 static void bwd_dx(int64_t r0, int64_t r1, const int64_t* rp, const int32_t* col, const T* h, const T* wt, int64_t N,
                    int compact, T* out, int64_t Ni) {
   for (int64_t r = r0; r < r1; ++r) dx_active_row<T>(HostLanes{}, r, r0, rp, col, h, wt, N, compact != 0, out, Ni);
@@ -145,6 +151,8 @@ static void bwd_dx(int64_t r0, int64_t r1, const int64_t* rp, const int32_t* col
                     int add) { bwd_scan<T>(a, b, c, s, d, e, f, m, carry, add); }                                \
   void bwd_densify_##S(int64_t a, int64_t b, const int64_t* c, const int32_t* d, const T* e, T* f, int64_t g) {  \
     bwd_densify<T>(a, b, c, d, e, f, g); }                                                                       \
+  void bwd_gather_##S(int64_t a, int64_t b, const int64_t* c, const int32_t* d, const T* e, int f, T* g,         \
+                      int64_t h) { bwd_gather<T>(a, b, c, d, e, f, g, h); }                                      \
   void bwd_dx_##S(int64_t a, int64_t b, const int64_t* c, const int32_t* d, const T* e, const T* wt, int64_t n,  \
                   int f, T* g, int64_t h) { bwd_dx<T>(a, b, c, d, e, wt, n, f, g, h); }
 
@@ -284,12 +292,18 @@ def emulated_dense_to_csr(lib, x):
     return rp, col, val
 
 
+# ∂L/∂X from the chunk's h W GEMM above this fraction of upstream entries (kDxGemmFraction)
+DX_GEMM_FRACTION = 0.1
+
+
 def emulated_backward(lib, act, act_sg, d_spk, d_mem, beta, spk, mode, x_csr, weight, up, T, B, steps,
-                      compact_spk=False, compact_dx=False, keep_h=False):
+                      compact_spk=False, compact_dx=False, keep_h=False, dx_by_gemm=None):
     """fused_launch.cu's lif_fused_backward: time chunks of ``steps`` steps, the last first.
 
     Returns ``(h, dW, db, dx, hsum)``; ``h`` is assembled from the chunks'
     buffers for the comparison (``keep_h``: written in place, as into ``h_out``).
+    ``dx_by_gemm``: ∂L/∂X from the chunk's h W instead of per-entry dots
+    (``None``: the launcher's rule).
     """
     dt = act_sg.dtype
     N = beta.numel()
@@ -306,6 +320,8 @@ def emulated_backward(lib, act, act_sg, d_spk, d_mem, beta, spk, mode, x_csr, we
         dx = torch.zeros(up[1].numel() if compact_dx else R * Ni, dtype=dt)
     d_mem2 = d_mem.reshape(R, N).contiguous() if d_mem is not None else None
     wt = weight.t().contiguous()
+    if dx_by_gemm is None and up is not None:
+        dx_by_gemm = up[1].numel() > DX_GEMM_FRACTION * R * Ni
     for k in reversed(range((T + steps - 1) // steps)):
         t0, t1 = k * steps, min(T, (k + 1) * steps)
         r0, r1 = t0 * B, t1 * B
@@ -319,9 +335,13 @@ def emulated_backward(lib, act, act_sg, d_spk, d_mem, beta, spk, mode, x_csr, we
         xc = torch.full((r1 - r0, Ni), float("nan"), dtype=dt)  # the kernel zeroes its rows itself
         _fn(lib, "bwd_densify", dt)(_i(r0), _i(r1), _p(x_csr[0]), _p(x_csr[1]), _p(x_csr[2]), _p(xc), _i(Ni))
         dw.addmm_(hc.t(), xc)
-        if up is not None:
+        if up is not None and not dx_by_gemm:
             _fn(lib, "bwd_dx", dt)(_i(r0), _i(r1), _p(up[0]), _p(up[1]), _p(hc), _p(wt), _i(N),
                                    ctypes.c_int(int(compact_dx)), _p(dx), _i(Ni))
+        elif up is not None:
+            pc = (hc @ weight).contiguous()
+            _fn(lib, "bwd_gather", dt)(_i(r0), _i(r1), _p(up[0]), _p(up[1]), _p(pc), ctypes.c_int(int(compact_dx)),
+                                       _p(dx), _i(Ni))
         if not keep_h:
             h_full[r0:r1] = hc
     db = hsum.view(B, N).sum(0)
@@ -479,18 +499,20 @@ def test_backward_passes_match_the_cpu_kernel(lib, shape, mode, dtype, compact):
                                               Ni, need_dw=True, need_db=True, d_spk_compact=compact,
                                               dx_compact=compact)
     hsum_whole = None
-    for steps in (T, 1, 2, 3):  # T first: the one-chunk sums the chunked ones must reproduce
-        for keep_h in (False, True):
-            h, dw, db, dx, hsum = emulated_backward(lib, (a_rp, a_col), act_sg, d_spk, d_mem, beta, spk, mode,
-                                                    (x_csr[0], x_csr[1], x_val), w, (up_rp, up_col), T, B, steps,
-                                                    compact_spk=compact, compact_dx=compact, keep_h=keep_h)
-            assert torch.equal(h.view(T, B, N), h_ref)
-            if hsum_whole is None:
-                hsum_whole = hsum
-            assert torch.equal(hsum, hsum_whole)  # Σ_t h in the one scan's order, chunked or not
-            tol = 1e-12 if dtype == torch.float64 else 1e-5
-            for got, want in ((dw, dw_ref), (db, db_ref), (dx.view_as(dx_ref), dx_ref)):
-                assert relative_error(got, want) < tol
+    for steps, keep_h, by_gemm in ((T, False, False), (T, True, True), (1, False, True), (1, True, False),
+                                   (2, False, False), (2, True, True), (3, False, True), (3, True, False)):
+        # T first: the one-chunk sums the chunked ones must reproduce
+        h, dw, db, dx, hsum = emulated_backward(lib, (a_rp, a_col), act_sg, d_spk, d_mem, beta, spk, mode,
+                                                (x_csr[0], x_csr[1], x_val), w, (up_rp, up_col), T, B, steps,
+                                                compact_spk=compact, compact_dx=compact, keep_h=keep_h,
+                                                dx_by_gemm=by_gemm)
+        assert torch.equal(h.view(T, B, N), h_ref)
+        if hsum_whole is None:
+            hsum_whole = hsum
+        assert torch.equal(hsum, hsum_whole)  # Σ_t h in the one scan's order, chunked or not
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        for got, want in ((dw, dw_ref), (db, db_ref), (dx.view_as(dx_ref), dx_ref)):
+            assert relative_error(got, want) < tol
 
 
 def test_emulation_catches_a_misordered_compaction(lib, tmp_path):

@@ -354,6 +354,48 @@ def test_opcheck_fused_ops():
                           (a_rp, a_col, sg, d_spk, None, beta, None, 0, csr[0], csr[1], None, w, up_rp, up_col,
                            dx, None, T, B, 7, True, True, False, True))
     torch.library.opcheck(ops.csr_to_flat_.default, (a_rp, a_col, n, torch.empty(a_col.numel(), dtype=torch.long)))
+    cap = torch.tensor([3, 2], dtype=torch.long)  # list lengths hint (CUDA); x given densely
+    torch.library.opcheck(ops.lif_fused_forward.default,
+                          (None, None, None, None, w, b, beta, thr, 0, win, True, T, B, None, mem, True, True, cap, x))
+    torch.library.opcheck(ops.lif_fused_backward.default,
+                          (a_rp, a_col, sg, d_spk, None, beta, None, 0, None, None, None, w, up_rp, up_col,
+                           dx, None, T, B, 7, True, True, False, True, x))
+
+
+@pytest.mark.parametrize("event", [True, False])
+def test_a_dense_input_gives_what_its_event_list_gives(event):
+    """x_dense (the input itself, as CUDA's GEMMs read it) instead of x_csr: on CPU the
+    op takes the CSR itself; spikes, sets and gradients are the CSR call's, bit for bit."""
+    x, csr, w, b, beta, thr = _csr_case(torch.float64)
+    T, B, n = 6, 3, w.shape[0]
+    outs = []
+    for dense in (False, True):
+        spk = torch.empty(T, B, n, dtype=x.dtype)
+        fwd = fused.lif_fused_forward(None, None if dense else csr, w, b, beta, thr, 0, 0.4, spk, None, True, True,
+                                      event=event, x_dense=x if dense else None, capacity=(1, 1))
+        d_spk = torch.linspace(-1, 1, fwd[3].numel(), dtype=x.dtype)
+        dw, db = fused.lif_fused_backward((fwd[2], fwd[3]), 1 / (1 + fwd[4].abs()) ** 2, d_spk, None, beta, None, 0,
+                                          None if dense else csr, w, None, None, None, T, B, x.shape[1], True, True,
+                                          d_spk_compact=True, x_dense=x if dense else None)
+        outs.append((spk, *fwd, dw, db))
+    for a, c in zip(*outs):
+        assert torch.equal(a, c)
+
+
+def test_bad_dense_input_and_capacity_are_named():
+    x, csr, w, b, beta, thr = _csr_case(torch.float64)
+    T, B, n = 6, 3, w.shape[0]
+    spk = torch.empty(T, B, n, dtype=x.dtype)
+    with pytest.raises(RuntimeError, match=r"x_dense must be the \[T\*B, N_in\]"):
+        fused.lif_fused_forward(None, None, w, b, beta, thr, 0, 0.4, spk, None, True, True, x_dense=x[:-1])
+    with pytest.raises(RuntimeError, match="x_dense must be Double"):
+        fused.lif_fused_forward(None, None, w, b, beta, thr, 0, 0.4, spk, None, True, True, x_dense=x.float())
+    with pytest.raises(RuntimeError, match="capacity must be >= 0"):
+        fused.lif_fused_forward(None, csr, w, b, beta, thr, 0, 0.4, spk, None, True, True, capacity=(-1, 0))
+    with pytest.raises(RuntimeError, match="capacity must be a CPU int64 tensor"):
+        torch.ops.snntorch_sparse.lif_fused_forward(None, csr[0], csr[1], None, w, b, beta, thr, 0,
+                                                    torch.full((n,), 0.4, dtype=x.dtype), True, T, B, spk, None,
+                                                    True, True, torch.zeros(3, dtype=torch.long), None)
 
 
 _SIMD_SCRIPT = r"""

@@ -238,13 +238,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dense_to_csr_cpu(const at::Tensor
 
 // ----------------------------------------------------------- lif_fused_forward
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused_forward_cpu(
+namespace {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused_forward_csr(
     const std::optional<at::Tensor>& current_, const std::optional<at::Tensor>& x_rowptr_,
     const std::optional<at::Tensor>& x_col_, const std::optional<at::Tensor>& x_val_,
     const std::optional<at::Tensor>& weight_, const std::optional<at::Tensor>& bias_,
     const at::Tensor& beta_, const at::Tensor& threshold_, int64_t reset_mode, const at::Tensor& bth_,
     bool event, int64_t T_, int64_t B_, const std::optional<at::Tensor>& spk_out_,
-    const std::optional<at::Tensor>& mem_out_, bool need_spike_csr, bool need_active, const std::optional<at::Tensor>& capacity) {
+    const std::optional<at::Tensor>& mem_out_, bool need_spike_csr, bool need_active,
+    const std::optional<at::Tensor>& capacity) {
   const char* op = "lif_fused_forward";
   TORCH_CHECK(T_ >= 0 && B_ >= 0, op, ": T and B must be >= 0, got ", T_, ", ", B_);
   TORCH_CHECK(beta_.dim() == 1, op, ": beta must be [N], got ", beta_.sizes());
@@ -443,9 +445,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
   return {spk_rowptr, spk_col, act_rowptr, act_col, act_shift};
 }
 
+}  // namespace
+
+// x_dense (the input as a dense [T*B, N_in] tensor instead of its CSR): the CPU kernels
+// read events, so its CSR is taken here (CUDA's GEMMs read the dense rows themselves).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused_forward_cpu(
+    const std::optional<at::Tensor>& current, const std::optional<at::Tensor>& x_rowptr,
+    const std::optional<at::Tensor>& x_col, const std::optional<at::Tensor>& x_val,
+    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias, const at::Tensor& beta,
+    const at::Tensor& threshold, int64_t reset_mode, const at::Tensor& bth, bool event, int64_t T, int64_t B,
+    const std::optional<at::Tensor>& spk_out, const std::optional<at::Tensor>& mem_out, bool need_spike_csr,
+    bool need_active, const std::optional<at::Tensor>& capacity, const std::optional<at::Tensor>& x_dense) {
+  const bool has_csr = x_rowptr.has_value() && x_rowptr->defined();
+  const bool has_current = current.has_value() && current->defined();
+  if (has_current || has_csr || !x_dense.has_value() || !x_dense->defined())
+    return lif_fused_forward_csr(current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, reset_mode, bth,
+                                 event, T, B, spk_out, mem_out, need_spike_csr, need_active, capacity);
+  TORCH_CHECK(weight.has_value() && weight->defined() && weight->dim() == 2, "lif_fused_forward: x_dense needs weight");
+  const auto xd = dense_input("lif_fused_forward", x_dense, T * B, weight->size(1), beta.scalar_type(), beta.device());
+  const auto [rp, col, val] = dense_to_csr_cpu(xd);
+  return lif_fused_forward_csr(current, rp, col, val, weight, bias, beta, threshold, reset_mode, bth, event, T, B,
+                               spk_out, mem_out, need_spike_csr, need_active, capacity);
+}
+
 // ---------------------------------------------------------- lif_fused_backward
 
-std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
+namespace {
+std::tuple<at::Tensor, at::Tensor> lif_fused_backward_csr(
     const at::Tensor& act_rowptr_, const at::Tensor& act_col_, const at::Tensor& act_sg_,
     const std::optional<at::Tensor>& d_spk_, const std::optional<at::Tensor>& d_mem_,
     const at::Tensor& beta_, const std::optional<at::Tensor>& spk_, int64_t reset_mode,
@@ -698,6 +724,30 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
     }
   });
   return {dw, db};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cpu(
+    const at::Tensor& act_rowptr, const at::Tensor& act_col, const at::Tensor& act_sg,
+    const std::optional<at::Tensor>& d_spk, const std::optional<at::Tensor>& d_mem, const at::Tensor& beta,
+    const std::optional<at::Tensor>& spk, int64_t reset_mode, const std::optional<at::Tensor>& x_rowptr,
+    const std::optional<at::Tensor>& x_col, const std::optional<at::Tensor>& x_val,
+    const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& up_rowptr,
+    const std::optional<at::Tensor>& up_col, const std::optional<at::Tensor>& dx_out,
+    const std::optional<at::Tensor>& h_out, int64_t T, int64_t B, int64_t in_features, bool need_dw, bool need_db,
+    bool d_spk_compact, bool dx_compact, const std::optional<at::Tensor>& x_dense) {
+  const bool has_csr = x_rowptr.has_value() && x_rowptr->defined();
+  if (!need_dw || has_csr || !x_dense.has_value() || !x_dense->defined())
+    return lif_fused_backward_csr(act_rowptr, act_col, act_sg, d_spk, d_mem, beta, spk, reset_mode, x_rowptr, x_col,
+                                  x_val, weight, up_rowptr, up_col, dx_out, h_out, T, B, in_features, need_dw,
+                                  need_db, d_spk_compact, dx_compact);
+  const auto xd = dense_input("lif_fused_backward", x_dense, T * B, in_features, act_sg.scalar_type(),
+                              act_sg.device());
+  const auto [rp, col, val] = dense_to_csr_cpu(xd);
+  return lif_fused_backward_csr(act_rowptr, act_col, act_sg, d_spk, d_mem, beta, spk, reset_mode, rp, col, val, weight,
+                                up_rowptr, up_col, dx_out, h_out, T, B, in_features, need_dw, need_db, d_spk_compact,
+                                dx_compact);
 }
 
 // ---------------------------------------------------------------- csr_to_flat_

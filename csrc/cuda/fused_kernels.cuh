@@ -21,7 +21,8 @@
 // per-column sums for ∂L/∂b (lif_fused_backward_kernel), densify_kernel (the
 // input events -> a dense chunk for the ∂L/∂W GEMM) and dx_active_kernel
 // (∂L/∂X on the upstream active set: one dot of h's row with a row of Wᵀ per
-// entry, no dense h W).
+// entry, no dense h W) -- or, when a tenth or more of the entries are asked
+// for, the chunk's h W GEMM read by gather_active_kernel.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -268,6 +269,24 @@ cudaError_t launch_dx_active(int64_t r0, int64_t r1, const int64_t* rowptr, cons
   if (r1 <= r0) return cudaSuccess;
   dx_active_kernel<T><<<row_blocks(r1 - r0), kRowThreads, 0, stream>>>(r0, r1, rowptr, col, h, wt, N, compact, out,
                                                                         Ni);
+  return cudaGetLastError();
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kRowThreads)
+gather_active_kernel(int64_t r0, int64_t r1, const int64_t* __restrict__ rowptr, const int32_t* __restrict__ col,
+                     const T* __restrict__ p, bool compact, T* __restrict__ out, int64_t Ni) {
+  const int64_t r = r0 + warp_index();
+  if (r >= r1) return;
+  gather_active_row<T>(DeviceLanes{}, r, r0, rowptr, col, p, compact, out, Ni);
+}
+
+// ∂L/∂X of rows [r0, r1) read from the chunk's h W (p, [r1 - r0, N_in]) on the upstream active set.
+template <typename T>
+cudaError_t launch_gather_active(int64_t r0, int64_t r1, const int64_t* rowptr, const int32_t* col, const T* p,
+                                 bool compact, T* out, int64_t Ni, cudaStream_t stream) {
+  if (r1 <= r0) return cudaSuccess;
+  gather_active_kernel<T><<<row_blocks(r1 - r0), kRowThreads, 0, stream>>>(r0, r1, rowptr, col, p, compact, out, Ni);
   return cudaGetLastError();
 }
 

@@ -51,6 +51,10 @@ int64_t chunk_budget_bytes() {
   return bytes;
 }
 
+// Fraction of the upstream entries (of all R N_in) from which ∂L/∂X comes from the
+// chunk's h W GEMM instead of one dot per active entry.
+constexpr double kDxGemmFraction = 0.1;
+
 // Time steps per chunk: T_c = max(1, min(T, budget / (B · width · elem))), width the
 // buffers' elements per row together (0: no buffer, one chunk).
 int64_t fused_chunk_steps(int64_t T, int64_t B, int64_t width, int64_t elem) {
@@ -136,7 +140,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
     const std::optional<at::Tensor>& weight_, const std::optional<at::Tensor>& bias_, const at::Tensor& beta_,
     const at::Tensor& threshold_, int64_t reset_mode, const at::Tensor& bth_, bool event, int64_t T_, int64_t B_,
     const std::optional<at::Tensor>& spk_out_, const std::optional<at::Tensor>& mem_out_, bool need_spike_csr,
-    bool need_active, const std::optional<at::Tensor>& capacity_) {
+    bool need_active, const std::optional<at::Tensor>& capacity_, const std::optional<at::Tensor>& x_dense_) {
   const char* op = "lif_fused_forward";
   TORCH_CHECK(T_ >= 0 && B_ >= 0, op, ": T and B must be >= 0, got ", T_, ", ", B_);
   TORCH_CHECK(beta_.dim() == 1, op, ": beta must be [N], got ", beta_.sizes());
@@ -157,7 +161,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
   const auto dev = like.device();
   const auto fopts = beta_.options();
   const bool has_current = current_.has_value() && current_->defined();
-  at::Tensor current, weight, bias, x_rowptr, x_col, x_val;
+  at::Tensor current, weight, bias, x_rowptr, x_col, x_val, x_dense;
   int64_t Ni = 0;
   if (has_current) {
     TORCH_CHECK(current_->sizes() == like.sizes() && current_->scalar_type() == like.scalar_type() &&
@@ -165,16 +169,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
                 op, ": current must be [T, B, N] = [", Tn, ", ", B, ", ", N, "] of the output's dtype, got ",
                 current_->sizes());
     current = current_->contiguous();
-  } else {  // I = X Wᵀ + b by cuBLAS over time chunks of the input's events, densified
-    TORCH_CHECK(weight_.has_value() && weight_->defined() && x_rowptr_.has_value() && x_rowptr_->defined() &&
-                    x_col_.has_value() && x_col_->defined(),
-                op, ": without current, weight and the input CSR (x_rowptr, x_col) are required");
+  } else {  // I = X Wᵀ + b by cuBLAS over time chunks: of the dense input's rows, or of its events densified
+    const bool has_csr = x_rowptr_.has_value() && x_rowptr_->defined() && x_col_.has_value() && x_col_->defined();
+    TORCH_CHECK(weight_.has_value() && weight_->defined() && (has_csr || (x_dense_.has_value() && x_dense_->defined())),
+                op, ": without current, weight and the input (its CSR x_rowptr, x_col, or x_dense) are required");
     TORCH_CHECK(weight_->dim() == 2 && weight_->size(0) == N && weight_->scalar_type() == like.scalar_type() &&
                     weight_->device() == dev,
                 op, ": weight must be [N, N_in] with N = ", N, " of the output's dtype and device, got ",
                 weight_->scalar_type(), " ", weight_->sizes());
     weight = *weight_;
     Ni = weight.size(1);
+    if (!has_csr) x_dense = dense_input(op, x_dense_, R, Ni, like.scalar_type(), dev);
+  }
+  if (x_rowptr_.has_value() && x_rowptr_->defined() && !has_current) {
     x_rowptr = x_rowptr_->contiguous();
     x_col = x_col_->contiguous();
     check_rowptr(op, "x", x_rowptr, x_col, R, dev);
@@ -183,11 +190,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
                   ": x_val must be [nnz] of the output's dtype");
       x_val = x_val_->contiguous();
     }
-    if (bias_.has_value() && bias_->defined()) {
-      TORCH_CHECK(bias_->numel() == N && bias_->scalar_type() == like.scalar_type() && bias_->device() == dev,
-                  op, ": bias must be [N] of the output's dtype, got ", bias_->sizes());
-      bias = bias_->contiguous();
-    }
+  }
+  if (!has_current && bias_.has_value() && bias_->defined()) {
+    TORCH_CHECK(bias_->numel() == N && bias_->scalar_type() == like.scalar_type() && bias_->device() == dev, op,
+                ": bias must be [N] of the output's dtype, got ", bias_->sizes());
+    bias = bias_->contiguous();
   }
   TORCH_CHECK(N < (int64_t{1} << 31), op, ": N must fit in int32");
   TORCH_CHECK(bth_.dim() == 1 && bth_.numel() == N && bth_.scalar_type() == like.scalar_type() &&
@@ -215,11 +222,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
   // current and no spk_out, a [rows, N] copy target for U - θ. The chunk length:
   // T_c = max(1, min(T, budget / (B · width · elem))) (fused_chunk_steps).
   const int64_t elem = static_cast<int64_t>(like.element_size());
-  const int64_t width = has_current ? (has_spk ? 0 : N) : Ni + N;
+  const int64_t width = has_current ? (has_spk ? 0 : N) : (x_dense.defined() ? 0 : Ni) + N;
   const int64_t Tc = fused_chunk_steps(Tn, B, width, elem);
   const int64_t rows_max = std::min(Tc, std::max<int64_t>(Tn, 1)) * B;
   at::Tensor xbuf, cbuf;
-  if (!has_current) xbuf = at::empty({rows_max, Ni}, fopts);
+  if (!has_current && !x_dense.defined()) xbuf = at::empty({rows_max, Ni}, fopts);
   if (!has_current || !has_spk) cbuf = at::empty({rows_max, N}, fopts);
   at::Tensor cnt = sets ? at::empty({2, rows_max}, lopt) : at::Tensor();
   const auto wt = has_current ? at::Tensor() : weight.t();
@@ -251,13 +258,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
         if (has_current) {
           cur = current.const_data_ptr<T>() + r0 * N;
         } else {
-          auto xc = xbuf.narrow(0, 0, n);
           auto cc = cbuf.narrow(0, 0, n);
-          check_launch(cuda::launch_densify<T>(r0, r0 + n, x_rowptr.const_data_ptr<int64_t>(),
-                                               x_col.const_data_ptr<int32_t>(),
-                                               x_val.defined() ? x_val.const_data_ptr<T>() : nullptr,
-                                               xc.mutable_data_ptr<T>(), Ni, stream),
-                       op);
+          at::Tensor xc;
+          if (x_dense.defined()) {
+            xc = x_dense.narrow(0, r0, n);  // the input's own rows
+          } else {
+            xc = xbuf.narrow(0, 0, n);
+            check_launch(cuda::launch_densify<T>(r0, r0 + n, x_rowptr.const_data_ptr<int64_t>(),
+                                                 x_col.const_data_ptr<int32_t>(),
+                                                 x_val.defined() ? x_val.const_data_ptr<T>() : nullptr,
+                                                 xc.mutable_data_ptr<T>(), Ni, stream),
+                         op);
+          }
           if (bias.defined()) at::addmm_out(cc, bias, xc, wt);
           else at::mm_out(cc, xc, wt);
           cur = cc.const_data_ptr<T>();
@@ -323,7 +335,7 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
     const std::optional<at::Tensor>& weight_, const std::optional<at::Tensor>& up_rowptr_,
     const std::optional<at::Tensor>& up_col_, const std::optional<at::Tensor>& dx_out_,
     const std::optional<at::Tensor>& h_out_, int64_t T_, int64_t B_, int64_t in_features, bool need_dw,
-    bool need_db, bool d_spk_compact, bool dx_compact) {
+    bool need_db, bool d_spk_compact, bool dx_compact, const std::optional<at::Tensor>& x_dense_) {
   const char* op = "lif_fused_backward";
   const auto dtype = act_sg_.scalar_type();
   const auto dev = act_sg_.device();
@@ -379,10 +391,13 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
                   (weight_.has_value() && weight_->defined() && weight_->dim() == 2 && weight_->size(0) == N &&
                    weight_->size(1) == Ni && weight_->scalar_type() == dtype && weight_->device() == dev),
               op, ": weight must be [", N, ", ", Ni, "] of dtype ", dtype, " on ", dev);
-  at::Tensor x_rowptr, x_col, x_val, up_rowptr, up_col, dx_out;
-  if (need_dw) {
-    TORCH_CHECK(x_rowptr_.has_value() && x_col_.has_value() && x_rowptr_->defined() && x_col_->defined(), op,
-                ": need_dw requires the input CSR");
+  at::Tensor x_rowptr, x_col, x_val, x_dense, up_rowptr, up_col, dx_out;
+  const bool has_csr = x_rowptr_.has_value() && x_col_.has_value() && x_rowptr_->defined() && x_col_->defined();
+  if (need_dw && !has_csr) {  // the dense input's own rows feed the ∂L/∂W GEMMs
+    TORCH_CHECK(x_dense_.has_value() && x_dense_->defined(), op, ": need_dw requires the input (its CSR or x_dense)");
+    x_dense = dense_input(op, x_dense_, R, Ni, dtype, dev);
+    dw = at::zeros({N, Ni}, opts);
+  } else if (need_dw) {
     x_rowptr = x_rowptr_->contiguous();
     x_col = x_col_->contiguous();
     check_rowptr(op, "x", x_rowptr, x_col, R, dev);
@@ -405,14 +420,20 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
                 op, ": dx_out must be contiguous with ", dx_compact ? up_col.numel() : R * Ni, " elements of dtype ",
                 dtype);
   }
-  // T_c from the buffers of one chunk: h [rows, N] (unless h_out holds it) and the densified
-  // input [rows, N_in] for ∂L/∂W (∂L/∂X needs no buffer: one dot per upstream active entry)
-  const int64_t width = (keep_h ? 0 : N) + (need_dw ? Ni : 0);
+  // ∂L/∂X: one dot of N per upstream active entry while they are few; from a tenth of all
+  // entries on, the chunk's h W GEMM (cuBLAS) read at the entries is cheaper (Wᵀ rows come
+  // from L2 at about twice HBM's bandwidth: a dot per entry moves ~4N bytes where the GEMM
+  // spends 2N FLOPs per entry of all R N_in; cost_model.py)
+  const bool dx_by_gemm = need_dx && static_cast<double>(up_col.numel()) > kDxGemmFraction * R * Ni;
+  // T_c from the buffers of one chunk: h [rows, N] (unless h_out holds it), the densified
+  // input [rows, N_in] for ∂L/∂W and h W [rows, N_in] when ∂L/∂X comes from the GEMM
+  const int64_t width = (keep_h ? 0 : N) + (need_dw && !x_dense.defined() ? Ni : 0) + (dx_by_gemm ? Ni : 0);
   const int64_t Tc = fused_chunk_steps(T_, B, width, act_sg.element_size());
   const int64_t rows_max = std::min(Tc, std::max<int64_t>(T_, 1)) * B;
   const at::Tensor hbuf = keep_h ? at::Tensor() : at::empty({rows_max, N}, opts);
-  const at::Tensor xbuf = need_dw ? at::empty({rows_max, Ni}, opts) : at::Tensor();
-  const at::Tensor wt = need_dx ? weight_->t().contiguous() : at::Tensor();  // Wᵀ [N_in, N]: its rows meet h's
+  const at::Tensor xbuf = need_dw && !x_dense.defined() ? at::empty({rows_max, Ni}, opts) : at::Tensor();
+  const at::Tensor wt = need_dx && !dx_by_gemm ? weight_->t().contiguous() : at::Tensor();  // Wᵀ [N_in, N]
+  const at::Tensor pbuf = dx_by_gemm ? at::empty({rows_max, Ni}, opts) : at::Tensor();
   const at::Tensor hsum = need_db ? at::zeros({B * N}, opts) : at::Tensor();
   const at::Tensor carry = at::zeros({B * N}, opts);
   const int64_t n_chunks = T_ > 0 ? (T_ + Tc - 1) / Tc : 0;
@@ -435,20 +456,33 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
                                                            carry.mutable_data_ptr<T>(), /*hsum_add=*/true),
                    op);
       if (need_dw) {
-        auto xc = xbuf.narrow(0, 0, n);
-        check_launch(cuda::launch_densify<T>(r0, r1, x_rowptr.const_data_ptr<int64_t>(),
-                                             x_col.const_data_ptr<int32_t>(),
-                                             x_val.defined() ? x_val.const_data_ptr<T>() : nullptr,
-                                             xc.mutable_data_ptr<T>(), Ni, stream),
-                     op);
+        at::Tensor xc;
+        if (x_dense.defined()) {
+          xc = x_dense.narrow(0, r0, n);
+        } else {
+          xc = xbuf.narrow(0, 0, n);
+          check_launch(cuda::launch_densify<T>(r0, r1, x_rowptr.const_data_ptr<int64_t>(),
+                                               x_col.const_data_ptr<int32_t>(),
+                                               x_val.defined() ? x_val.const_data_ptr<T>() : nullptr,
+                                               xc.mutable_data_ptr<T>(), Ni, stream),
+                       op);
+        }
         dw.addmm_(hc.t(), xc);  // ∂L/∂W += hᵀ X over the chunk's rows (cuBLAS)
       }
-      if (need_dx)  // ∂L/∂X only on the upstream active set: Σ_n h[r, n] W[n, j] per entry
+      if (need_dx && !dx_by_gemm) {  // ∂L/∂X only on the upstream active set: Σ_n h[r, n] W[n, j] per entry
         check_launch(cuda::launch_dx_active<T>(r0, r1, up_rowptr.const_data_ptr<int64_t>(),
                                                up_col.const_data_ptr<int32_t>(), hc.const_data_ptr<T>(),
                                                wt.const_data_ptr<T>(), N, dx_compact, dx_out.mutable_data_ptr<T>(),
                                                Ni, stream),
                      op);
+      } else if (need_dx) {
+        auto pc = pbuf.narrow(0, 0, n);
+        at::mm_out(pc, hc, *weight_);  // h W of the chunk (cuBLAS), read only on the upstream active set
+        check_launch(cuda::launch_gather_active<T>(r0, r1, up_rowptr.const_data_ptr<int64_t>(),
+                                                   up_col.const_data_ptr<int32_t>(), pc.const_data_ptr<T>(),
+                                                   dx_compact, dx_out.mutable_data_ptr<T>(), Ni, stream),
+                     op);
+      }
     }
   });
   if (need_db) db = hsum.view({B, N}).sum(0);  // Σ over the batch of the scan's Σ over time

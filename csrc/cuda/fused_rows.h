@@ -307,5 +307,22 @@ SNNTORCH_SPARSE_HD void dx_active_row(const Lanes& lanes, int64_t r, int64_t r0,
   }
 }
 
+// ---- ∂L/∂X on the upstream active set, row r, when most entries are asked
+// for: read from p (rows [r0, ...) of the chunk's h W GEMM, [., N_in]).
+// compact: out[k] per entry k of the set; else the dense [R, N_in] gradient.
+template <typename T, class Lanes>
+SNNTORCH_SPARSE_HD void gather_active_row(const Lanes& lanes, int64_t r, int64_t r0, const int64_t* rowptr,
+                                          const int32_t* col, const T* p, bool compact, T* out, int64_t Ni) {
+  const int64_t k0 = rowptr[r], k1 = rowptr[r + 1];
+  const T* row = p + (r - r0) * Ni;
+  for (int64_t base = k0; base < k1; base += kWarp)
+    lanes.each([&](int l) {
+      const int64_t k = base + l;
+      if (k >= k1) return;
+      const int64_t j = col[k];
+      out[compact ? k : r * Ni + j] = row[j];
+    });
+}
+
 }  // namespace cuda
 }  // namespace snntorch_sparse

@@ -53,7 +53,7 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake("snntorch_sparse::lif_fused_forward")
     def _(current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, reset_mode, bth, event, T, B, spk_out,
-          mem_out, need_spike_csr, need_active, capacity=None):
+          mem_out, need_spike_csr, need_active, capacity=None, x_dense=None):
         ctx = torch.library.get_ctx()
         rows = T * B
         n_spk, n_act = ctx.new_dynamic_size(), ctx.new_dynamic_size()
@@ -67,7 +67,7 @@ def _register_fakes() -> None:
     @torch.library.register_fake("snntorch_sparse::lif_fused_backward")
     def _(act_rowptr, act_col, act_sg, d_spk, d_mem, beta, spk, reset_mode, x_rowptr, x_col, x_val,
           weight, up_rowptr, up_col, dx_out, h_out, T, B, in_features, need_dw, need_db, d_spk_compact,
-          dx_compact):
+          dx_compact, x_dense=None):
         n = beta.shape[0]
         return (act_sg.new_empty((n, in_features) if need_dw else (0,)),
                 act_sg.new_empty((n,) if need_db else (0,)))
@@ -111,7 +111,8 @@ def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[t
                       bias: Optional[torch.Tensor], beta: torch.Tensor, threshold: torch.Tensor,
                       reset_mode: int, bth, spk_out: Optional[torch.Tensor], mem_out: Optional[torch.Tensor],
                       need_spike_csr: bool, need_active: bool, shape: Optional[Tuple[int, int]] = None,
-                      event: Optional[bool] = None, capacity: Optional[Tuple[int, int]] = None):
+                      event: Optional[bool] = None, capacity: Optional[Tuple[int, int]] = None,
+                      x_dense: Optional[torch.Tensor] = None):
     """Fill ``spk_out`` (and ``mem_out``); return the spike CSR and the active-set CSR.
 
     Args:
@@ -134,6 +135,9 @@ def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[t
             slack); a smaller total costs a second pass over the chunks, never a
             wrong result. ``None``: a guess (an eighth of ``T·B·N`` active).
             The CPU grows its lists and only checks it.
+        x_dense: the input as a dense ``[T·B, N_in]`` tensor instead of
+            ``x_csr`` (``x_csr=None``): CUDA's GEMMs read its rows directly;
+            the CPU takes its CSR first (its kernels read events).
 
     Returns:
         ``(spk_rowptr, spk_col, act_rowptr, act_col, act_shift)`` -- empty
@@ -158,12 +162,14 @@ def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[t
         current, x_rowptr, x_col, x_val, weight, bias, beta, threshold, int(reset_mode), bth, bool(event),
         int(T), int(B),
         spk_out, mem_out, bool(need_spike_csr), bool(need_active),
-        None if capacity is None else torch.tensor([int(capacity[0]), int(capacity[1])], dtype=torch.long))
+        None if capacity is None else torch.tensor([int(capacity[0]), int(capacity[1])], dtype=torch.long),
+        x_dense)
 
 
 def lif_fused_backward(act, act_sg, d_spk, d_mem, beta, spk, reset_mode, x_csr, weight, up_csr, dx_out,
                        h_out, T: int, B: int, in_features: int, need_dw: bool, need_db: bool,
-                       d_spk_compact: bool = False, dx_compact: bool = False):
+                       d_spk_compact: bool = False, dx_compact: bool = False,
+                       x_dense: Optional[torch.Tensor] = None):
     """Sparse backward of one fused layer; returns ``(dW, db)`` (empty when not asked for).
 
     ``act = (rowptr, col)`` is the layer's active set with ``act_sg = σ'`` per
@@ -172,14 +178,16 @@ def lif_fused_backward(act, act_sg, d_spk, d_mem, beta, spk, reset_mode, x_csr, 
     ``dx_out`` receives ``∂L/∂X`` on the upstream active set ``up_csr =
     (rowptr, col)``: into a zeroed dense ``[T, B, N_in]`` tensor, or with
     ``dx_compact`` one value per upstream active entry. ``h_out``, when given,
-    receives ``h = ∂L/∂I`` for every entry.
+    receives ``h = ∂L/∂I`` for every entry. ``x_dense`` (with ``x_csr=None``):
+    the input as a dense ``[T·B, N_in]`` tensor for ``∂L/∂W`` (see
+    :func:`lif_fused_forward`).
     """
     x_rowptr, x_col, x_val = x_csr if x_csr is not None else (None, None, None)
     up_rowptr, up_col = up_csr if up_csr is not None else (None, None)
     return torch.ops.snntorch_sparse.lif_fused_backward(
         act[0], act[1], act_sg, d_spk, d_mem, beta, spk, int(reset_mode), x_rowptr, x_col, x_val, weight,
         up_rowptr, up_col, dx_out, h_out, int(T), int(B), int(in_features), bool(need_dw), bool(need_db),
-        bool(d_spk_compact), bool(dx_compact))
+        bool(d_spk_compact), bool(dx_compact), x_dense)
 
 
 # ----------------------------------------------------------------------------- CSR helpers
