@@ -82,6 +82,7 @@ def substitutions(root: Path = ROOT) -> dict:
     subs["h200_bf16"] = f"{cost_model.H200.gemm_flops['bf16'] / 1e12:.0f} TFLOP/s"
     shd = cost_model.shd_network()
     subs["cost_activity"] = f"{100 * shd[0].activity:.2f}%"
+    subs["host_launch_us"] = f"{cost_model.HOST_LAUNCH_S * 1e6:.0f} µs"
     subs["cost_spike_rate"] = f"{100 * shd[0].spike_rate:.0f}%"
     peak = _load("peak-memory-cpu.json", root)
     if peak:
@@ -92,6 +93,14 @@ def substitutions(root: Path = ROOT) -> dict:
                 subs[f"peak_cpu_shd_{name}"] = f"{shd[key] / MIB:.0f} MiB"
         if "snntorch" in shd and "sparse_compiled:fused" in shd:
             subs["peak_cpu_shd_fused_fraction"] = f"{100 * shd['sparse_compiled:fused'] / shd['snntorch']:.1f}%"
+        if "snntorch" in shd and "sparse_compiled:cuda-layout" in shd:
+            lay = shd["sparse_compiled:cuda-layout"]
+            subs["peak_cuda_layout_shd"] = f"{lay / MIB:.1f} MiB"
+            subs["peak_cuda_layout_shd_fraction"] = f"{100 * lay / shd['snntorch']:.1f}%"
+            sweep = [(int(k.rsplit("-", 1)[1][:-3]), v) for k, v in shd.items()
+                     if k.startswith("sparse_compiled:cuda-layout-") and k.endswith("mib")]
+            subs["peak_cuda_layout_sweep"] = ", ".join(
+                f"{v / MIB:.1f} MiB ({100 * v / shd['snntorch']:.1f}%)" for _, v in sorted(sweep))
     own = _load("own-forward-cpu.json", root)
     if own:
         subs["own_forward_speedup"] = f"{own['speedup']['sparse']:.2f}x"

@@ -353,11 +353,23 @@ def generate_costs(root: Path, out: Path) -> None:
         model = sum(k.seconds(cm.H200) for k in kernels) * 1e3
         lines += [f"### {variant} ({'float32' if prec == 'fp32' else 'bfloat16 autocast'} GEMMs)", "",
                   cm.markdown_table(kernels), ""]
+        if prec == "fp32":
+            rows = ["| chunk budget | launches per step | kernels (ms) | host for the launches (ms) | "
+                    "predicted step (ms) |", "|---|---|---|---|---|"]
+            for mib in (4, 8, 16, 32):
+                t, n, step = cm.step_prediction(cm.network_kernels(cm.shd_network(), budget=mib << 20))["step"]
+                hosts = sum(v[2] for p, v in cm.step_prediction(
+                    cm.network_kernels(cm.shd_network(), budget=mib << 20)).items() if p != "step")
+                rows.append(f"| {mib} MiB{' (default)' if mib << 20 == cm.CHUNK_BUDGET else ''} | {n} | "
+                            f"{t * 1e3:.2f} | {hosts * 1e3:.2f} | {step * 1e3:.2f} |")
+            lines += ["The chunk budget trades launches for memory (the kernels' bytes and FLOPs do not "
+                      "change):", "", *rows, ""]
         m = measured.get(variant)
         if m:
             kern = measured.get(f"{variant}_kernels_ms")
-            lines += [f"Model: {model:.2f} ms of kernels per step. Measured on the H200 "
-                      f"(`benchmarks/results/{m[3]}`): step {m[2]:.2f} ms (forward {m[0]:.2f}, backward {m[1]:.2f})"
+            lines += [f"Model: {model:.2f} ms of kernels per step. Last measured on the H200 "
+                      f"(`benchmarks/results/{m[3]}`, a build before the time-chunked backward, the per-entry "
+                      f"∂L/∂X and the dense-input GEMMs): step {m[2]:.2f} ms (forward {m[0]:.2f}, backward {m[1]:.2f})"
                       + (f", of which {kern:.2f} ms of GPU kernels in the profile" if kern else "")
                       + "; the rest is launch, synchronisation and Python time, which the model leaves out.", ""]
     _write(out / "gpu_costs.md", "\n".join(lines))

@@ -76,7 +76,7 @@ class Kernel:
 
 # Default bytes of one fused op call's dense chunk buffers on CUDA (csrc/cuda/fused_launch.cu,
 # chunk_budget_bytes; SNNTORCH_SPARSE_CUDA_CHUNK_MIB overrides it there).
-CHUNK_BUDGET = 16 << 20
+CHUNK_BUDGET = 8 << 20
 
 # Host time per kernel launch. An ASSUMPTION, not a measurement of this project: a CUDA
 # launch plus ATen's dispatch from C++ costs a few microseconds on a server CPU; 5 µs is

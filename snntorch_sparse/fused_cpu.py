@@ -193,7 +193,7 @@ class _FusedSparseLIF(torch.autograd.Function):
             x_csr = (events_in[0], events_in[1], None)
             if need_w and x_csr[1].numel() > _DENSE_INPUT_DENSITY * max(R * n_in, 1):
                 x_dense = x.dense().reshape(-1, n_in) != 0
-        elif linear and on_cuda and not cfg.event_forward:
+        elif linear and _gemm_reads_dense_input(x, cfg):
             # cuBLAS reads the input's own rows, chunk by chunk, forward and backward: no event
             # list is built or saved (the tensor is the user's; saving it copies nothing)
             x_gemm = x2.contiguous()
@@ -214,12 +214,14 @@ class _FusedSparseLIF(torch.autograd.Function):
         event = cfg.event_forward
         if not linear:
             event, current = False, x2.reshape(T, B, n)
+        elif x_gemm is not None:
+            event = False
         elif event is None:  # auto: events while they are at most a quarter of the input (CPU)
             # CUDA: never automatic -- cuBLAS beats every event-driven form of this GEMM there
             event = not on_cuda and x_dense is None and x_csr[1].numel() <= _AUTO_EVENT_DENSITY * max(R * n_in, 1)
         if event and on_cuda:  # asked for explicitly: the CSR product, then the same kernels
             current = _csr_linear(x_csr, (R, n_in), weight, bias).view(T, B, n)
-        elif (current is None and not event and not on_cuda and x2 is not None
+        elif (current is None and not event and not on_cuda and x2 is not None and x_gemm is None
               and x_csr[1].numel() > _DENSE_INPUT_DENSITY * max(R * n_in, 1)):
             # a dense input (over a third non-zero) is itself [T, B, N_in]: one GEMM over it
             current = cfg.pool.take("current", (R, n), x.dtype, x.device) if cfg.pool is not None else \
@@ -248,7 +250,7 @@ class _FusedSparseLIF(torch.autograd.Function):
         spk_rowptr, spk_col, act_rowptr, act_col, act_shift = fused.lif_fused_forward(
             current, x_csr, weight, bias, beta_v, thr_v, cfg.reset_mode, bth, spk, mem,
             need_spike_csr=compact or not cfg.readout, need_active=not cfg.readout, shape=(T, B), event=bool(event),
-            capacity=None if (compiling or not on_cuda) else _capacity_hint(cfg.stats.get("csr_sizes"), R * n),
+            capacity=None if compiling else _capacity_hint(cfg.stats.get("csr_sizes"), R * n),
             x_dense=x_gemm)
         if not compiling:
             cfg.stats["csr_sizes"] = (act_col.numel(), spk_col.numel(), R * n)
@@ -387,6 +389,13 @@ class _FusedSparseLIF(torch.autograd.Function):
                 dthr_n = dthr_n - (h * prev_spk).sum((0, 1))
             dthr = _reduce_to(dthr_n, threshold)
         return dx, dw, dbias, dbeta, dthr, None
+
+
+def _gemm_reads_dense_input(x: torch.Tensor, cfg) -> bool:
+    """A dense (not spike-list) input is handed to the op as itself: on CUDA, whose GEMMs read
+    its rows chunk by chunk (unless an event-driven forward is asked for). The CPU's kernels
+    read events, so there it becomes its CSR first."""
+    return x.device.type == "cuda" and not cfg.event_forward
 
 
 def _capacity_hint(last, entries: int):

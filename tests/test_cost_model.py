@@ -52,7 +52,7 @@ def test_the_chunk_rule_and_constants_are_the_launchers():
     assert float(re.search(r"kDxGemmFraction = ([0-9.]+);", src).group(1)) == cm.DX_GEMM_FRACTION
     assert "budget / (B · width · elem)" in src
     # SHD layer 1 forward: the current [rows, 200] is the only buffer (the dense input's rows are read)
-    assert cm.chunk_steps(500, 256, 200) == (16 << 20) // (256 * 200 * 4)
+    assert cm.chunk_steps(500, 256, 200) == (8 << 20) // (256 * 200 * 4)
     assert cm.chunk_steps(500, 256, 0) == 500 and cm.chunk_steps(3, 256, 10 ** 6) == 1
     assert cm.chunk_steps(500, 256, 200, budget=1 << 40) == 500
 

@@ -124,8 +124,8 @@ def test_layer_takes_the_fused_path_and_matches_cpu(event_forward):
 
 @pytest.mark.parametrize("mode", [0, 1, 2])
 def test_forward_without_current_gemms_time_chunks_with_the_membrane_carried(mode):
-    """No current given: the op densifies the input's events per time chunk (16 MiB
-    of buffers together: here 5 chunks) and runs cuBLAS on each; same result as the whole GEMM."""
+    """No current given: the op densifies the input's events per time chunk (8 MiB
+    of buffers together: here 15 chunks) and runs cuBLAS on each; same result as the whole GEMM."""
     T, B, N, Ni = 300, 64, 50, 700
     x, w, b, beta, thr, win = _layer(T, B, N, Ni, torch.float64, seed=mode)
     x, w, b, beta, thr, win = (t.cuda() for t in (x, w, b, beta, thr, win))
@@ -154,7 +154,7 @@ def test_compact_spikes_and_list_hints_give_the_cpu_kernels_sets(given_current, 
     buffer at a time; the lists sized from any hint -- none, too small (a second
     pass), exact, generous -- hold the CPU kernel's sets bit for bit (with a
     given current; from the op's own GEMMs, the same sets up to threshold ties)."""
-    T, B, N, Ni = 200, 64, 200, 700  # several chunks of the default 16 MiB
+    T, B, N, Ni = 200, 64, 200, 700  # several chunks of the default 8 MiB
     x, w, b, beta, thr, win = _layer(T, B, N, Ni, dtype, seed=11)
     current = torch.addmm(b, x, w.t()).view(T, B, N)
     spk = torch.empty(T, B, N, dtype=dtype)
@@ -223,7 +223,7 @@ def test_a_one_mib_chunk_budget_gives_the_same_training_step(tmp_path):
         "torch.save([out.detach().cpu()] + [p.grad.cpu() for p in net.parameters()], sys.argv[1])\n")
     import os
     outs = []
-    for mib in ("16", "1"):
+    for mib in ("8", "1"):
         path = tmp_path / f"out{mib}.pt"
         env = {**os.environ, "SNNTORCH_SPARSE_CUDA_CHUNK_MIB": mib}
         subprocess.run([sys.executable, str(script), str(path)], env=env, check=True, timeout=600)

@@ -33,14 +33,15 @@ namespace {
 
 // Bytes of all dense chunk buffers of one fused op call together (forward:
 // the densified input and the current; backward: the adjoint h and the
-// densified input). The default keeps a whole SHD training step
-// (700-200-200-20, T = 500, B = 256) near 15% of snnTorch's peak while each
-// GEMM still has ~4,000 rows (docs/guide/memory.md, cost_model.py);
-// SNNTORCH_SPARSE_CUDA_CHUNK_MIB overrides it (read once per process) for
-// tuning on a given GPU.
+// densified input). Smaller chunks lower the peak and cost launches: 8 MiB is
+// the largest budget for which the CPU emulation of this launcher's memory
+// (benchmarks/generic_peak_memory.py --path cuda-layout) keeps a whole SHD
+// training step (700-200-200-20, T = 500, B = 256) within 15% of snnTorch's
+// peak; cost_model.py gives the launches it implies. SNNTORCH_SPARSE_CUDA_CHUNK_MIB
+// overrides it (read once per process) for tuning on a given GPU.
 int64_t chunk_budget_bytes() {
   static const int64_t bytes = [] {
-    int64_t mib = 16;
+    int64_t mib = 8;
     if (const char* env = std::getenv("SNNTORCH_SPARSE_CUDA_CHUNK_MIB")) {
       const long long v = std::atoll(env);
       TORCH_CHECK(v >= 1, "SNNTORCH_SPARSE_CUDA_CHUNK_MIB must be a positive number of MiB, got '", env, "'");
