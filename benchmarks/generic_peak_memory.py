@@ -65,7 +65,7 @@ def cuda_layout(chunk_mib):
     from snntorch_sparse import cost_model, fused_cpu
     from snntorch_sparse.ops import fused
 
-    budget = (chunk_mib << 20) if chunk_mib else cost_model.CHUNK_BUDGET
+    fixed = (chunk_mib << 20) if chunk_mib else None
     real_fwd, real_bwd = fused.lif_fused_forward, fused.lif_fused_backward
 
     def rehome(t, length):  # the list in storage of the launcher's length, narrowed
@@ -80,6 +80,7 @@ def cuda_layout(chunk_mib):
         n_in = 0 if weight is None else weight.shape[1]
         dense_rows = current is not None or x_dense is not None
         width = (0 if spk_out is not None else n) if current is not None else (0 if dense_rows else n_in) + n
+        budget = cost_model.chunk_budget(T, B, n, e, fixed)
         rows = min(cost_model.chunk_steps(T, B, width, e, budget), max(T, 1)) * B
         held = [torch.empty(rows * width * e, dtype=torch.uint8), torch.empty(2 * rows, dtype=torch.long),
                 torch.empty(B * n, dtype=beta.dtype)]  # chunk buffers, row counts, membrane carry
@@ -101,6 +102,7 @@ def cuda_layout(chunk_mib):
         dx_gemm = up_csr is not None and up_csr[1].numel() > cost_model.DX_GEMM_FRACTION * T * B * in_features
         width = (0 if h_out is not None else n) + (in_features if need_dw and x_dense is None else 0) + \
             (in_features if dx_gemm else 0)
+        budget = cost_model.chunk_budget(T, B, n, e, fixed)
         rows = min(cost_model.chunk_steps(T, B, width, e, budget), max(T, 1)) * B
         held = [torch.empty(rows * width * e, dtype=torch.uint8), torch.empty(2 * B * n, dtype=act_sg.dtype)]
         if up_csr is not None and not dx_gemm:
@@ -126,8 +128,8 @@ p.add_argument("--path", choices=["fused", "generic", "cuda-layout"], default="f
                help="the fused op (CPU and CUDA), the device-generic autograd function, or the fused op "
                     "with the CUDA launcher's buffers emulated")
 p.add_argument("--chunk-mib", type=int, default=None,
-               help="with --path cuda-layout: the CUDA chunk budget (SNNTORCH_SPARSE_CUDA_CHUNK_MIB; default: "
-                    "the launcher's)")
+               help="with --path cuda-layout: a fixed CUDA chunk budget (SNNTORCH_SPARSE_CUDA_CHUNK_MIB; "
+                    "default: the launcher's rule)")
 p.add_argument("--out", help="write the peaks to this JSON file (adds to its other paths' entries)")
 args = p.parse_args()
 cpu = torch.device("cpu")

@@ -11,6 +11,11 @@ larger of its kernel time and its launches' host time. The one
 synchronisation per layer and the Python glue around the ops are not in
 the model.
 
+Reads of ``Wᵀ`` rows by the ∂L/∂X dots hit L2 (the matrix is a few MB at
+most); they are charged at an assumed 7 TB/s of L2 bandwidth, which puts the
+break-even with the ``h W`` GEMM near a tenth of the entries, the launcher's
+switch (``kDxGemmFraction``).
+
 The default machine figures are the H200 primitives measured at the SHD shape
 (``../shared/gpu/README.md``, ``primitives-shd-shape.jsonl``): streaming
 passes about 3.7 TB/s; a 128,000 x 700 by 700 x 200 GEMM 1.01 ms in float32
@@ -26,8 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
-__all__ = ["Machine", "H200", "LayerShape", "Kernel", "CHUNK_BUDGET", "HOST_LAUNCH_S", "chunk_steps",
-           "layer_kernels", "network_kernels", "step_prediction", "markdown_table"]
+__all__ = ["Machine", "H200", "LayerShape", "Kernel", "CHUNK_BUDGET", "HOST_LAUNCH_S", "chunk_budget", "chunk_steps",
+           "layer_kernels", "network_kernels", "step_prediction", "mlp_network", "shd_network", "spikingjelly_step",
+           "markdown_table"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class Machine:
     name: str
     bandwidth: float        # bytes / s of a streaming pass
     gemm_flops: dict        # precision -> FLOP / s of a large GEMM
+    l2_bandwidth: float = 7e12  # bytes / s of reads that hit L2 (an assumption, not measured here)
 
 
 H200 = Machine("H200", 3.7e12, {"fp32": 35.5e12, "tf32": 171e12, "bf16": 143e12})
@@ -67,15 +74,17 @@ class Kernel:
     flops: float
     precision: str = ""
     launches: int = 1       # launches per step (time chunks)
+    l2_bytes: float = 0.0   # reads of a small operand that stays in L2 (Wᵀ rows of the ∂L/∂X dots)
 
     def seconds(self, machine: Machine) -> float:
         if self.flops:
             return self.flops / machine.gemm_flops[self.precision]
-        return self.bytes / machine.bandwidth
+        return self.bytes / machine.bandwidth + self.l2_bytes / machine.l2_bandwidth
 
 
-# Default bytes of one fused op call's dense chunk buffers on CUDA (csrc/cuda/fused_launch.cu,
-# chunk_budget_bytes; SNNTORCH_SPARSE_CUDA_CHUNK_MIB overrides it there).
+# Floor of one fused op call's dense chunk buffers on CUDA (csrc/cuda/fused_launch.cu,
+# chunk_budget_bytes: max(floor, a sixteenth of the layer's [T, B, N] float tensor);
+# SNNTORCH_SPARSE_CUDA_CHUNK_MIB fixes it there).
 CHUNK_BUDGET = 8 << 20
 
 # Host time per kernel launch. An ASSUMPTION, not a measurement of this project: a CUDA
@@ -85,6 +94,12 @@ HOST_LAUNCH_S = 5e-6
 
 # ∂L/∂X from the chunk's h W GEMM above this upstream active fraction (kDxGemmFraction).
 DX_GEMM_FRACTION = 0.1
+
+
+def chunk_budget(T: int, B: int, N: int, e: int = 4, fixed: Optional[int] = None) -> int:
+    """The chunk budget of a layer of ``N`` outputs (``chunk_budget_bytes``): ``fixed`` when
+    given (``SNNTORCH_SPARSE_CUDA_CHUNK_MIB``), else max(:data:`CHUNK_BUDGET`, T·B·N·e / 16)."""
+    return fixed if fixed else max(CHUNK_BUDGET, T * B * N * e // 16)
 
 
 def chunk_steps(T: int, B: int, width: int, e: int = 4, budget: int = CHUNK_BUDGET) -> int:
@@ -101,7 +116,7 @@ def _chunks(T: int, steps: int) -> int:
 
 
 def layer_kernels(name: str, L: LayerShape, precision: str = "fp32", e: int = 4,
-                  budget: int = CHUNK_BUDGET) -> List[Kernel]:
+                  budget: Optional[int] = None) -> List[Kernel]:
     """The kernels of one layer's forward and backward with their bytes, FLOPs and launches.
 
     fp32 follows ``csrc/cuda/fused_launch.cu``: time chunks of ``chunk_steps``
@@ -115,6 +130,7 @@ def layer_kernels(name: str, L: LayerShape, precision: str = "fp32", e: int = 4,
     gemm = 2.0 * R * N * Ni
     dense_in = L.first
     K = []
+    budget = chunk_budget(L.T, L.B, N, e, budget)
     if precision == "fp32":
         fwd_width = N + (0 if dense_in else Ni)
         cf = _chunks(L.T, chunk_steps(L.T, L.B, fwd_width, e, budget))
@@ -160,11 +176,11 @@ def layer_kernels(name: str, L: LayerShape, precision: str = "fp32", e: int = 4,
                     launches=cb))
     if L.upstream_activity is not None:
         if precision == "fp32" and L.upstream_activity <= DX_GEMM_FRACTION:
-            # one dot of N per upstream active entry; its Wᵀ row is counted as if it came from HBM
-            # (it comes from L2: an upper bound)
+            # one dot of N per upstream active entry: h's row from HBM once per row, the entry's
+            # Wᵀ row from L2 (Wᵀ is N·N_in·e bytes, L2-resident at these sizes)
             entries = L.upstream_activity * RNi
             K.append(Kernel(name, "backward", "∂L/∂X on the upstream active set (a dot per entry)",
-                            entries * (N * e + 4 + e) + RN * e, 0, launches=cb))
+                            entries * (4 + e) + RN * e, 0, launches=cb, l2_bytes=entries * N * e))
         elif precision == "fp32":  # most entries asked for: the chunk's h W GEMM, read at the entries
             K.append(Kernel(name, "backward", "h W (GEMM, per chunk)", 0, gemm, gemm_prec, launches=cb))
             K.append(Kernel(name, "backward", "gather ∂L/∂X on the upstream active set",
@@ -175,7 +191,8 @@ def layer_kernels(name: str, L: LayerShape, precision: str = "fp32", e: int = 4,
     return K
 
 
-def network_kernels(layers: List[LayerShape], precision: str = "fp32", budget: int = CHUNK_BUDGET) -> List[Kernel]:
+def network_kernels(layers: List[LayerShape], precision: str = "fp32", budget: Optional[int] = None) -> List[Kernel]:
+    """Every layer's kernels; ``budget``: a fixed chunk budget (else the launcher's rule)."""
     out = []
     for i, L in enumerate(layers):
         out += layer_kernels(f"layer {i + 1} ({L.n_in}->{L.n})", L, precision, budget=budget)
@@ -196,12 +213,40 @@ def step_prediction(kernels: List[Kernel], machine: Machine = H200) -> dict:
     return out
 
 
+def mlp_network(n_in: int, hidden, n_out: int, T: int, B: int, input_density: float, activity: float,
+                spike_rate: float = 0.02) -> List[LayerShape]:
+    """A benchmark network: fused layers ``n_in -> hidden... -> n_out``, the first fed the dense
+    input, the last a read-out; every hidden layer at ``activity`` and ``spike_rate``."""
+    sizes = [n_in, *hidden]
+    out = [LayerShape(T, B, a, b, input_density if i == 0 else spike_rate, activity, spike_rate, first=i == 0,
+                      upstream_activity=None if i == 0 else activity)
+           for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    out.append(LayerShape(T, B, sizes[-1], n_out, spike_rate, 1.0, 0.0, readout=True,
+                          upstream_activity=activity if hidden else None))
+    return out
+
+
 def shd_network(activity: float = 0.0625, spike_rate: float = 0.02, input_density: float = 0.02,
                 T: int = 500, B: int = 256) -> List[LayerShape]:
     """The benchmark's SHD config: 700-200-200-20, readout last."""
-    return [LayerShape(T, B, 700, 200, input_density, activity, spike_rate, first=True),
-            LayerShape(T, B, 200, 200, spike_rate, activity, spike_rate, upstream_activity=activity),
-            LayerShape(T, B, 200, 20, spike_rate, 1.0, 0.0, readout=True, upstream_activity=activity)]
+    return mlp_network(700, (200, 200), 20, T, B, input_density, activity, spike_rate)
+
+
+# SpikingJelly 2.0's multi-step LIF node, forward + backward, on [500, 256, 200] float32 on the
+# H200 (../shared/gpu/README.md, primitives-shd-shape.jsonl): 1.29 ms; it streams, so it scales
+# with T·B·N.
+SJ_LIF_S_PER_ENTRY = 1.2879e-3 / (500 * 256 * 200)
+
+
+def spikingjelly_step(layers: List[LayerShape], machine: Machine = H200) -> float:
+    """SpikingJelly 2.0's dense step under the same machine figures: per layer ``nn.Linear``'s
+    GEMMs (forward, ∂L/∂W, and ∂L/∂X except for the first layer) in float32 plus its LIF node
+    forward and backward, scaled from the measured one. Lets the ratio compare model with model."""
+    t = 0.0
+    for L in layers:
+        gemm = 2.0 * L.T * L.B * L.n * L.n_in / machine.gemm_flops["fp32"]
+        t += gemm * (2 if L.first else 3) + SJ_LIF_S_PER_ENTRY * L.T * L.B * L.n
+    return t
 
 
 def markdown_table(kernels: List[Kernel], machine: Machine = H200) -> str:

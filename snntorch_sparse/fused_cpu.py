@@ -411,23 +411,24 @@ def _capacity_hint(last, entries: int):
     return tuple(min(entries, k * entries // last[2] + k * entries // (16 * last[2]) + 4096) for k in last[:2])
 
 
-# Entries per piece of the elementwise σ' pass: its temporaries stay at this size.
-_SURROGATE_PIECE = 1 << 18
+# Entries per piece of the σ' pass: the gain's gather (and a surrogate without an in-place
+# derivative) allocates temporaries of this size. CPU: pieces that stay in cache; CUDA: few
+# pieces (each is several kernel launches), 4 MiB float32 temporaries.
+_SURROGATE_PIECE = {"cpu": 1 << 18, "cuda": 1 << 20}
 
 
 def _surrogate_in_place(shift: torch.Tensor, col: torch.Tensor, surrogate, gain) -> torch.Tensor:
     """``σ'(U - θ)`` (times the per-neuron ``gain``) per active entry, written over ``shift``.
 
-    Elementwise, so computed piece by piece: the surrogate's temporaries are
-    :data:`_SURROGATE_PIECE` entries, not one per active entry.
+    Elementwise, so computed piece by piece (:data:`_SURROGATE_PIECE`), each piece in place
+    by the surrogate's :meth:`~snntorch_sparse.surrogate.SparseSurrogate.derivative_`.
     """
     g = None if gain is None else gain.to(shift.dtype).reshape(-1)
-    for k0 in range(0, shift.numel(), _SURROGATE_PIECE):
-        piece = shift[k0:k0 + _SURROGATE_PIECE]
-        d = surrogate.derivative(piece)
+    piece = _SURROGATE_PIECE.get(shift.device.type, 1 << 18)
+    for k0 in range(0, shift.numel(), piece):
+        part = surrogate.derivative_(shift[k0:k0 + piece])
         if g is not None:
-            d = d * g.index_select(0, col[k0:k0 + _SURROGATE_PIECE].long())
-        piece.copy_(d)
+            part.mul_(g.index_select(0, col[k0:k0 + piece]))
     return shift
 
 

@@ -255,6 +255,14 @@ class SparseSurrogate:
     def derivative(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def derivative_(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`derivative` written over ``x`` (returned), bit for bit the same values.
+
+        Subclasses whose derivative is a chain of elementwise steps override it
+        to run the chain in place (no temporaries); this default copies.
+        """
+        return x.copy_(self.derivative(x))
+
     def params(self) -> dict:
         """The surrogate's own parameters (for ``repr`` and copies)."""
         return {}
@@ -332,6 +340,9 @@ class SparseFastSigmoid(SparseSurrogate):
     def derivative(self, x):
         return 1.0 / (self.slope * x.abs() + 1.0) ** 2
 
+    def derivative_(self, x):  # the same steps in place (the final 1.0 * is exact)
+        return x.abs_().mul_(self.slope).add_(1.0).pow_(2).reciprocal_()
+
     def params(self):
         return {"slope": self.slope}
 
@@ -348,6 +359,9 @@ class SparseATan(SparseSurrogate):
 
     def derivative(self, x):
         return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x) ** 2)
+
+    def derivative_(self, x):  # the same steps in place: (α/2) / t is reciprocal(t) * (α/2)
+        return x.mul_(math.pi / 2 * self.alpha).pow_(2).add_(1).reciprocal_().mul_(self.alpha / 2)
 
     def params(self):
         return {"alpha": self.alpha}

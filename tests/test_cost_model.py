@@ -48,7 +48,11 @@ def test_the_chunk_rule_and_constants_are_the_launchers():
     """chunk_steps, the default budget and the ∂L/∂X switch are csrc/cuda/fused_launch.cu's."""
     import re
     src = (ROOT / "csrc" / "cuda" / "fused_launch.cu").read_text()
-    assert int(re.search(r"int64_t mib = (\d+);", src).group(1)) << 20 == cm.CHUNK_BUDGET
+    assert int(re.search(r"kChunkFloorBytes = int64_t\{(\d+)\} << 20;", src).group(1)) << 20 == cm.CHUNK_BUDGET
+    assert "std::max<int64_t>(kChunkFloorBytes, dense_bytes / 16)" in src
+    assert cm.chunk_budget(500, 256, 200) == cm.CHUNK_BUDGET  # SHD: a sixteenth of 97.7 MiB is below the floor
+    assert cm.chunk_budget(500, 256, 1000) == 500 * 256 * 1000 * 4 // 16  # hidden 1000: 30.5 MiB
+    assert cm.chunk_budget(500, 256, 1000, fixed=4 << 20) == 4 << 20
     assert float(re.search(r"kDxGemmFraction = ([0-9.]+);", src).group(1)) == cm.DX_GEMM_FRACTION
     assert "budget / (B · width · elem)" in src
     # SHD layer 1 forward: the current [rows, 200] is the only buffer (the dense input's rows are read)

@@ -59,3 +59,19 @@ def test_bad_slope():
         sparse_fast_sigmoid(slope=-1)
     with pytest.raises(TypeError, match="spike_grad"):
         sparsify_surrogate(3.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("make", [lambda: sparse_atan(), lambda: sparse_atan(alpha=3.7),
+                                  lambda: sparse_fast_sigmoid(), lambda: sparse_fast_sigmoid(slope=7.3),
+                                  lambda: sparse_sigmoid(), lambda: sparsify_surrogate(snn_sg.triangular())])
+def test_in_place_derivative_is_the_derivative_bit_for_bit(make, dtype):
+    """derivative_ (the fused layers' σ' pass, written over U - θ) gives derivative's bits."""
+    sg = make()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4096, generator=g, dtype=dtype) * 3
+    x[:6] = torch.tensor([0.0, -0.0, 1e-30, -1e30, 5.0, -0.25], dtype=dtype)
+    want = sg.derivative(x)
+    y = x.clone()
+    got = sg.derivative_(y)
+    assert got.data_ptr() == y.data_ptr() and torch.equal(got, want)

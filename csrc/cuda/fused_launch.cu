@@ -31,17 +31,23 @@
 namespace snntorch_sparse {
 namespace {
 
+constexpr int64_t kChunkFloorBytes = int64_t{8} << 20;  // the chunk budget's floor (chunk_budget_bytes)
+
 // Bytes of all dense chunk buffers of one fused op call together (forward:
 // the densified input and the current; backward: the adjoint h and the
-// densified input). Smaller chunks lower the peak and cost launches: 8 MiB is
-// the largest budget for which the CPU emulation of this launcher's memory
+// densified input): max(8 MiB, a sixteenth of the layer's dense [T, B, N]
+// float tensor). Smaller chunks lower the peak and cost launches. 8 MiB is
+// the largest floor for which the CPU emulation of this launcher's memory
 // (benchmarks/generic_peak_memory.py --path cuda-layout) keeps a whole SHD
 // training step (700-200-200-20, T = 500, B = 256) within 15% of snnTorch's
-// peak; cost_model.py gives the launches it implies. SNNTORCH_SPARSE_CUDA_CHUNK_MIB
-// overrides it (read once per process) for tuning on a given GPU.
-int64_t chunk_budget_bytes() {
-  static const int64_t bytes = [] {
-    int64_t mib = 8;
+// peak; the sixteenth keeps wide layers' chunks (hidden 1000: 32 MiB, 16
+// chunks instead of 63) from being launch-bound while adding at most that
+// sixteenth of one [T, B, N] tensor to the peak. cost_model.py counts the
+// launches. SNNTORCH_SPARSE_CUDA_CHUNK_MIB=<MiB> fixes the budget instead
+// (read once per process), for tuning on a given GPU.
+int64_t chunk_budget_bytes(int64_t dense_bytes) {
+  static const int64_t fixed = [] {
+    int64_t mib = 0;
     if (const char* env = std::getenv("SNNTORCH_SPARSE_CUDA_CHUNK_MIB")) {
       const long long v = std::atoll(env);
       TORCH_CHECK(v >= 1, "SNNTORCH_SPARSE_CUDA_CHUNK_MIB must be a positive number of MiB, got '", env, "'");
@@ -49,7 +55,8 @@ int64_t chunk_budget_bytes() {
     }
     return mib << 20;
   }();
-  return bytes;
+  if (fixed > 0) return fixed;
+  return std::max<int64_t>(kChunkFloorBytes, dense_bytes / 16);
 }
 
 // Fraction of the upstream entries (of all R N_in) from which ∂L/∂X comes from the
@@ -57,11 +64,13 @@ int64_t chunk_budget_bytes() {
 constexpr double kDxGemmFraction = 0.1;
 
 // Time steps per chunk: T_c = max(1, min(T, budget / (B · width · elem))), width the
-// buffers' elements per row together (0: no buffer, one chunk).
-int64_t fused_chunk_steps(int64_t T, int64_t B, int64_t width, int64_t elem) {
+// buffers' elements per row together (0: no buffer, one chunk), the budget from the
+// layer's N (chunk_budget_bytes).
+int64_t fused_chunk_steps(int64_t T, int64_t B, int64_t N, int64_t width, int64_t elem) {
   if (width == 0 || B == 0) return std::max<int64_t>(T, 1);
   const int64_t step = B * width * elem;
-  return std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(T, 1), chunk_budget_bytes() / step));
+  const int64_t budget = chunk_budget_bytes(T * B * N * elem);
+  return std::max<int64_t>(1, std::min<int64_t>(std::max<int64_t>(T, 1), budget / step));
 }
 
 // [R + 1] row pointers: 0 then the running sum of the per-row counts. A 1-D
@@ -224,7 +233,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_fused
   // T_c = max(1, min(T, budget / (B · width · elem))) (fused_chunk_steps).
   const int64_t elem = static_cast<int64_t>(like.element_size());
   const int64_t width = has_current ? (has_spk ? 0 : N) : (x_dense.defined() ? 0 : Ni) + N;
-  const int64_t Tc = fused_chunk_steps(Tn, B, width, elem);
+  const int64_t Tc = fused_chunk_steps(Tn, B, N, width, elem);
   const int64_t rows_max = std::min(Tc, std::max<int64_t>(Tn, 1)) * B;
   at::Tensor xbuf, cbuf;
   if (!has_current && !x_dense.defined()) xbuf = at::empty({rows_max, Ni}, fopts);
@@ -429,7 +438,7 @@ std::tuple<at::Tensor, at::Tensor> lif_fused_backward_cuda(
   // T_c from the buffers of one chunk: h [rows, N] (unless h_out holds it), the densified
   // input [rows, N_in] for ∂L/∂W and h W [rows, N_in] when ∂L/∂X comes from the GEMM
   const int64_t width = (keep_h ? 0 : N) + (need_dw && !x_dense.defined() ? Ni : 0) + (dx_by_gemm ? Ni : 0);
-  const int64_t Tc = fused_chunk_steps(T_, B, width, act_sg.element_size());
+  const int64_t Tc = fused_chunk_steps(T_, B, N, width, act_sg.element_size());
   const int64_t rows_max = std::min(Tc, std::max<int64_t>(T_, 1)) * B;
   const at::Tensor hbuf = keep_h ? at::Tensor() : at::empty({rows_max, N}, opts);
   const at::Tensor xbuf = need_dw && !x_dense.defined() ? at::empty({rows_max, Ni}, opts) : at::Tensor();

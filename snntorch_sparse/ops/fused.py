@@ -15,7 +15,8 @@ in time-major order ``r = t·B + b`` (the order of a coalesced COO index)::
 
 The same op schemas on both devices; the dispatcher picks the kernels. On CUDA
 both directions walk time in chunks of whole steps (all dense chunk buffers of
-one call together at most 8 MiB, ``SNNTORCH_SPARSE_CUDA_CHUNK_MIB``): the
+one call together at most max(8 MiB, a sixteenth of the layer's ``[T, B, N]``
+float tensor); ``SNNTORCH_SPARSE_CUDA_CHUNK_MIB`` fixes it): the
 forward computes the current by cuBLAS per chunk (or takes it given), scans
 with the membrane carried and compacts the chunk's rows into the two sets; it
 makes one small device-to-host copy (the sets' totals). The backward runs the
@@ -120,9 +121,10 @@ def lif_fused_forward(current: Optional[torch.Tensor], x_csr, weight: Optional[t
             ``x_csr = (rowptr, col, values-or-None)`` and ``weight``/``bias``:
             with ``event`` (CPU only; ``None``: on CPU) summed event by event; else by GEMMs over
             time chunks of the events densified, the membrane carried between
-            chunks (whole time steps; on CUDA at most 8 MiB of input and current
-            together per chunk, ``SNNTORCH_SPARSE_CUDA_CHUNK_MIB``; on CPU 4 MiB of
-            each), so no ``[T, B, N]`` current exists.
+            chunks (whole time steps; on CUDA the input's and current's chunk
+            buffers together at most max(8 MiB, T·B·N·element / 16),
+            ``SNNTORCH_SPARSE_CUDA_CHUNK_MIB`` fixes it; on CPU 4 MiB of each), so
+            no ``[T, B, N]`` current exists.
         beta, threshold: ``[N]`` (``beta`` clamped), of the output's dtype.
         reset_mode: 0 subtract, 1 zero, 2 none.
         bth: half-width of the active window ``|U - θ| < bth``: a float, or one per
