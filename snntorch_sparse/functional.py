@@ -426,7 +426,7 @@ def _check_call(x, weight, bias, beta, threshold, cfg: LIFConfig):
             if not v.is_floating_point():  # int / bool valued, as snnTorch allows
                 v = v.to(like.dtype)
         elif isinstance(v, (bool, int, float)):
-            v = torch.tensor(float(v), dtype=like.dtype, device=x.device)
+            v = torch.full((), float(v), dtype=like.dtype, device=x.device)  # a fill: no host-to-device copy
         else:
             raise TypeError(f"{name} must be a float or a tensor, got {type(v).__name__}")
         out.append(v)

@@ -126,7 +126,7 @@ class SpikeTensor(torch.Tensor):
         if func is aten.sum.default and isinstance(args[0], SpikeTensor) and args[0].events() is not None \
                 and kwargs.get("dtype") is None:
             s = args[0]._store
-            return torch.tensor(float(s.col.numel()), dtype=s.dtype, device=s.device)
+            return torch.full((), float(s.col.numel()), dtype=s.dtype, device=s.device)  # no host-to-device copy
         if func in _METADATA_ONLY:
             def stand_in(t):
                 return torch.empty((), dtype=t.dtype, device=t.device).expand(t.shape) \

@@ -104,7 +104,7 @@ def quantile_window(shift: torch.Tensor, fraction: float) -> torch.Tensor:
     if rows == 0 or mag.shape[1] == 0:         # no entries (e.g. an empty batch): any window will do
         return torch.ones(mag.shape[1], dtype=shift.dtype, device=shift.device)
     k = min(rows, max(1, math.ceil(fraction * rows)))
-    inf = torch.tensor(math.inf, dtype=mag.dtype, device=mag.device)
+    inf = torch.full((), math.inf, dtype=mag.dtype, device=mag.device)  # a fill: no host-to-device copy (sync)
     if k == rows:
         return torch.nextafter(mag.amax(0), inf)
     low = torch.topk(mag, k + 1, dim=0, largest=False, sorted=True).values
