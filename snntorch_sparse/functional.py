@@ -71,6 +71,8 @@ class LIFConfig:
         check_finite: raise ``ValueError`` on NaN/inf in the input.
         window, gain: set by :func:`sparse_lif` for the call (the window half-widths and
             per-neuron gains); not inputs.
+        neuron: set by :func:`sparse_lif` for a fused call: ``β`` clamped to [0, 1] and ``θ``
+            as ``[N]`` vectors, computed once for the window pass and the op; not an input.
         need_mem: ``False``: the membrane is not returned (an empty tensor is).
         stats: the last call's counts (``active``, ``total``, ``window``, ``gain``).
 
@@ -94,6 +96,7 @@ class LIFConfig:
     gain: Optional[torch.Tensor] = None  # this call's per-neuron gain c on σ' (adaptive window), or None
     need_mem: bool = True           # False: the membrane is not returned (an empty tensor is)
     stats: dict = field(default_factory=dict)
+    neuron: Optional[tuple] = None  # this call's ([N] β clamped to [0, 1], [N] θ), set by sparse_lif
 
 
 def _reduce_to(grad_n: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
@@ -344,7 +347,7 @@ def _call_window(x, weight, bias, beta, threshold, cfg: LIFConfig):
         compact = isinstance(x, SpikeTensor) and x.events() is not None and x.dim() == 3
         rows = x.shape[1] if compact else x.numel() // max(T * n_in, 1)
         take = min(rows, max(1, -(-WINDOW_SAMPLES // max(T * n, 1)), -(-WINDOW_SAMPLES_PER_NEURON // T)))
-        picked = torch.linspace(0, rows - 1, take, device=x.device).long() if take < rows else None
+        picked = _window_rows(rows, take, x.device, cfg.stats) if take < rows else None
         if compact:  # only the sampled rows are made dense
             x3 = x.batch_rows(picked if picked is not None else torch.arange(rows, device=x.device))
         else:
@@ -353,13 +356,27 @@ def _call_window(x, weight, bias, beta, threshold, cfg: LIFConfig):
                 x3 = x3.index_select(1, picked)
         current = F.linear(x3, weight.detach(), None if bias is None else bias.detach()) \
             if weight is not None else x3
-        beta_v = per_feature(beta.detach().clamp(0, 1), n, "beta", current)
-        thr_v = per_feature(threshold.detach(), n, "threshold", current)
+        if cfg.neuron is not None:
+            beta_v, thr_v = cfg.neuron
+        else:
+            beta_v = per_feature(beta.detach().clamp(0, 1), n, "beta", current)
+            thr_v = per_feature(threshold.detach(), n, "threshold", current)
         ops = get_backend(cfg.backend, x.device)
         _, mem = ops.lif_scan(current.contiguous(), beta_v, thr_v, cfg.reset_mode)
         shift = (mem - thr_v).reshape(mem.shape[0] * mem.shape[1], n)
         window = sg.window(shift)
         return window, sg.gain(shift, window)
+
+
+def _window_rows(rows: int, take: int, device, stats: dict) -> torch.Tensor:
+    """``take`` batch rows evenly spread over ``rows`` (int64), kept in the layer's ``stats``
+    for the next call of the same shape (no new index tensor, no launches)."""
+    key = (rows, take, str(device))
+    cached = stats.get("window_rows")
+    if cached is None or cached[0] != key:
+        cached = (key, torch.linspace(0, rows - 1, take, device=device).long())
+        stats["window_rows"] = cached
+    return cached[1]
 
 
 def _call_config(x: torch.Tensor, rows: int, cfg: LIFConfig) -> LIFConfig:
@@ -491,6 +508,12 @@ def sparse_lif(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[t
     if weight is None:  # neuron only: ∂L/∂X = h, not restricted to an upstream set
         cfg.upstream = cfg.upstream_index = None
     fused = _fused_usable(x, weight, cfg)
+    cfg.neuron = None
+    if fused:  # β and θ per neuron once, for the window pass and the op
+        like = weight if weight is not None else x
+        n = weight.shape[0] if weight is not None else math.prod(x.shape[2:])
+        cfg.neuron = (per_feature(beta.detach().clamp(0, 1), n, "beta", like),
+                      per_feature(threshold.detach(), n, "threshold", like))
     if cfg.upstream is not None:
         cfg.check_finite = False  # spikes of a sparse layer: binary by construction
         if not fused:

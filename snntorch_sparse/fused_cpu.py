@@ -234,8 +234,11 @@ class _FusedSparseLIF(torch.autograd.Function):
         # else the op computes I: from the events (CPU, event), or by GEMMs over time chunks of
         # the events densified, the membrane carried (no [T, B, N] current)
 
-        beta_v = per_feature(beta.clamp(0, 1), n, "beta", like).contiguous()
-        thr_v = per_feature(threshold, n, "threshold", like).contiguous()
+        if cfg.neuron is not None:  # computed once by sparse_lif (β clamped, θ; [N] each)
+            beta_v, thr_v = cfg.neuron
+        else:
+            beta_v = per_feature(beta.clamp(0, 1), n, "beta", like).contiguous()
+            thr_v = per_feature(threshold, n, "threshold", like).contiguous()
         pool = cfg.pool
         # spikes leave as their events (SpikeTensor) unless compiling or not [T, B, N]
         compact = x.dim() == 3 and not torch.compiler.is_compiling()

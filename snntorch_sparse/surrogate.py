@@ -128,7 +128,7 @@ def mass_gain(surrogate, shift: torch.Tensor, window: torch.Tensor) -> torch.Ten
     x = shift.detach()
     x = x.reshape(1, -1) if x.dim() < 2 else x.reshape(x.shape[0], math.prod(x.shape[1:]))
     full = surrogate.derivative(x)
-    inside = torch.where(x.abs() < window.reshape(-1), full, torch.zeros_like(full))
+    inside = torch.where(x.abs() < window.reshape(-1), full, 0.0)
     return mass_gain_from(full, inside, surrogate.active_fraction)
 
 

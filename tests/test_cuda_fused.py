@@ -255,3 +255,38 @@ def test_a_dense_first_layer_input_is_saved_as_itself_not_as_events():
     layer.cpu().zero_grad()
     layer(x.cpu()).sum().backward()
     torch.testing.assert_close(g_cuda, layer.fc.weight.grad, rtol=1e-10, atol=1e-10)
+
+
+def test_a_training_step_synchronises_once_per_layer():
+    """torch's sync debug mode counts what makes the host wait in one training step of a
+    sparsified snnTorch model (the package's defaults): one read of the totals per fused
+    layer, plus the first layer's NaN/inf check of its dense input."""
+    import warnings
+
+    import snntorch as snn
+
+    import snntorch_sparse as ss
+    torch.manual_seed(0)
+    net = ss.sparsify(torch.nn.Sequential(
+        torch.nn.Linear(300, 128), snn.Leaky(beta=0.9, init_hidden=True),
+        torch.nn.Linear(128, 128), snn.Leaky(beta=0.9, init_hidden=True),
+        torch.nn.Linear(128, 10), snn.Leaky(beta=0.9, init_hidden=True, output=True))).cuda()
+    x = (torch.rand(100, 32, 300, device="cuda") < 0.05).float()
+    labels = torch.randint(0, 10, (32,), device="cuda")
+
+    def step():
+        spk, mem = net(x)
+        torch.nn.functional.cross_entropy(mem.sum(0), labels).backward()
+
+    step()
+    step()
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) <= 3 + 1, [str(w.message) for w in syncs]
