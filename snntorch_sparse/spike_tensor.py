@@ -100,23 +100,29 @@ class SpikeTensor(torch.Tensor):
         return self._store.materialise()
 
     def batch_rows(self, index: torch.Tensor) -> torch.Tensor:
-        """Dense ``[T, len(index), N]`` spikes of the batch entries ``index``, without building the rest."""
+        """Dense ``[T, len(index), N]`` spikes of the batch entries ``index``, without building the rest.
+
+        No boolean-mask indexing (on CUDA that reads a count back to the host): every
+        event is written, those of other batch entries into one spare element dropped
+        at the end.
+        """
         s = self._store
         if s.dense is not None:
             return s.dense.index_select(1, index)
         from .ops import fused
         T, B, N = s.shape
-        out = torch.zeros((T, index.numel(), N), dtype=s.dtype, device=s.device)
+        m = index.numel()
+        out = torch.zeros(T * m * N + 1, dtype=s.dtype, device=s.device)
         if s.col.numel():
             flat = fused.csr_to_flat(s.rowptr, s.col, N)
             row = torch.div(flat, N, rounding_mode="floor")
             pos = torch.full((B,), -1, dtype=torch.long, device=s.device)
-            pos[index] = torch.arange(index.numel(), device=s.device)
+            pos[index] = torch.arange(m, device=s.device)
             k = pos[row % B]
-            keep = k >= 0
             t = torch.div(row, B, rounding_mode="floor")
-            out.view(-1).index_fill_(0, ((t * index.numel() + k) * N + flat % N)[keep], 1)
-        return out
+            target = torch.where(k >= 0, (t * m + k) * N + flat % N, T * m * N)
+            out.index_fill_(0, target, 1)
+        return out[:-1].view(T, m, N)
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):

@@ -1,9 +1,11 @@
 """What in a training step would make the host wait for a GPU.
 
 On CUDA, reading a tensor's value on the host (``item``, ``tolist``, ``bool``,
-``float``, ``.cpu()``) and building a device tensor from Python values
+``float``, ``.cpu()``), building a device tensor from Python values
 (``torch.tensor(..., device=...)``: a copy from pageable memory that
-synchronises the stream) stall the launch queue. This test runs a sparsified
+synchronises the stream) and ops whose output size depends on the data
+(``nonzero``, boolean-mask indexing, ``repeat_interleave`` without
+``output_size``, ...) stall the launch queue. This test runs a sparsified
 snnTorch model (the package's defaults: adaptive window) on the CPU along the
 branch CUDA takes for a dense first-layer input, and counts those calls at the
 Python level: the one allowed is the first layer's NaN/inf check of its input,
@@ -24,6 +26,13 @@ from snntorch_sparse import fused_cpu
 
 _READS = {"item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy"}
 _BUILDS = {"tensor", "as_tensor"}
+# ops whose output size is data-dependent: on CUDA they read a count back to the host
+_SIZED_BY_DATA = {"nonzero", "masked_select", "unique", "bincount", "argwhere", "nonzero_static"}
+
+
+def _bool_index(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
 
 
 class _HostWaits(TorchFunctionMode):
@@ -34,7 +43,10 @@ class _HostWaits(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        if name in _READS or (name in _BUILDS and kwargs.get("device") is not None):
+        if (name in _READS or name in _SIZED_BY_DATA or (name in _BUILDS and kwargs.get("device") is not None)
+                or (name == "__getitem__" and len(args) > 1 and _bool_index(args[1]))
+                or (name == "repeat_interleave" and kwargs.get("output_size") is None
+                    and len(args) > 1 and isinstance(args[1], torch.Tensor))):
             frame = traceback.extract_stack(limit=4)[-3]
             self.calls[f"{name} {frame.filename.rsplit('/', 1)[-1]}:{frame.name}"] += 1
         return func(*args, **kwargs)
