@@ -27,6 +27,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <string>
+#include <vector>
+
 #include "alpha_backward.cuh"
 #include "rleaky_backward.cuh"
 #include "rsynaptic_backward.cuh"
@@ -51,20 +54,44 @@ at::Tensor csr_flat(const at::Tensor& rowptr, const at::Tensor& col, int64_t n_c
   return rows.mul_(n_cols).add_(col.to(at::kLong));
 }
 
-// A CSR set over `rows` rows and `ncols` columns is well formed (one host sync).
-void check_csr(const char* op, const char* what, const at::Tensor& rowptr, const at::Tensor& col, int64_t rows,
-               int64_t ncols, at::ScalarType col_type) {
-  TORCH_CHECK(rowptr.scalar_type() == at::kLong && col.scalar_type() == col_type, op, ": ", what,
-              "_rowptr must be int64 and ", what, "_col ", col_type == at::kInt ? "int32" : "int64");
-  TORCH_CHECK(rowptr.numel() == rows + 1, op, ": ", what, "_rowptr must have T*R+1 entries, got ", rowptr.numel());
-  TORCH_CHECK(rowptr.device() == col.device(), op, ": ", what, "_rowptr and ", what, "_col are on different devices");
-  auto ok = rowptr.select(0, 0).eq(0).logical_and(rowptr.select(0, rows).eq(col.numel()));
-  if (rows > 0) ok = ok.logical_and(rowptr.diff().ge(0).all());
-  TORCH_CHECK(ok.item<bool>(), op, ": ", what, "_rowptr does not span ", what, "_col or decreases");
-  if (col.numel() > 0) {
-    TORCH_CHECK(col.ge(0).logical_and(col.lt(ncols)).all().item<bool>(), op, ": ", what, "_col out of range");
+// The CSR sets an op was given are well formed: host-side checks at once, the
+// value checks (row pointers span the columns and never decrease, columns in
+// range) as device flags read back together by verify() -- one host sync per
+// op call, not two per set.
+class CsrChecks {
+ public:
+  explicit CsrChecks(const char* op) : op_(op) {}
+
+  void add(const char* what, const at::Tensor& rowptr, const at::Tensor& col, int64_t rows, int64_t ncols,
+           at::ScalarType col_type) {
+    TORCH_CHECK(rowptr.scalar_type() == at::kLong && col.scalar_type() == col_type, op_, ": ", what,
+                "_rowptr must be int64 and ", what, "_col ", col_type == at::kInt ? "int32" : "int64");
+    TORCH_CHECK(rowptr.numel() == rows + 1, op_, ": ", what, "_rowptr must have T*R+1 entries, got ",
+                rowptr.numel());
+    TORCH_CHECK(rowptr.device() == col.device(), op_, ": ", what, "_rowptr and ", what,
+                "_col are on different devices");
+    auto ok = rowptr.select(0, 0).eq(0).logical_and(rowptr.select(0, rows).eq(col.numel()));
+    if (rows > 0) ok = ok.logical_and(rowptr.diff().ge(0).all());
+    flags_.push_back(ok);
+    messages_.push_back(std::string(what) + "_rowptr does not span " + what + "_col or decreases");
+    if (col.numel() > 0) {
+      flags_.push_back(col.ge(0).logical_and(col.lt(ncols)).all());
+      messages_.push_back(std::string(what) + "_col out of range");
+    }
   }
-}
+
+  void verify() const {  // the one host synchronisation
+    if (flags_.empty()) return;
+    const auto all = at::stack(flags_).cpu();
+    const bool* ok = all.const_data_ptr<bool>();
+    for (size_t i = 0; i < flags_.size(); ++i) TORCH_CHECK(ok[i], op_, ": ", messages_[i]);
+  }
+
+ private:
+  const char* op_;
+  std::vector<at::Tensor> flags_;
+  std::vector<std::string> messages_;
+};
 
 at::Tensor sparse_weight_grad(const at::Tensor& h, const at::Tensor& x_index, const std::optional<at::Tensor>& vals,
                               int64_t in_features) {
@@ -117,14 +144,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   check_device(op, act_sg, beta, "beta");
   TORCH_CHECK(beta.scalar_type() == dtype, op, ": dtypes must agree");
   at::Tensor rp = act_rowptr.contiguous(), sgc = act_sg.contiguous(), b = beta.contiguous();
-  check_csr(op, "act", rp, act_col, Tn * R, N, at::kInt);
-  at::Tensor cl = act_col.to(at::kLong).contiguous();  // the body indexes with int64
+  CsrChecks checks(op);
+  checks.add("act", rp, act_col, Tn * R, N, at::kInt);
   at::Tensor sr, sc;
   if (has_spk) {
     check_device(op, act_sg, *spk_rowptr, "spk_rowptr");
     sr = spk_rowptr->contiguous();
     sc = spk_col->contiguous();
-    check_csr(op, "spk", sr, sc, Tn * R, N, at::kInt);
+    checks.add("spk", sr, sc, Tn * R, N, at::kInt);
   }
   at::Tensor xr, xc, xv;
   const bool need_dw = x_rowptr.has_value() && x_rowptr->defined();
@@ -133,7 +160,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     check_device(op, act_sg, *x_rowptr, "x_rowptr");
     xr = x_rowptr->contiguous();
     xc = x_col->contiguous();
-    check_csr(op, "x", xr, xc, Tn * R, n_in, at::kInt);
+    checks.add("x", xr, xc, Tn * R, n_in, at::kInt);
     if (x_val.has_value() && x_val->defined()) {
       TORCH_CHECK(x_val->numel() == xc.numel() && x_val->scalar_type() == dtype, op,
                   ": x_val must be [nnz] of the gradient's dtype");
@@ -141,6 +168,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       xv = x_val->contiguous();
     }
   }
+  checks.verify();
+  at::Tensor cl = act_col.to(at::kLong).contiguous();  // the body indexes with int64
   auto opts = act_sg.options();
   at::Tensor dv = need_dv ? at::empty({N, N}, opts) : at::empty({0}, opts);
   at::Tensor db = need_db ? at::empty({N}, opts) : at::empty({0}, opts);
@@ -226,7 +255,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rsynaptic_backward_cuda(
     TORCH_CHECK(!x->defined() || x->scalar_type() == dtype, op, ": dtypes must agree");
   TORCH_CHECK(!s.defined() || s.scalar_type() == at::kBool, op, ": spk must be bool");
   at::Tensor rp = act_rowptr.contiguous(), cl = act_col.contiguous(), sgc = act_sg.contiguous();
-  check_csr(op, "act", rp, cl, Tn * R, N, at::kLong);
+  CsrChecks checks(op);
+  checks.add("act", rp, cl, Tn * R, N, at::kLong);
+  checks.verify();
   at::Tensor a = need_a ? at::empty({Tn, R, N}, act_sg.options()) : at::empty({0}, act_sg.options());
   at::Tensor c = at::empty({Tn, R, N}, act_sg.options());
   at::Tensor g = at::empty({act_sg.numel()}, act_sg.options());
