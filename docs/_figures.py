@@ -244,7 +244,9 @@ def _gpu_row(gpu: dict) -> str:
                  f"({_x(q['sparse_bf16_vs_sparse_compiled']['step_speedup'])} our float32 step)")
     if "spikingjelly" in v:
         text += f"; SpikingJelly 2.0's step {step('spikingjelly')}"
-    text += f" (`nvidia-h200.json`, {gpu['meta'].get('date', '?')[:10]}; other configs in `docs/benchmarks.md`)"
+    build = f", build {gpu['meta']['commit']}" if gpu["meta"].get("commit") else ""
+    text += (f" (`nvidia-h200.json`, {gpu['meta'].get('date', '?')[:10]}{build}; other configs in "
+             "`docs/benchmarks.md`)")
     return _row(f"{gpu['meta'].get('device', 'GPU')}, SHD config (activity {c['activity']})",
                 "`bash benchmarks/run_gpu.sh`", text)
 

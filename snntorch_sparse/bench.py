@@ -50,6 +50,7 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 from pathlib import Path
 
 import snntorch as snn
@@ -597,6 +598,22 @@ def default_configs(device) -> list:
     return ["quick_shd", "shd"] + (["fsdd_shd"] if fsdd_root() is not None else [])
 
 
+def _source_commit() -> Optional[str]:
+    """The package's git commit (short hash, ``+dirty`` with local changes), or ``None`` outside a checkout."""
+    import subprocess
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def main(argv=None) -> list:
     p = argparse.ArgumentParser(prog="python -m snntorch_sparse.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", nargs="*", help=f"presets to run (default depends on device); choices: {sorted(PRESETS)}")
@@ -637,6 +654,9 @@ def main(argv=None) -> list:
     meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
             "torch": torch.__version__, "snntorch": snn.__version__, "python": sys.version.split()[0],
             "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    commit = _source_commit()
+    if commit:
+        meta["commit"] = commit  # which build was measured
     results = []
     for n in names:
         cfg = PRESETS[n]
