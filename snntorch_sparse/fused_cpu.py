@@ -197,7 +197,9 @@ class _FusedSparseLIF(torch.autograd.Function):
             # cuBLAS reads the input's own rows, chunk by chunk, forward and backward: no event
             # list is built or saved (the tensor is the user's; saving it copies nothing)
             x_gemm = x2.contiguous()
-            if cfg.check_finite:  # NaN/inf make the sum non-finite; read after the op's own sync
+            if cfg.check_finite and torch.compiler.is_compiling():
+                check_finite(x2, "x")  # an in-graph assertion
+            elif cfg.check_finite:  # NaN/inf make the sum non-finite; read after the op's own sync
                 finite_total = x_gemm.detach().sum()
         elif linear:
             # The input's events are read from the tensor itself, never from the upstream
