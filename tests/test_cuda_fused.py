@@ -290,3 +290,12 @@ def test_a_training_step_synchronises_once_per_layer():
             torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) <= 3 + 1, [str(w.message) for w in syncs]
+
+
+def test_a_nan_in_a_dense_input_is_named_on_cuda():
+    """The dense-input path builds no event list; its NaN/inf check still names the input."""
+    layer = SparseLinearLeaky(50, 20, beta=0.9).cuda()
+    x = (torch.rand(10, 4, 50, device="cuda") < 0.2).float()
+    x[3, 1, 7] = float("nan")
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        layer(x)
