@@ -23,10 +23,11 @@ import torch
 from ._validation import (as_float_param, autocast_input, check_backend, check_beta, check_param_shape, check_reset,
                           check_same_device, check_sequence, check_threshold)
 from ._activity import ActivityMonitor
+from ._neuron_views import SparseNeuronViews
 from .functional import LIFConfig, sparse_lif
 from .state import lif_from_state
 from .step import leaky_step
-from .surrogate import DEFAULT_ACTIVE_FRACTION, SparseSurrogate, frozen_copy, sparse_atan, sparsify_surrogate
+from .surrogate import DEFAULT_ACTIVE_FRACTION, SparseSurrogate, sparse_atan, sparsify_surrogate
 
 __all__ = ["SparseLeaky", "resolve_surrogate"]
 
@@ -58,7 +59,7 @@ def _value(t) -> str:
     return "?" if t.device.type == "meta" else f"{float(t.float().mean()):g}"
 
 
-class SparseLeaky(snn.Leaky):
+class SparseLeaky(SparseNeuronViews, snn.Leaky):
     """Drop-in :class:`snntorch.Leaky` with a sparse surrogate gradient.
 
     Takes every argument of :class:`snntorch.Leaky`, plus:
@@ -132,43 +133,6 @@ class SparseLeaky(snn.Leaky):
             if bad:
                 raise ValueError(f"step_mode='multi' does not support {', '.join(bad)}; "
                                  "use step_mode='single' for these features")
-
-    @property
-    def multi_step(self) -> bool:
-        """True when one call processes a whole ``[T, B, ...]`` sequence."""
-        return self.step_mode == "multi"
-
-    @property
-    def bth(self):
-        """The fixed window half-width, or ``None`` for the adaptive window."""
-        return self.surrogate.bth
-
-    @property
-    def window(self):
-        """The window half-width ``B`` of the last call (of its backward, in single-step mode)."""
-        if self.step_mode == "single":
-            return self.surrogate.last_window
-        return self._stats.get("window")
-
-    def frozen_surrogate(self):
-        """A fixed-window copy of the surrogate with the last call's windows and gains.
-
-        Given to a dense ``snn.Leaky`` (``spike_grad=layer.frozen_surrogate()``), it
-        reproduces exactly the gradient rule this layer used in its last call.
-        """
-        return frozen_copy(self.surrogate, self.window, self.surrogate.last_gain if self.step_mode == "single" else self._stats.get("gain"))
-
-    @property
-    def activity(self):
-        """Fraction of (t, b, n) entries in the active window in the last call.
-
-        Multi-step: the last forward. Single-step: the last time step that reached a backward.
-        """
-        if self.step_mode == "single":
-            sg = self.surrogate
-            return sg.last_active / sg.last_total if sg.last_total else None
-        s = self._stats
-        return s["active"] / s["total"] if s.get("total") else None
 
     def forward(self, input_, mem=None):
         if self.step_mode == "single":

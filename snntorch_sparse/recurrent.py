@@ -69,6 +69,7 @@ from torch import nn
 
 from ._activity import ActivityMonitor
 from ._fused_layer import FusedLinearMixin
+from ._neuron_views import SparseNeuronViews
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
                           check_sequence, check_threshold, per_feature)
 from .fused_cpu import SpikeSets, compact_grad_values, dense_grad, first_order_only
@@ -78,7 +79,6 @@ from .functional import ACTIVE_INDEX_ATTR, LIFConfig, _active_window, _event_lin
 from .neurons import resolve_surrogate
 from .ops import get_backend
 from .state import _AUTO_EVENT_DENSITY, _DENSE_INPUT_DENSITY, StatefulMixin, event_linear
-from .surrogate import frozen_copy
 
 __all__ = ["SparseRLeaky", "SparseLinearRLeaky", "rleaky_sequence", "linear_rleaky_sequence"]
 
@@ -533,7 +533,7 @@ def linear_rleaky_sequence(x, w_in, b_in, weight, bias, v, beta, threshold, cfg:
     return _finish(spk, mem, shape, cfg)
 
 
-class SparseRLeaky(snn.RLeaky):
+class SparseRLeaky(SparseNeuronViews, snn.RLeaky):
     """Drop-in :class:`snntorch.RLeaky` with a sparse surrogate gradient.
 
     Takes every argument of :class:`snntorch.RLeaky` (``all_to_all`` with
@@ -579,26 +579,6 @@ class SparseRLeaky(snn.RLeaky):
             if bad:
                 raise ValueError(f"step_mode='multi' does not support {', '.join(bad)}; "
                                  "use step_mode='single' for these features")
-
-    @property
-    def multi_step(self) -> bool:
-        return self.step_mode == "multi"
-
-    @property
-    def bth(self):
-        return self.surrogate.bth
-
-    @property
-    def activity(self):
-        if self.step_mode == "single":
-            sg = self.surrogate
-            return sg.last_active / sg.last_total if sg.last_total else None
-        s = self._stats
-        return s["active"] / s["total"] if s.get("total") else None
-
-    def frozen_surrogate(self):
-        return frozen_copy(self.surrogate, self._stats.get("window") if self.multi_step else self.surrogate.last_window,
-                           self._stats.get("gain") if self.multi_step else self.surrogate.last_gain)
 
     def _recurrent_args(self):
         if self.all_to_all:

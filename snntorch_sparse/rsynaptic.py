@@ -54,6 +54,7 @@ from torch import nn
 
 from ._activity import ActivityMonitor
 from ._fused_layer import FusedLinearMixin
+from ._neuron_views import SparseNeuronViews
 from ._sequence import active_set, as_tensor_like, register_param, shifted, state_rows
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
                           check_sequence, check_threshold, check_unit, per_feature)
@@ -63,7 +64,6 @@ from .neurons import resolve_surrogate
 from .ops import get_backend
 from .recurrent import _check_rleaky, _copy_recurrent, _kernel_applies, _learn_recurrent, _reduce
 from .state import StatefulMixin, event_linear
-from .surrogate import frozen_copy
 
 __all__ = ["SparseRSynaptic", "SparseLinearRSynaptic", "rsynaptic_sequence"]
 
@@ -253,7 +253,7 @@ def rsynaptic_sequence(current, weight, bias, v, alpha, beta, threshold, cfg: LI
     return spk.view(current.shape), syn.view(current.shape), mem.view(current.shape)
 
 
-class SparseRSynaptic(snn.RSynaptic):
+class SparseRSynaptic(SparseNeuronViews, snn.RSynaptic):
     """Drop-in :class:`snntorch.RSynaptic` with a sparse surrogate gradient.
 
     Takes every argument of :class:`snntorch.RSynaptic` (``all_to_all`` with
@@ -312,27 +312,6 @@ class SparseRSynaptic(snn.RSynaptic):
                 raise ValueError(f"step_mode='multi' does not support {', '.join(bad)}; "
                                  "use step_mode='single' for these features")
 
-    @property
-    def multi_step(self) -> bool:
-        return self.step_mode == "multi"
-
-    @property
-    def bth(self):
-        return self.surrogate.bth
-
-    @property
-    def activity(self):
-        """Fraction of (t, b, n) entries in the active window in the last call."""
-        if self.step_mode == "single":
-            sg = self.surrogate
-            return sg.last_active / sg.last_total if sg.last_total else None
-        s = self._stats
-        return s["active"] / s["total"] if s.get("total") else None
-
-    def frozen_surrogate(self):
-        return frozen_copy(self.surrogate, self._stats.get("window") if self.multi_step else self.surrogate.last_window,
-                           self._stats.get("gain") if self.multi_step else self.surrogate.last_gain)
-
     def forward(self, input_, spk=None, syn=None, mem=None):
         if self.step_mode == "single":
             return super().forward(input_, spk, syn, mem)
@@ -342,12 +321,7 @@ class SparseRSynaptic(snn.RSynaptic):
         check_same_device(input_=input_, alpha=self.alpha, beta=self.beta, threshold=self.threshold)
         check_sequence(input_, "input_", min_dim=2, check_values=False)
         step = tuple(input_.shape[1:])
-        given = {"spk": spk, "syn": syn, "mem": mem}
-        if self.stateful:
-            for name in given:
-                held = getattr(self, name)
-                if given[name] is None and tuple(held.shape) == step:
-                    given[name] = held
+        given = self._given_or_held({"spk": spk, "syn": syn, "mem": mem}, step)
         track = self.stateful or any(x is not None for x in (spk, syn, mem))
         cfg = LIFConfig(surrogate=self.surrogate, reset_mode=int(self.reset_mechanism_val),
                         backend=self.backend, stats=self._stats)

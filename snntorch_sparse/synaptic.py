@@ -41,6 +41,7 @@ from torch import nn
 
 from ._activity import ActivityMonitor
 from ._fused_layer import FusedLinearMixin
+from ._neuron_views import SparseNeuronViews
 from ._validation import (as_float_param, autocast_input, check_beta, check_features, check_reset, check_same_device,
                           check_sequence, check_threshold, per_feature)
 from .fused_cpu import first_order_only
@@ -48,7 +49,6 @@ from .functional import LIFConfig, sparse_lif
 from .neurons import resolve_surrogate
 from .ops import get_backend
 from .state import StatefulMixin, event_linear, lif_from_state, prepend_state
-from .surrogate import frozen_copy
 
 __all__ = ["SparseSynaptic", "SparseLinearSynaptic", "decay_scan", "synaptic_sequence"]
 
@@ -147,7 +147,7 @@ def _as_param(module, name, value, learn, dtype=None, device=None):
         module.register_buffer(name, value)
 
 
-class SparseSynaptic(snn.Synaptic):
+class SparseSynaptic(SparseNeuronViews, snn.Synaptic):
     """Drop-in :class:`snntorch.Synaptic` with a sparse surrogate gradient.
 
     Takes every argument of :class:`snntorch.Synaptic` plus ``bth``,
@@ -199,27 +199,6 @@ class SparseSynaptic(snn.Synaptic):
             if bad:
                 raise ValueError(f"step_mode='multi' does not support {', '.join(bad)}; "
                                  "use step_mode='single' for these features")
-
-    @property
-    def multi_step(self) -> bool:
-        return self.step_mode == "multi"
-
-    @property
-    def bth(self):
-        return self.surrogate.bth
-
-    @property
-    def activity(self):
-        """Fraction of (t, b, n) entries in the active window in the last call."""
-        if self.step_mode == "single":
-            sg = self.surrogate
-            return sg.last_active / sg.last_total if sg.last_total else None
-        s = self._stats
-        return s["active"] / s["total"] if s.get("total") else None
-
-    def frozen_surrogate(self):
-        return frozen_copy(self.surrogate, self._stats.get("window") if self.multi_step else self.surrogate.last_window,
-                           self._stats.get("gain") if self.multi_step else self.surrogate.last_gain)
 
     def forward(self, input_, syn=None, mem=None):
         if self.step_mode == "single":
