@@ -88,8 +88,7 @@ def cuda_layout(chunk_mib):
                             need_spike_csr, need_active, shape=shape, event=True if x_dense is None else event,
                             capacity=capacity, x_dense=x_dense))
         del held
-        guess = max(1024, T * B * n // 8)
-        cap_a, cap_s = capacity if capacity is not None else (guess, guess // 2)
+        cap_a, cap_s = capacity if capacity is not None else cost_model.first_call_lists(T * B * n)
         if need_active and out[3].numel() <= cap_a:
             out[3], out[4] = rehome(out[3], cap_a), rehome(out[4], cap_a)
         if need_spike_csr and out[1].numel() <= cap_s:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
-__all__ = ["Machine", "H200", "LayerShape", "Kernel", "CHUNK_BUDGET", "HOST_LAUNCH_S", "chunk_budget", "chunk_steps",
+__all__ = ["Machine", "H200", "LayerShape", "Kernel", "CHUNK_BUDGET", "HOST_LAUNCH_S", "chunk_budget", "chunk_steps", "first_call_lists",
            "layer_kernels", "network_kernels", "step_prediction", "mlp_network", "shd_network", "spikingjelly_step",
            "markdown_table"]
 
@@ -94,6 +94,14 @@ HOST_LAUNCH_S = 5e-6
 
 # ∂L/∂X from the chunk's h W GEMM above this upstream active fraction (kDxGemmFraction).
 DX_GEMM_FRACTION = 0.1
+
+
+def first_call_lists(entries: int) -> tuple:
+    """The CUDA forward's list lengths ``(active, spikes)`` without a hint (a layer's first call,
+    ``lif_fused_forward_cuda``): an eighth of the ``T·B·N`` entries active (at least 1024), half
+    as many spikes."""
+    guess = max(1024, entries // 8)
+    return guess, guess // 2
 
 
 def chunk_budget(T: int, B: int, N: int, e: int = 4, fixed: Optional[int] = None) -> int:

@@ -55,6 +55,8 @@ def test_the_chunk_rule_and_constants_are_the_launchers():
     assert cm.chunk_budget(500, 256, 1000, fixed=4 << 20) == 4 << 20
     assert float(re.search(r"kDxGemmFraction = ([0-9.]+);", src).group(1)) == cm.DX_GEMM_FRACTION
     assert "budget / (B · width · elem)" in src
+    assert "std::max<int64_t>(1024, R * N / 8)" in src and "guess / 2" in src  # first_call_lists
+    assert cm.first_call_lists(8) == (1024, 512) and cm.first_call_lists(80000) == (10000, 5000)
     # SHD layer 1 forward: the current [rows, 200] is the only buffer (the dense input's rows are read)
     assert cm.chunk_steps(500, 256, 200) == (8 << 20) // (256 * 200 * 4)
     assert cm.chunk_steps(500, 256, 0) == 500 and cm.chunk_steps(3, 256, 10 ** 6) == 1

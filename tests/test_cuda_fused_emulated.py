@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from snntorch_sparse import cost_model
 from snntorch_sparse.ops import compiled, fused
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
@@ -255,8 +256,7 @@ def emulated_forward(lib, current, beta, thr, win, mode, need_mem=True, steps=No
         assert (act_col[cap_a:] == -1).all() and (spk_col[cap_s:] == -1).all(), "a list was written past its capacity"
         return out, mem, act_rp, act_col, act_shift, spk_rp, spk_col
 
-    guess = max(1024, R * N // 8)
-    cap_a, cap_s = capacity if capacity is not None else (guess, guess // 2)
+    cap_a, cap_s = capacity if capacity is not None else cost_model.first_call_lists(R * N)
     out, mem, act_rp, act_col, act_shift, spk_rp, spk_col = run(cap_a, cap_s)
     n_act, n_spk, passes = int(act_rp[R]), int(spk_rp[R]), 1
     if n_act > cap_a or n_spk > cap_s:
@@ -414,7 +414,7 @@ def test_lists_sized_below_their_totals_take_a_second_pass_with_the_same_result(
         x, w, b, beta, thr, win, current = _layer(T, B, N, Ni, dtype, seed=5 + mode)
         spk_ref, mem_ref, (s_rp, s_col), (a_rp, a_col, a_shift) = _cpu_forward(current, beta, thr, win, mode)
         n_a, n_s = a_col.numel(), s_col.numel()
-        guess = max(1024, T * B * N // 8)  # the launcher's lengths without a hint
+        guess = cost_model.first_call_lists(T * B * N)[0]  # the launcher's lengths without a hint
         for capacity, want_passes in (((0, 0), 2), ((n_a - 1, n_s), 2), ((n_a, n_s - 1), 2), ((n_a, n_s), 1),
                                       ((n_a + 100, n_s + 7), 1),
                                       (None, 1 if n_a <= guess and n_s <= guess // 2 else 2)):
